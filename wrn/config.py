@@ -1,0 +1,275 @@
+"""One frozen, typed training configuration, built from small sections.
+
+Every field name is unique across sections, so the whole config also reads as one flat
+``{key: value}`` namespace: the keys that search spaces, ``--set KEY=VALUE`` and trial
+parameters use (``depth``, ``lr``, ``mixup_prob`` ...).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+AUGMENTATIONS = ("albumentations", "randaugment", "basic")
+DATASETS = ("cifar100", "synthetic")
+DEVICES = ("auto", "cuda", "cpu")
+EVAL_SPLITS = ("val", "test")
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message names the key."""
+
+
+def _check(ok: bool, key: str, message: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}: {message}")
+
+
+def valid_depth(depth: int) -> bool:
+    """WRN depth is 6n+4: n BasicBlocks (two convs each) in each of 3 stages, plus 4."""
+    return depth >= 10 and (depth - 4) % 6 == 0
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    depth: int = 28
+    width: int = 10
+    dropout: float = 0.3  # between the two 3x3 convs of each block
+    first_dropout: float = 0.0  # after the stem conv (light recipe: 0.1)
+    num_classes: int = 100
+
+    def __post_init__(self) -> None:
+        _check(valid_depth(self.depth), "depth", f"must be 6n+4 with n >= 1, got {self.depth}")
+        _check(self.width >= 1, "width", f"must be >= 1, got {self.width}")
+        _check(0.0 <= self.dropout < 1.0, "dropout", f"must be in [0, 1), got {self.dropout}")
+        _check(
+            0.0 <= self.first_dropout < 1.0,
+            "first_dropout",
+            f"must be in [0, 1), got {self.first_dropout}",
+        )
+        _check(self.num_classes >= 2, "num_classes", f"must be >= 2, got {self.num_classes}")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dataset: Literal["cifar100", "synthetic"] = "cifar100"
+    data_dir: str = "./data"
+    download: bool = True  # fetch the official archive when the pickles are missing
+    val_size: int = 5000  # held out of the training set; what trials score on
+    eval_split: Literal["val", "test"] = "val"  # "test" only for full reruns
+    augmentation: Literal["albumentations", "randaugment", "basic"] = "albumentations"
+    workers: int = -1  # DataLoader worker processes; -1 = one per CPU core, at most 8
+    synthetic_train_size: int = 50_000  # CIFAR-100 sized by default
+    synthetic_test_size: int = 10_000
+
+    def __post_init__(self) -> None:
+        _check(self.dataset in DATASETS, "dataset", f"must be one of {DATASETS}")
+        _check(self.eval_split in EVAL_SPLITS, "eval_split", f"must be one of {EVAL_SPLITS}")
+        _check(
+            self.augmentation in AUGMENTATIONS,
+            "augmentation",
+            f"must be one of {AUGMENTATIONS}, got {self.augmentation!r}",
+        )
+        _check(self.val_size >= 0, "val_size", f"must be >= 0, got {self.val_size}")
+        _check(
+            self.eval_split == "test" or self.val_size > 0,
+            "val_size",
+            "must be > 0 when scoring on the validation split",
+        )
+        _check(self.workers >= -1, "workers", f"must be >= -1, got {self.workers}")
+        _check(self.synthetic_train_size >= 1, "synthetic_train_size", "must be >= 1")
+        _check(self.synthetic_test_size >= 1, "synthetic_test_size", "must be >= 1")
+
+
+@dataclass(frozen=True)
+class MixConfig:
+    """Per batch: CutMix with ``cutmix_prob``; otherwise MixUp with ``mixup_prob``."""
+
+    mixup_prob: float = 0.0
+    cutmix_prob: float = 0.0
+    mix_alpha: float = 1.0  # Beta(alpha, alpha) for both MixUp and CutMix
+
+    def __post_init__(self) -> None:
+        for key in ("mixup_prob", "cutmix_prob"):
+            value = getattr(self, key)
+            _check(0.0 <= value <= 1.0, key, f"must be in [0, 1], got {value}")
+        _check(self.mix_alpha > 0.0, "mix_alpha", f"must be > 0, got {self.mix_alpha}")
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    lr: float = 0.3  # OneCycleLR max LR
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 5e-4
+    label_smoothing: float = 0.1
+    warmup_frac: float = 0.3  # OneCycleLR pct_start
+    initial_lr_div: float = 25.0  # start LR = lr / initial_lr_div
+    final_lr: float = 1e-5  # LR at the last step
+    grad_accum: int = 1  # micro-batches per optimiser step
+    grad_clip: float = 0.0  # max gradient norm; 0 = off
+
+    def __post_init__(self) -> None:
+        _check(self.lr > 0.0, "lr", f"must be > 0, got {self.lr}")
+        _check(0.0 <= self.momentum < 1.0, "momentum", f"must be in [0, 1), got {self.momentum}")
+        _check(
+            not self.nesterov or self.momentum > 0.0, "nesterov", "needs momentum > 0"
+        )
+        _check(self.weight_decay >= 0.0, "weight_decay", f"must be >= 0, got {self.weight_decay}")
+        _check(
+            0.0 <= self.label_smoothing < 1.0,
+            "label_smoothing",
+            f"must be in [0, 1), got {self.label_smoothing}",
+        )
+        _check(0.0 < self.warmup_frac < 1.0, "warmup_frac", "must be in (0, 1)")
+        _check(self.initial_lr_div >= 1.0, "initial_lr_div", "must be >= 1")
+        _check(
+            0.0 < self.final_lr < self.lr / self.initial_lr_div,
+            "final_lr",
+            f"must be in (0, lr / initial_lr_div), got {self.final_lr}",
+        )
+        _check(self.grad_accum >= 1, "grad_accum", f"must be >= 1, got {self.grad_accum}")
+        _check(self.grad_clip >= 0.0, "grad_clip", f"must be >= 0, got {self.grad_clip}")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    epochs: int = 200
+    batch_size: int = 256  # images per micro-batch (optimiser step = batch_size * grad_accum)
+    seed: int = 0
+    device: Literal["auto", "cuda", "cpu"] = "auto"
+    bf16: bool = True  # autocast to bfloat16 on CUDA; CPU always runs fp32
+    channels_last: bool = True  # on CUDA only
+    compile: bool = False  # torch.compile the model
+
+    def __post_init__(self) -> None:
+        _check(self.epochs >= 1, "epochs", f"must be >= 1, got {self.epochs}")
+        _check(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
+        _check(self.seed >= 0, "seed", f"must be >= 0, got {self.seed}")
+        _check(self.device in DEVICES, "device", f"must be one of {DEVICES}")
+
+
+SECTIONS = ("model", "data", "mixing", "optim", "run")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    mixing: MixConfig = field(default_factory=MixConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def __post_init__(self) -> None:
+        if self.data.eval_split == "val" and self.data.dataset == "synthetic":
+            _check(
+                self.data.val_size < self.data.synthetic_train_size,
+                "val_size",
+                f"must be smaller than the training set ({self.data.synthetic_train_size})",
+            )
+
+    def to_flat(self) -> dict[str, Any]:
+        """All values as one ``{key: value}`` dict (JSON-serialisable)."""
+        flat: dict[str, Any] = {}
+        for section in SECTIONS:
+            flat.update(dataclasses.asdict(getattr(self, section)))
+        return flat
+
+    @classmethod
+    def from_flat(cls, values: dict[str, Any]) -> TrainConfig:
+        """Build from flat keys; missing keys take their defaults, unknown keys are an error."""
+        return cls().replace(**values)
+
+    def replace(self, **values: Any) -> TrainConfig:
+        """A copy with some flat keys changed, each value coerced to its field's type."""
+        by_section: dict[str, dict[str, Any]] = {s: {} for s in SECTIONS}
+        for key, value in values.items():
+            section = FLAT_KEYS.get(key)
+            if section is None:
+                raise ConfigError(f"unknown config key {key!r} (known: {', '.join(FLAT_KEYS)})")
+            by_section[section][key] = coerce(key, value)
+        return dataclasses.replace(
+            self,
+            **{
+                s: dataclasses.replace(getattr(self, s), **v)
+                for s, v in by_section.items()
+                if v
+            },
+        )
+
+
+def _section_types() -> dict[str, type]:
+    hints = typing.get_type_hints(TrainConfig)
+    return {s: hints[s] for s in SECTIONS}
+
+
+# flat key -> section name, and flat key -> declared type
+FLAT_KEYS: dict[str, str] = {}
+KEY_TYPES: dict[str, Any] = {}
+for _section, _cls in _section_types().items():
+    for _name, _hint in typing.get_type_hints(_cls).items():
+        assert _name not in FLAT_KEYS, f"duplicate config key {_name}"
+        FLAT_KEYS[_name] = _section
+        KEY_TYPES[_name] = _hint
+
+
+def key_kind(key: str) -> tuple[type, tuple[Any, ...] | None]:
+    """The base type of a flat key and, for a Literal, its allowed values."""
+    hint = KEY_TYPES[key]
+    if typing.get_origin(hint) is Literal:
+        choices = typing.get_args(hint)
+        return type(choices[0]), choices
+    if isinstance(hint, types.UnionType):
+        raise AssertionError(f"{key}: union types are not used in the config")
+    return hint, None
+
+
+def coerce(key: str, value: Any) -> Any:
+    """Convert a value (possibly a string from the command line) to ``key``'s type."""
+    if key not in KEY_TYPES:
+        raise ConfigError(f"unknown config key {key!r}")
+    kind, choices = key_kind(key)
+    try:
+        if kind is bool:
+            if isinstance(value, bool):
+                result: Any = value
+            elif isinstance(value, str) and value.lower() in ("true", "1", "yes", "on"):
+                result = True
+            elif isinstance(value, str) and value.lower() in ("false", "0", "no", "off"):
+                result = False
+            else:
+                raise ValueError
+        elif kind is int:
+            if isinstance(value, bool):
+                raise ValueError
+            if isinstance(value, float):
+                if not value.is_integer():
+                    raise ValueError
+                value = int(value)
+            result = int(value)
+        elif kind is float:
+            if isinstance(value, bool):
+                raise ValueError
+            result = float(value)
+            if not math.isfinite(result):
+                raise ValueError
+        else:
+            result = str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{key}: expected {kind.__name__}, got {value!r}") from None
+    if choices is not None and result not in choices:
+        raise ConfigError(f"{key}: must be one of {', '.join(choices)}, got {result!r}")
+    return result
+
+
+def parse_assignment(text: str) -> tuple[str, Any]:
+    """Parse ``KEY=VALUE`` (from ``--set``) into a validated, typed pair."""
+    key, sep, value = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(f"expected KEY=VALUE, got {text!r}")
+    return key, coerce(key, value.strip())
