@@ -1,0 +1,22 @@
+"""Search spaces: a recipe (base TrainConfig), the parameters a study samples, and the
+ablation factors, read from TOML files. Never imports Optuna."""
+
+from search_spaces.loader import (
+    BUILTIN,
+    SPACES_DIR,
+    ParamSpec,
+    SearchSpace,
+    SpaceError,
+    list_spaces,
+    load_space,
+)
+
+__all__ = [
+    "BUILTIN",
+    "SPACES_DIR",
+    "ParamSpec",
+    "SearchSpace",
+    "SpaceError",
+    "list_spaces",
+    "load_space",
+]

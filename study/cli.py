@@ -1,0 +1,65 @@
+"""What every ``python -m study.NAME`` command shares: argument types and one-line errors."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from typing import NoReturn
+
+from search_spaces import SpaceError
+from study.storage import StorageError
+from wrn.checkpoint import CheckpointError
+from wrn.config import ConfigError
+from wrn.data import DataError
+
+
+class UsageError(ValueError):
+    """A command-line value is invalid (message names the flag)."""
+
+
+USER_ERRORS = (UsageError, ConfigError, DataError, SpaceError, StorageError, CheckpointError)
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line and exit with status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def int_at_least(low: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+        return value
+
+    return parse
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def run_command(prog: str, main: Callable[[Sequence[str] | None], int],
+                argv: Sequence[str] | None = None) -> NoReturn:
+    """Run ``main`` and turn a user error into one line on stderr and exit status 2."""
+    try:
+        code = main(argv)
+    except USER_ERRORS as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        code = 2
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        code = 130
+    sys.exit(code)

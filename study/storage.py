@@ -1,0 +1,89 @@
+"""Opening Optuna's RDB storage (SQLite by default) with one-line errors and no leaked passwords."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import optuna
+import sqlalchemy
+from sqlalchemy.engine import make_url
+
+DEFAULT_STORAGE = "sqlite:///studies/wrn.db"
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+class StorageError(RuntimeError):
+    """The storage URL is malformed, unreachable, or not an Optuna database."""
+
+
+def redact(url: str) -> str:
+    """The URL with any password replaced by ***, for messages and logs."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<unparseable storage URL>"
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URL, or None for other back ends and :memory:."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database:
+        return None
+    if parsed.database == ":memory:":
+        return None
+    return Path(parsed.database)
+
+
+def _prepare_sqlite(path: Path, create: bool) -> None:
+    if path.is_dir():
+        raise StorageError(f"{path}: is a directory, not a SQLite database")
+    if path.exists():
+        with path.open("rb") as f:
+            head = f.read(len(SQLITE_MAGIC))
+        if head and head != SQLITE_MAGIC:
+            raise StorageError(f"{path}: not a SQLite database")
+    elif not create:
+        raise StorageError(f"{path}: no such storage file")
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    # WAL lets readers (the dashboard, other workers) run while a trial writes; the mode is
+    # stored in the file, so setting it once here holds for every later connection
+    try:
+        con = sqlite3.connect(path, timeout=60)
+        try:
+            con.execute("PRAGMA journal_mode=WAL")
+        finally:
+            con.close()
+    except sqlite3.DatabaseError as e:
+        raise StorageError(f"{path}: not a usable SQLite database ({e})") from None
+
+
+def open_storage(url: str, create: bool = True) -> optuna.storages.RDBStorage:
+    """Open (and with ``create``, initialise) the storage at ``url``."""
+    try:
+        parsed = make_url(url)
+    except sqlalchemy.exc.ArgumentError:
+        raise StorageError(f"malformed storage URL {redact(url)!r}") from None
+    backend = parsed.get_backend_name()
+    engine_kwargs: dict = {}
+    path = sqlite_path(url)
+    if path is not None:
+        _prepare_sqlite(path, create)
+        # wait for another worker's write instead of failing with "database is locked"
+        engine_kwargs = {"connect_args": {"timeout": 60}}
+    elif backend == "sqlite":
+        pass
+    elif backend in ("postgresql", "mysql"):
+        engine_kwargs = {"pool_pre_ping": True}
+    try:
+        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+    except ModuleNotFoundError as e:
+        raise StorageError(f"no database driver for {backend} ({e.name} is not installed)") from None
+    except (sqlalchemy.exc.SQLAlchemyError, ValueError, RuntimeError) as e:
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise StorageError(f"cannot open storage {redact(url)}: {reason[:200]}") from None
+
+
+def study_names(storage: optuna.storages.BaseStorage) -> list[str]:
+    return [s.study_name for s in storage.get_all_studies()]

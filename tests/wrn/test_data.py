@@ -1,0 +1,115 @@
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from wrn.augment import build_transform
+from wrn.config import DataConfig
+from wrn.data import (
+    DataError,
+    load_cifar100,
+    load_splits,
+    make_loader,
+    make_synthetic,
+    stratified_split,
+)
+
+
+def test_loads_the_cifar_pickle_layout(cifar_dir: Path) -> None:
+    train, test = load_cifar100(cifar_dir, download=False)
+    assert train.images.shape == (400, 32, 32, 3) and train.images.dtype == np.uint8
+    assert test.images.shape == (200, 32, 32, 3)
+    assert train.labels.dtype == np.int64 and set(train.labels) == set(range(100))
+
+
+def test_pixel_order_is_hwc_from_chw_rows(tmp_path: Path, cifar_writer) -> None:
+    cifar_writer(tmp_path, n_train=100, n_test=100)
+    with (tmp_path / "cifar-100-python" / "train").open("rb") as f:
+        raw = pickle.load(f)["data"]
+    train, _ = load_cifar100(tmp_path, download=False)
+    # the first 1024 bytes of a row are the red plane, row-major
+    assert np.array_equal(train.images[0, :, :, 0].ravel(), raw[0, :1024])
+    assert np.array_equal(train.images[0, :, :, 2].ravel(), raw[0, 2048:])
+
+
+def test_missing_directory_without_download(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="missing"):
+        load_cifar100(tmp_path / "nowhere", download=False)
+
+
+def test_download_failure_is_one_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr("torchvision.datasets.utils.download_and_extract_archive", refuse)
+    with pytest.raises(DataError, match="could not be downloaded"):
+        load_cifar100(tmp_path, download=True)
+
+
+def test_wrong_layout_is_rejected(tmp_path: Path, cifar_writer) -> None:
+    cifar_writer(tmp_path, n_train=100, n_test=100)
+    (tmp_path / "cifar-100-python" / "train").write_bytes(b"not a pickle")
+    with pytest.raises(DataError, match="not a CIFAR-100 pickle"):
+        load_cifar100(tmp_path, download=False)
+    with (tmp_path / "cifar-100-python" / "train").open("wb") as f:
+        pickle.dump({"data": np.zeros((3, 10), np.uint8), "fine_labels": [0, 1, 2]}, f)
+    with pytest.raises(DataError, match="shape"):
+        load_cifar100(tmp_path, download=False)
+
+
+def test_stratified_split_is_balanced_and_fixed_by_seed() -> None:
+    labels = np.repeat(np.arange(100), 500)  # CIFAR-100: 500 per class
+    train_idx, val_idx = stratified_split(labels, 5000, seed=3)
+    assert len(val_idx) == 5000 and len(train_idx) == 45_000
+    assert not set(train_idx) & set(val_idx)
+    assert np.all(np.bincount(labels[val_idx], minlength=100) == 50)
+    again, _ = stratified_split(labels, 5000, seed=3)
+    other, _ = stratified_split(labels, 5000, seed=4)
+    assert np.array_equal(train_idx, again) and not np.array_equal(train_idx, other)
+
+
+def test_stratified_split_with_fewer_val_images_than_classes() -> None:
+    labels = np.repeat(np.arange(100), 4)
+    _, val_idx = stratified_split(labels, 30, seed=0)
+    assert len(val_idx) == 30 and len(set(labels[val_idx])) == 30
+
+
+@pytest.mark.parametrize("size", [0, 400, 401])
+def test_stratified_split_rejects_bad_sizes(size: int) -> None:
+    with pytest.raises(DataError, match="val_size"):
+        stratified_split(np.zeros(400, np.int64), size, seed=0)
+
+
+def test_val_split_never_contains_test_images(cifar_dir: Path) -> None:
+    cfg = DataConfig(data_dir=str(cifar_dir), download=False, val_size=100)
+    splits = load_splits(cfg, 100, seed=0)
+    assert splits.eval_name == "val" and len(splits.train) == 300 and len(splits.eval) == 100
+    _, test = load_cifar100(cifar_dir, download=False)
+    rerun = load_splits(DataConfig(data_dir=str(cifar_dir), eval_split="test"), 100, seed=0)
+    assert rerun.eval_name == "test" and len(rerun.train) == 400
+    assert np.array_equal(rerun.eval.images, test.images)
+
+
+def test_synthetic_is_learnable_and_fixed() -> None:
+    train, test = make_synthetic(10, 500, 100)
+    again, _ = make_synthetic(10, 500, 100)
+    assert np.array_equal(train.images, again.images)
+    # class means differ far more than the noise within a class: a linear probe separates them
+    means = np.stack([train.images[train.labels == c].mean(0) for c in range(10)])
+    nearest = [np.argmin(((means - img) ** 2).sum(axis=(1, 2, 3))) for img in test.images]
+    assert np.mean(np.array(nearest) == test.labels) > 0.9
+
+
+def test_loader_batches_are_independent_of_worker_count() -> None:
+    train, _ = make_synthetic(10, 64, 10)
+    batches = []
+    for workers in (0, 2):
+        loader = make_loader(train, build_transform("basic", train=True), 16, train=True,
+                             workers=workers, seed=5)
+        loader.sampler.set_epoch(2)
+        batches.append(torch.cat([x for x, _ in loader]))
+    assert torch.equal(batches[0], batches[1])
+    loader.sampler.set_epoch(3)
+    assert not torch.equal(torch.cat([x for x, _ in loader]), batches[1])

@@ -1,0 +1,97 @@
+"""Wide Residual Network (Zagoruyko & Komodakis, 2016) with pre-activation BasicBlocks."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from wrn.config import ConfigError, ModelConfig, valid_depth
+
+
+class BasicBlock(nn.Module):
+    """BN-ReLU-conv3x3, dropout, BN-ReLU-conv3x3, plus an identity or 1x1 projection shortcut."""
+
+    def __init__(self, in_ch: int, out_ch: int, stride: int, dropout: float) -> None:
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(in_ch)
+        self.conv1 = nn.Conv2d(in_ch, out_ch, 3, stride=stride, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_ch)
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.conv2 = nn.Conv2d(out_ch, out_ch, 3, stride=1, padding=1, bias=False)
+        self.shortcut: nn.Module | None = None
+        if in_ch != out_ch or stride != 1:
+            self.shortcut = nn.Conv2d(in_ch, out_ch, 1, stride=stride, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pre = torch.relu(self.bn1(x))
+        # a projection shortcut sees the pre-activated input, as in the original WRN code
+        residual = x if self.shortcut is None else self.shortcut(pre)
+        out = self.conv1(pre)
+        out = self.dropout(torch.relu(self.bn2(out)))
+        return self.conv2(out) + residual
+
+
+class WideResNet(nn.Module):
+    """WRN-depth-width: a 16-channel stem, then 3 stages of n blocks at 16k, 32k and 64k channels."""
+
+    def __init__(
+        self,
+        depth: int = 28,
+        width: int = 10,
+        dropout: float = 0.3,
+        first_dropout: float = 0.0,
+        num_classes: int = 100,
+    ) -> None:
+        super().__init__()
+        if not valid_depth(depth):
+            raise ConfigError(f"depth: must be 6n+4 with n >= 1, got {depth}")
+        if width < 1:
+            raise ConfigError(f"width: must be >= 1, got {width}")
+        n = (depth - 4) // 6
+        channels = (16, 16 * width, 32 * width, 64 * width)
+        self.stem = nn.Conv2d(3, channels[0], 3, padding=1, bias=False)
+        self.stem_dropout = nn.Dropout(first_dropout) if first_dropout > 0 else nn.Identity()
+        stages = []
+        for i, stride in enumerate((1, 2, 2)):
+            blocks = [
+                BasicBlock(channels[i] if j == 0 else channels[i + 1], channels[i + 1],
+                           stride if j == 0 else 1, dropout)
+                for j in range(n)
+            ]
+            stages.append(nn.Sequential(*blocks))
+        self.stages = nn.Sequential(*stages)
+        self.bn = nn.BatchNorm2d(channels[3])
+        self.fc = nn.Linear(channels[3], num_classes)
+        self.num_features = channels[3]
+        self._init_weights()
+
+    @classmethod
+    def from_config(cls, cfg: ModelConfig) -> WideResNet:
+        return cls(cfg.depth, cfg.width, cfg.dropout, cfg.first_dropout, cfg.num_classes)
+
+    def _init_weights(self) -> None:
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Linear):
+                nn.init.zeros_(m.bias)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Images (N,3,H,W) -> final feature map (N, 64*width, H/4, W/4), activated."""
+        x = self.stem_dropout(self.stem(x))
+        x = self.stages(x)
+        return torch.relu(self.bn(x))
+
+    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
+        """Feature map -> logits (N, num_classes)."""
+        return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
