@@ -9,11 +9,10 @@ training starts, with a message naming the file and the key.
 from __future__ import annotations
 
 import math
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
-
-import tomllib
 
 from wrn.config import FLAT_KEYS, ConfigError, TrainConfig, coerce, key_kind, valid_depth
 

@@ -51,8 +51,9 @@ def positive_float(text: str) -> float:
     return value
 
 
-def run_command(prog: str, main: Callable[[Sequence[str] | None], int],
-                argv: Sequence[str] | None = None) -> NoReturn:
+def run_command(
+    prog: str, main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None
+) -> NoReturn:
     """Run ``main`` and turn a user error into one line on stderr and exit status 2."""
     try:
         code = main(argv)

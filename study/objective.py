@@ -23,10 +23,12 @@ def suggest(trial: optuna.Trial, spec: ParamSpec) -> Any:
     if spec.type == "categorical":
         return trial.suggest_categorical(spec.name, list(spec.choices))
     if spec.type == "int":
-        return trial.suggest_int(spec.name, int(spec.low), int(spec.high),
-                                 step=int(spec.step or 1), log=spec.log)
-    return trial.suggest_float(spec.name, float(spec.low), float(spec.high),
-                               step=spec.step, log=spec.log)
+        return trial.suggest_int(
+            spec.name, int(spec.low), int(spec.high), step=int(spec.step or 1), log=spec.log
+        )
+    return trial.suggest_float(
+        spec.name, float(spec.low), float(spec.high), step=spec.step, log=spec.log
+    )
 
 
 def searched_params(space: SearchSpace, fixed: dict[str, Any]) -> list[ParamSpec]:
@@ -76,11 +78,14 @@ class Objective:
             trial.set_user_attr("epoch_seconds", epoch_seconds)
             trial.set_user_attr("images_per_s", stats.images_per_s)
             report_epoch(trial, stats)
-            self.progress.epoch(trial.number, stats.epoch, cfg.run.epochs, stats.eval_acc,
-                                stats.seconds)
-            if trial.should_prune():
-                raise optuna.TrialPruned(f"pruned at epoch {stats.epoch}: "
-                                         f"val_acc {stats.eval_acc:.4f}")
+            self.progress.epoch(
+                trial.number, stats.epoch, cfg.run.epochs, stats.eval_acc, stats.seconds
+            )
+            # after the last epoch the compute is spent: keep the result rather than prune it
+            if stats.epoch < cfg.run.epochs and trial.should_prune():
+                raise optuna.TrialPruned(
+                    f"pruned at epoch {stats.epoch}: val_acc {stats.eval_acc:.4f}"
+                )
 
         result = train(cfg, on_epoch_end=on_epoch_end, splits=self.splits)
         record_result(trial, result)

@@ -29,17 +29,30 @@ def build_parser() -> Parser:
     p = Parser(prog="python -m study.rerun", description=__doc__.splitlines()[0])
     p.add_argument("--study-name", required=True)
     p.add_argument("--trial", type=int_at_least(0), help="trial number (default: the best)")
-    p.add_argument("--epochs", type=int_at_least(1),
-                   help="default: the recipe's full length (200 for wrn28_10, 85 for light)")
-    p.add_argument("--seeds", type=int_at_least(1), default=1,
-                   help="independent training runs, seeds 0..K-1 offset by the study's seed")
+    p.add_argument(
+        "--epochs",
+        type=int_at_least(1),
+        help="default: the recipe's full length (200 for wrn28_10, 85 for light)",
+    )
+    p.add_argument(
+        "--seeds",
+        type=int_at_least(1),
+        default=1,
+        help="independent training runs, seeds 0..K-1 offset by the study's seed",
+    )
     p.add_argument("--storage", default=DEFAULT_STORAGE)
     p.add_argument("--data-dir", default="./data")
-    p.add_argument("--dataset", choices=("cifar100", "synthetic"),
-                   help="default: the dataset the study searched on")
+    p.add_argument(
+        "--dataset",
+        choices=("cifar100", "synthetic"),
+        help="default: the dataset the study searched on",
+    )
     p.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto")
-    p.add_argument("--checkpoint-dir", default="studies/checkpoints",
-                   help="final checkpoints; an interrupted rerun resumes from them")
+    p.add_argument(
+        "--checkpoint-dir",
+        default="studies/checkpoints",
+        help="final checkpoints; an interrupted rerun resumes from them",
+    )
     return p
 
 
@@ -52,8 +65,9 @@ def pick_trial(study: optuna.Study, number: int | None) -> optuna.trial.FrozenTr
         return max(complete, key=lambda t: t.value)
     match = [t for t in trials if t.number == number]
     if not match:
-        raise UsageError(f"--trial {number}: study {study.study_name!r} has trials "
-                         f"0..{len(trials) - 1}")
+        raise UsageError(
+            f"--trial {number}: study {study.study_name!r} has trials 0..{len(trials) - 1}"
+        )
     if "config" not in match[0].user_attrs:
         raise UsageError(f"--trial {number}: trial has no recorded config")
     return match[0]
@@ -66,8 +80,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     storage = open_storage(args.storage, create=False)
     names = study_names(storage)
     if args.study_name not in names:
-        raise UsageError(f"no study {args.study_name!r} in the storage "
-                         f"(studies: {', '.join(names) or 'none'})")
+        raise UsageError(
+            f"no study {args.study_name!r} in the storage (studies: {', '.join(names) or 'none'})"
+        )
     study = optuna.load_study(study_name=args.study_name, storage=storage)
     source = pick_trial(study, args.trial)
     settings = study.user_attrs.get("settings", {})
@@ -84,22 +99,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UsageError(f"trial {source.number}'s recorded config is not usable: {e}") from None
     splits = load_splits(base.data, base.model.num_classes, base.run.seed)
 
-    rerun = optuna.create_study(storage=storage, study_name=f"{args.study_name}-rerun",
-                                direction="maximize", load_if_exists=True)
+    rerun = optuna.create_study(
+        storage=storage,
+        study_name=f"{args.study_name}-rerun",
+        direction="maximize",
+        load_if_exists=True,
+    )
     rerun.set_user_attr("kind", "rerun")
     rerun.set_user_attr("source_study", args.study_name)
     rerun.set_user_attr("code_version", code_version())
     rerun.set_user_attr("packages", package_versions())
 
-    print(f"rerunning trial {source.number} of {args.study_name!r} "
-          f"(val_acc {source.value}) for {epochs} epochs, {args.seeds} seed(s)")
+    print(
+        f"rerunning trial {source.number} of {args.study_name!r} "
+        f"(val_acc {source.value}) for {epochs} epochs, {args.seeds} seed(s)"
+    )
     progress = Progress()
     accuracies: list[float] = []
     runs: list[dict[str, Any]] = []
     for k in range(args.seeds):
         cfg = base.replace(seed=base.run.seed + k)
         checkpoint = Path(args.checkpoint_dir) / (
-            f"{args.study_name}-trial{source.number}-seed{cfg.run.seed}-e{epochs}.pt")
+            f"{args.study_name}-trial{source.number}-seed{cfg.run.seed}-e{epochs}.pt"
+        )
         acc = rerun_one(rerun, source, cfg, splits, checkpoint, progress)
         accuracies.append(acc)
         runs.append({"seed": cfg.run.seed, "test_acc": acc, "checkpoint": str(checkpoint)})
@@ -107,8 +129,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     mean = statistics.fmean(accuracies)
     std = statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0
-    summary = {"trial": source.number, "epochs": epochs, "runs": runs,
-               "test_acc_mean": mean, "test_acc_std": std}
+    summary = {
+        "trial": source.number,
+        "epochs": epochs,
+        "runs": runs,
+        "test_acc_mean": mean,
+        "test_acc_std": std,
+    }
     study.set_user_attr(f"rerun_trial{source.number}_e{epochs}", summary)
     print(f"test accuracy: {mean:.4f} ± {std:.4f} over {len(accuracies)} seed(s)")
     return 0

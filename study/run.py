@@ -1,8 +1,8 @@
 """``python -m study.run``: run (or finish) an Optuna study over a search space.
 
-    python -m study.run --trials 50                     # WRN-28-10 space on CIFAR-100
-    python -m study.run --space light --trials 50       # the light (WRN-16-8) space
-    python -m study.run --dataset synthetic --set depth=10 --set width=1 --trials 4 --epochs 2
+python -m study.run --trials 50                     # WRN-28-10 space on CIFAR-100
+python -m study.run --space light --trials 50       # the light (WRN-16-8) space
+python -m study.run --dataset synthetic --set depth=10 --set width=1 --trials 4 --epochs 2
 """
 
 from __future__ import annotations
@@ -30,31 +30,62 @@ _PINNED = ("space", "fixed", "epochs", "dataset", "val_size", "seed")
 
 def build_parser() -> Parser:
     p = Parser(prog="python -m study.run", description=__doc__.splitlines()[0])
-    p.add_argument("--space", default="wrn28_10",
-                   help=f"search space: a built-in name ({', '.join(list_spaces())}) or a .toml path")
-    p.add_argument("--trials", type=int_at_least(1), default=50,
-                   help="the study's total number of finished trials (a rerun finishes the rest)")
+    p.add_argument(
+        "--space",
+        default="wrn28_10",
+        help=f"search space: a built-in name ({', '.join(list_spaces())}) or a .toml path",
+    )
+    p.add_argument(
+        "--trials",
+        type=int_at_least(1),
+        default=50,
+        help="the study's total number of finished trials (a rerun finishes the rest)",
+    )
     p.add_argument("--storage", default=DEFAULT_STORAGE, help="Optuna RDB storage URL")
     p.add_argument("--study-name", help="default: the space's name")
-    p.add_argument("--epochs", type=int_at_least(1),
-                   help="epochs per trial (default: the space's search budget)")
+    p.add_argument(
+        "--epochs",
+        type=int_at_least(1),
+        help="epochs per trial (default: the space's search budget)",
+    )
     p.add_argument("--data-dir", default="./data", help="holds (or receives) cifar-100-python/")
     p.add_argument("--dataset", choices=("cifar100", "synthetic"), default="cifar100")
-    p.add_argument("--val-size", type=int_at_least(1), default=5000,
-                   help="validation images held out of the training set, stratified")
+    p.add_argument(
+        "--val-size",
+        type=int_at_least(1),
+        default=5000,
+        help="validation images held out of the training set, stratified",
+    )
     p.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto")
-    p.add_argument("--seed", type=int_at_least(0), default=0,
-                   help="training seed of every trial, validation split and sampler")
+    p.add_argument(
+        "--seed",
+        type=int_at_least(0),
+        default=0,
+        help="training seed of every trial, validation split and sampler",
+    )
     p.add_argument("--pruner", choices=("median", "hyperband", "none"), default="median")
-    p.add_argument("--pruner-startup-trials", type=int_at_least(0), default=5,
-                   help="median pruner: trials that finish before any is pruned")
-    p.add_argument("--pruner-warmup-epochs", type=int_at_least(0),
-                   help="median pruner: epochs every trial runs before it may be pruned "
-                   "(default: a sixth of the epochs)")
+    p.add_argument(
+        "--pruner-startup-trials",
+        type=int_at_least(0),
+        default=5,
+        help="median pruner: trials that finish before any is pruned",
+    )
+    p.add_argument(
+        "--pruner-warmup-epochs",
+        type=int_at_least(0),
+        help="median pruner: epochs every trial runs before it may be pruned "
+        "(default: a sixth of the epochs)",
+    )
     p.add_argument("--sampler", choices=("tpe", "random"), default="tpe")
     p.add_argument("--timeout", type=positive_float, help="stop starting trials after this many s")
-    p.add_argument("--set", dest="assignments", action="append", default=[], metavar="KEY=VALUE",
-                   help="fix a searched or base value, e.g. --set depth=10 (repeatable)")
+    p.add_argument(
+        "--set",
+        dest="assignments",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="fix a searched or base value, e.g. --set depth=10 (repeatable)",
+    )
     return p
 
 
@@ -90,7 +121,7 @@ def check_config(space: SearchSpace, base: dict[str, Any], fixed: dict[str, Any]
         cfg = TrainConfig.from_flat({**base, **fixed})
         for spec in searched_params(space, fixed):
             # every end of every range must also give a valid config with the fixed values
-            for value in (spec.choices or (spec.low, spec.high)):
+            for value in spec.choices or (spec.low, spec.high):
                 TrainConfig.from_flat({**base, spec.name: value, **fixed})
     except ConfigError as e:
         raise UsageError(f"--set: {e}") from None
@@ -106,8 +137,9 @@ def make_pruner(args: Any, epochs: int) -> optuna.pruners.BasePruner:
             n_warmup_steps=1 + (max(1, epochs // 6) if warmup is None else warmup),
         )
     if args.pruner == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs,
-                                              reduction_factor=3)
+        return optuna.pruners.HyperbandPruner(
+            min_resource=1, max_resource=epochs, reduction_factor=3
+        )
     return optuna.pruners.NopPruner()
 
 
@@ -144,8 +176,11 @@ def open_study(args: Any, name: str, settings: dict, epochs: int) -> optuna.Stud
                 "same settings or start a new one with --study-name"
             )
     # the sampler's seed moves on with the study, so a resumed study does not replay old draws
-    done = len(storage.get_all_trials(storage.get_study_id_from_name(name), deepcopy=False)) \
-        if name in existing else 0
+    done = (
+        len(storage.get_all_trials(storage.get_study_id_from_name(name), deepcopy=False))
+        if name in existing
+        else 0
+    )
     study = optuna.create_study(
         storage=storage,
         study_name=name,
@@ -157,7 +192,7 @@ def open_study(args: Any, name: str, settings: dict, epochs: int) -> optuna.Stud
     if name not in existing:
         study.set_user_attr("kind", "search")
         study.set_user_attr("settings", settings)
-        study.set_user_attr("created", datetime.datetime.now(datetime.timezone.utc).isoformat())
+        study.set_user_attr("created", datetime.datetime.now(datetime.UTC).isoformat())
         study.set_user_attr("code_version", code_version())
         study.set_user_attr("packages", package_versions())
     return study
@@ -165,6 +200,7 @@ def open_study(args: Any, name: str, settings: dict, epochs: int) -> optuna.Stud
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own progress lines instead
     space = load_space(args.space)
     name = args.study_name or space.name
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -181,8 +217,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     study = open_study(args, name, study_settings(space, fixed, args, epochs), epochs)
     finished = len(study.get_trials(deepcopy=False, states=FINISHED))
     remaining = args.trials - finished
-    print(f"study {name!r} in {redact(args.storage)}: {finished} of {args.trials} trials "
-          f"finished, running {max(remaining, 0)}")
+    print(
+        f"study {name!r} in {redact(args.storage)}: {finished} of {args.trials} trials "
+        f"finished, running {max(remaining, 0)}"
+    )
     if remaining > 0:
         progress = Progress()
         objective = Objective(space, base, fixed, splits=splits, progress=progress)
@@ -215,8 +253,9 @@ def print_summary(study: optuna.Study) -> None:
     complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
     if complete:
         best = max(complete, key=lambda t: t.value)
-        params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                           for k, v in best.params.items())
+        params = ", ".join(
+            f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in best.params.items()
+        )
         print(f"best: trial {best.number}, val_acc {best.value:.4f} ({params})")
 
 

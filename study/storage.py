@@ -1,4 +1,4 @@
-"""Opening Optuna's RDB storage (SQLite by default) with one-line errors and no leaked passwords."""
+"""Opening Optuna's RDB storage (SQLite by default): one-line errors, no leaked passwords."""
 
 from __future__ import annotations
 
@@ -78,8 +78,11 @@ def open_storage(url: str, create: bool = True) -> optuna.storages.RDBStorage:
         engine_kwargs = {"pool_pre_ping": True}
     try:
         return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
-    except ModuleNotFoundError as e:
-        raise StorageError(f"no database driver for {backend} ({e.name} is not installed)") from None
+    except ImportError:
+        raise StorageError(
+            f"no database driver for {backend} is installed "
+            "(for PostgreSQL: pip install psycopg2-binary)"
+        ) from None
     except (sqlalchemy.exc.SQLAlchemyError, ValueError, RuntimeError) as e:
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise StorageError(f"cannot open storage {redact(url)}: {reason[:200]}") from None

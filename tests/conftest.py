@@ -13,8 +13,16 @@ from wrn.data import make_synthetic
 
 # a WRN-10-1 on a few hundred images: the whole training path in well under a second per epoch
 TINY = {
-    "depth": 10, "width": 1, "batch_size": 32, "epochs": 2, "workers": 0, "device": "cpu",
-    "augmentation": "basic", "mixup_prob": 0.0, "cutmix_prob": 0.0, "lr": 0.1,
+    "depth": 10,
+    "width": 1,
+    "batch_size": 32,
+    "epochs": 2,
+    "workers": 0,
+    "device": "cpu",
+    "augmentation": "basic",
+    "mixup_prob": 0.0,
+    "cutmix_prob": 0.0,
+    "lr": 0.1,
 }
 
 
@@ -34,8 +42,10 @@ def write_cifar100(root: Path, n_train: int = 400, n_test: int = 200, seed: int 
         }
         with (folder / name).open("wb") as f:
             pickle.dump(entry, f)
-    meta = {"fine_label_names": [f"class_{i}" for i in range(100)],
-            "coarse_label_names": [f"super_{i}" for i in range(20)]}
+    meta = {
+        "fine_label_names": [f"class_{i}" for i in range(100)],
+        "coarse_label_names": [f"super_{i}" for i in range(20)],
+    }
     with (folder / "meta").open("wb") as f:
         pickle.dump(meta, f)
     return root
@@ -49,12 +59,18 @@ def cifar_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def tiny_config() -> TrainConfig:
     """WRN-10-1 on 600 synthetic 10-class images, CPU, two epochs."""
-    return TrainConfig.from_flat({
-        **TINY, "dataset": "synthetic", "num_classes": 10, "synthetic_train_size": 600,
-        "synthetic_test_size": 100, "val_size": 100,
-    })
+    return TrainConfig.from_flat(
+        {
+            **TINY,
+            "dataset": "synthetic",
+            "num_classes": 10,
+            "synthetic_train_size": 600,
+            "synthetic_test_size": 100,
+            "val_size": 100,
+        }
+    )
 
 
 @pytest.fixture
-def cifar_writer():  # noqa: ANN201 - returns write_cifar100 itself
+def cifar_writer():
     return write_cifar100

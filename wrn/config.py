@@ -116,9 +116,7 @@ class OptimConfig:
     def __post_init__(self) -> None:
         _check(self.lr > 0.0, "lr", f"must be > 0, got {self.lr}")
         _check(0.0 <= self.momentum < 1.0, "momentum", f"must be in [0, 1), got {self.momentum}")
-        _check(
-            not self.nesterov or self.momentum > 0.0, "nesterov", "needs momentum > 0"
-        )
+        _check(not self.nesterov or self.momentum > 0.0, "nesterov", "needs momentum > 0")
         _check(self.weight_decay >= 0.0, "weight_decay", f"must be >= 0, got {self.weight_decay}")
         _check(
             0.0 <= self.label_smoothing < 1.0,
@@ -194,11 +192,7 @@ class TrainConfig:
             by_section[section][key] = coerce(key, value)
         return dataclasses.replace(
             self,
-            **{
-                s: dataclasses.replace(getattr(self, s), **v)
-                for s, v in by_section.items()
-                if v
-            },
+            **{s: dataclasses.replace(getattr(self, s), **v) for s, v in by_section.items() if v},
         )
 
 

@@ -147,8 +147,10 @@ def stratified_split(
     short = val_size - take.sum()
     order = np.lexsort((rng.random(len(classes)), -(exact - take)))
     take[order[:short]] += 1
-    val = [rng.choice(np.flatnonzero(labels == c), size=k, replace=False)
-           for c, k in zip(classes, take, strict=True)]
+    val = [
+        rng.choice(np.flatnonzero(labels == c), size=k, replace=False)
+        for c, k in zip(classes, take, strict=True)
+    ]
     val_idx = np.sort(np.concatenate(val))
     train_idx = np.setdiff1d(np.arange(n), val_idx)
     return train_idx, val_idx

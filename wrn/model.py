@@ -32,7 +32,7 @@ class BasicBlock(nn.Module):
 
 
 class WideResNet(nn.Module):
-    """WRN-depth-width: a 16-channel stem, then 3 stages of n blocks at 16k, 32k and 64k channels."""
+    """WRN-depth-width: a 16-channel stem, then 3 stages of n blocks of 16k, 32k, 64k channels."""
 
     def __init__(
         self,
@@ -54,8 +54,12 @@ class WideResNet(nn.Module):
         stages = []
         for i, stride in enumerate((1, 2, 2)):
             blocks = [
-                BasicBlock(channels[i] if j == 0 else channels[i + 1], channels[i + 1],
-                           stride if j == 0 else 1, dropout)
+                BasicBlock(
+                    channels[i] if j == 0 else channels[i + 1],
+                    channels[i + 1],
+                    stride if j == 0 else 1,
+                    dropout,
+                )
                 for j in range(n)
             ]
             stages.append(nn.Sequential(*blocks))

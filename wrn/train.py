@@ -143,12 +143,21 @@ def train(
     use_bf16 = on_cuda and cfg.run.bf16
 
     train_loader = make_loader(
-        splits.train, build_transform(cfg.data.augmentation, train=True), cfg.run.batch_size,
-        train=True, workers=cfg.data.workers, seed=cfg.run.seed, pin_memory=on_cuda,
+        splits.train,
+        build_transform(cfg.data.augmentation, train=True),
+        cfg.run.batch_size,
+        train=True,
+        workers=cfg.data.workers,
+        seed=cfg.run.seed,
+        pin_memory=on_cuda,
     )
     eval_loader = make_loader(
-        splits.eval, build_transform(cfg.data.augmentation, train=False),
-        2 * cfg.run.batch_size, train=False, workers=cfg.data.workers, seed=cfg.run.seed,
+        splits.eval,
+        build_transform(cfg.data.augmentation, train=False),
+        2 * cfg.run.batch_size,
+        train=False,
+        workers=cfg.data.workers,
+        seed=cfg.run.seed,
         pin_memory=on_cuda,
     )
     accum = cfg.optim.grad_accum
@@ -220,8 +229,12 @@ def train(
                     images = images.contiguous(memory_format=memory_format)
                 labels = labels.to(device, non_blocking=True)
                 batch = mix_batch(
-                    images, labels, cfg.mixing.mixup_prob, cfg.mixing.cutmix_prob,
-                    cfg.mixing.mix_alpha, generator=mix_generator,
+                    images,
+                    labels,
+                    cfg.mixing.mixup_prob,
+                    cfg.mixing.cutmix_prob,
+                    cfg.mixing.mix_alpha,
+                    generator=mix_generator,
                 )
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
                     logits = step_model(batch.images)
@@ -244,8 +257,9 @@ def train(
             if not math.isfinite(train_loss):
                 raise NonFiniteLossError(epoch, train_loss)
 
-            eval_loss, eval_acc = evaluate(step_model, eval_loader, device, memory_format, use_bf16,
-                                           criterion)
+            eval_loss, eval_acc = evaluate(
+                step_model, eval_loader, device, memory_format, use_bf16, criterion
+            )
             stats = EpochStats(
                 epoch=epoch,
                 train_loss=train_loss,
@@ -258,15 +272,18 @@ def train(
             )
             result.history.append(stats)
             if checkpoint_path is not None:
-                save_checkpoint(checkpoint_path, {
-                    "model": unwrap(model).state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "epoch": epoch,
-                    "history": [dataclasses.asdict(s) for s in result.history],
-                    "rng": rng_state(),
-                    "config": cfg.to_flat(),
-                })
+                save_checkpoint(
+                    checkpoint_path,
+                    {
+                        "model": unwrap(model).state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(),
+                        "epoch": epoch,
+                        "history": [dataclasses.asdict(s) for s in result.history],
+                        "rng": rng_state(),
+                        "config": cfg.to_flat(),
+                    },
+                )
             if on_epoch_end is not None:
                 on_epoch_end(stats)
     finally:

@@ -17,8 +17,16 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 @pytest.mark.parametrize("space_name", ["wrn28_10", "light"])
 def test_fixed_trial_gives_a_valid_config(space_name: str) -> None:
     space = load_space(space_name)
-    params = {"dropout": 0.2, "label_smoothing": 0.05, "mixup_prob": 0.5, "cutmix_prob": 0.1,
-              "weight_decay": 3e-4, "lr": 0.1, "depth": 16, "width": 6}
+    params = {
+        "dropout": 0.2,
+        "label_smoothing": 0.05,
+        "mixup_prob": 0.5,
+        "cutmix_prob": 0.1,
+        "weight_decay": 3e-4,
+        "lr": 0.1,
+        "depth": 16,
+        "width": 6,
+    }
     cfg = trial_config(optuna.trial.FixedTrial(params), space, space.recipe, {})
     assert isinstance(cfg, TrainConfig)
     flat = cfg.to_flat()
@@ -31,10 +39,18 @@ def test_fixed_trial_gives_a_valid_config(space_name: str) -> None:
 def test_set_values_are_not_searched_and_win() -> None:
     space = load_space("light")
     fixed = {"depth": 10, "width": 1, "batch_size": 64}
-    assert {s.name for s in searched_params(space, fixed)} == set(space.params) - {"depth",
-                                                                                   "width"}
-    params = {"dropout": 0.1, "label_smoothing": 0.1, "mixup_prob": 0.0, "cutmix_prob": 0.0,
-              "weight_decay": 1e-4, "lr": 0.1}
+    assert {s.name for s in searched_params(space, fixed)} == set(space.params) - {
+        "depth",
+        "width",
+    }
+    params = {
+        "dropout": 0.1,
+        "label_smoothing": 0.1,
+        "mixup_prob": 0.0,
+        "cutmix_prob": 0.0,
+        "weight_decay": 1e-4,
+        "lr": 0.1,
+    }
     cfg = trial_config(optuna.trial.FixedTrial(params), space, space.recipe, fixed)
     assert (cfg.model.depth, cfg.model.width, cfg.run.batch_size) == (10, 1, 64)
 
@@ -57,8 +73,16 @@ def fake_train(curves: dict[float, list[float]]) -> Any:
 def make_objective(monkeypatch: pytest.MonkeyPatch, curves: dict[float, list[float]]) -> Objective:
     monkeypatch.setattr(objective_module, "train", fake_train(curves))
     space = load_space("wrn28_10")
-    fixed = {"depth": 10, "width": 1, "label_smoothing": 0.1, "mixup_prob": 0.0,
-             "cutmix_prob": 0.0, "weight_decay": 5e-4, "lr": 0.1, "device": "cpu"}
+    fixed = {
+        "depth": 10,
+        "width": 1,
+        "label_smoothing": 0.1,
+        "mixup_prob": 0.0,
+        "cutmix_prob": 0.0,
+        "weight_decay": 5e-4,
+        "lr": 0.1,
+        "device": "cpu",
+    }
     return Objective(space, {**space.recipe, "epochs": 4}, fixed)
 
 

@@ -25,9 +25,14 @@ def test_config_is_frozen() -> None:
 
 @pytest.mark.parametrize(
     ("text", "key", "value"),
-    [("depth=16", "depth", 16), ("lr=0.05", "lr", 0.05), ("nesterov=true", "nesterov", True),
-     ("nesterov=0", "nesterov", False), ("augmentation=basic", "augmentation", "basic"),
-     (" width = 4 ", "width", 4)],
+    [
+        ("depth=16", "depth", 16),
+        ("lr=0.05", "lr", 0.05),
+        ("nesterov=true", "nesterov", True),
+        ("nesterov=0", "nesterov", False),
+        ("augmentation=basic", "augmentation", "basic"),
+        (" width = 4 ", "width", 4),
+    ],
 )
 def test_parse_assignment(text: str, key: str, value: object) -> None:
     assert parse_assignment(text) == (key, value)

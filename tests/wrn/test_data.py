@@ -39,7 +39,9 @@ def test_missing_directory_without_download(tmp_path: Path) -> None:
         load_cifar100(tmp_path / "nowhere", download=False)
 
 
-def test_download_failure_is_one_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_download_failure_is_one_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def refuse(*args: object, **kwargs: object) -> None:
         raise OSError("network unreachable")
 
@@ -106,8 +108,9 @@ def test_loader_batches_are_independent_of_worker_count() -> None:
     train, _ = make_synthetic(10, 64, 10)
     batches = []
     for workers in (0, 2):
-        loader = make_loader(train, build_transform("basic", train=True), 16, train=True,
-                             workers=workers, seed=5)
+        loader = make_loader(
+            train, build_transform("basic", train=True), 16, train=True, workers=workers, seed=5
+        )
         loader.sampler.set_epoch(2)
         batches.append(torch.cat([x for x, _ in loader]))
     assert torch.equal(batches[0], batches[1])

@@ -43,8 +43,16 @@ def test_lr_follows_one_cycle_to_final_lr(tiny_config: TrainConfig) -> None:
 @pytest.mark.parametrize("augmentation", ["albumentations", "randaugment", "basic"])
 def test_every_recipe_option_trains(tiny_config: TrainConfig, augmentation: str) -> None:
     cfg = tiny_config.replace(
-        epochs=1, augmentation=augmentation, grad_accum=2, grad_clip=0.5, nesterov=True,
-        first_dropout=0.1, dropout=0.25, label_smoothing=0.15, mixup_prob=1.0, cutmix_prob=0.2,
+        epochs=1,
+        augmentation=augmentation,
+        grad_accum=2,
+        grad_clip=0.5,
+        nesterov=True,
+        first_dropout=0.1,
+        dropout=0.25,
+        label_smoothing=0.15,
+        mixup_prob=1.0,
+        cutmix_prob=0.2,
     )
     result = train(cfg)
     assert math.isfinite(result.history[0].train_loss)
@@ -53,13 +61,13 @@ def test_every_recipe_option_trains(tiny_config: TrainConfig, augmentation: str)
 
 
 def test_a_callback_exception_stops_training(tiny_config: TrainConfig) -> None:
-    class Stop(Exception):
+    class StopError(Exception):
         pass
 
     def stop_after_first(stats: EpochStats) -> None:
-        raise Stop
+        raise StopError
 
-    with pytest.raises(Stop):
+    with pytest.raises(StopError):
         train(tiny_config.replace(epochs=5), on_epoch_end=stop_after_first)
 
 
@@ -83,8 +91,9 @@ def test_resume_from_checkpoint_replays_the_same_epochs(
         train(cfg, on_epoch_end=stop_at_2, checkpoint_path=path)
     assert load_checkpoint(path)["epoch"] == 2
     resumed_epochs: list[int] = []
-    resumed = train(cfg, on_epoch_end=lambda s: resumed_epochs.append(s.epoch),
-                    checkpoint_path=path)
+    resumed = train(
+        cfg, on_epoch_end=lambda s: resumed_epochs.append(s.epoch), checkpoint_path=path
+    )
     assert resumed_epochs == [3]
     assert [s.eval_acc for s in resumed.history] == [s.eval_acc for s in full.history]
     assert resumed.history[-1].train_loss == full.history[-1].train_loss
