@@ -18,6 +18,7 @@ AUGMENTATIONS = ("albumentations", "randaugment", "basic")
 DATASETS = ("cifar100", "synthetic")
 DEVICES = ("auto", "cuda", "cpu")
 EVAL_SPLITS = ("val", "test")
+PIPELINES = ("auto", "gpu", "cpu")
 
 
 class ConfigError(ValueError):
@@ -62,6 +63,9 @@ class DataConfig:
     val_size: int = 5000  # held out of the training set; what trials score on
     eval_split: Literal["val", "test"] = "val"  # "test" only for full reruns
     augmentation: Literal["albumentations", "randaugment", "basic"] = "albumentations"
+    # "gpu": images held on the GPU as uint8 and augmented there, per image, batch at a time;
+    # "cpu": a DataLoader with per-image augmentation in worker processes; "auto": gpu on CUDA
+    pipeline: Literal["auto", "gpu", "cpu"] = "auto"
     workers: int = -1  # DataLoader worker processes; -1 = one per CPU core, at most 8
     synthetic_train_size: int = 50_000  # CIFAR-100 sized by default
     synthetic_test_size: int = 10_000
@@ -74,6 +78,7 @@ class DataConfig:
             "augmentation",
             f"must be one of {AUGMENTATIONS}, got {self.augmentation!r}",
         )
+        _check(self.pipeline in PIPELINES, "pipeline", f"must be one of {PIPELINES}")
         _check(self.val_size >= 0, "val_size", f"must be >= 0, got {self.val_size}")
         _check(
             self.eval_split == "test" or self.val_size > 0,
