@@ -18,6 +18,10 @@ class UsageError(ValueError):
     """A command-line value is invalid (message names the flag)."""
 
 
+class StudyStoppedError(RuntimeError):
+    """A study stopped itself (too many failed trials in a row)."""
+
+
 USER_ERRORS = (UsageError, ConfigError, DataError, SpaceError, StorageError, CheckpointError)
 
 
@@ -60,6 +64,9 @@ def run_command(
     except USER_ERRORS as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         code = 2
+    except StudyStoppedError as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        code = 1
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         code = 130

@@ -8,6 +8,10 @@ python -m study.run --dataset synthetic --set depth=10 --set width=1 --trials 4 
 from __future__ import annotations
 
 import datetime
+import os
+import signal
+import subprocess
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,14 +19,22 @@ import optuna
 import torch
 
 from search_spaces import SearchSpace, list_spaces, load_space
-from study.cli import Parser, UsageError, int_at_least, positive_float, run_command
+from study.cli import (
+    Parser,
+    StudyStoppedError,
+    UsageError,
+    int_at_least,
+    positive_float,
+    run_command,
+)
 from study.metadata import code_version, package_versions
-from study.objective import Objective, searched_params
+from study.objective import Objective, TrialFailedError, searched_params, worker_alive
 from study.progress import Progress
-from study.storage import DEFAULT_STORAGE, open_storage, redact
+from study.storage import DEFAULT_STORAGE, open_storage, redact, retry_callback
 from wrn.config import ConfigError, TrainConfig, parse_assignment
 from wrn.data import load_splits
 
+WORKER_ENV = "WRN_STUDY_WORKER"  # set in the processes that --workers starts
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 # settings that change what a study's trials mean; a resumed study must keep them
 _PINNED = ("space", "fixed", "epochs", "dataset", "val_size", "seed")
@@ -78,6 +90,32 @@ def build_parser() -> Parser:
     )
     p.add_argument("--sampler", choices=("tpe", "random"), default="tpe")
     p.add_argument("--timeout", type=positive_float, help="stop starting trials after this many s")
+    p.add_argument(
+        "--workers",
+        type=int_at_least(1),
+        default=1,
+        help="worker processes on this machine, spread over the visible GPUs",
+    )
+    p.add_argument(
+        "--max-failures",
+        type=int_at_least(1),
+        default=5,
+        help="stop after this many failed trials in a row",
+    )
+    p.add_argument(
+        "--checkpoint-dir",
+        default="studies/checkpoints",
+        help="per-trial checkpoints, saved every epoch; a retried trial resumes there",
+    )
+    p.add_argument(
+        "--keep-checkpoints", action="store_true", help="keep the checkpoints of finished trials"
+    )
+    p.add_argument(
+        "--heartbeat",
+        type=int_at_least(1),
+        default=60,
+        help="seconds between a running trial's heartbeats; silent for 3 = dead",
+    )
     p.add_argument(
         "--set",
         dest="assignments",
@@ -164,8 +202,8 @@ def study_settings(space: SearchSpace, fixed: dict[str, Any], args: Any, epochs:
     }
 
 
-def open_study(args: Any, name: str, settings: dict, epochs: int) -> optuna.Study:
-    storage = open_storage(args.storage)
+def open_study(args: Any, name: str, settings: dict, epochs: int, worker: int = 0) -> optuna.Study:
+    storage = open_storage(args.storage, heartbeat_interval=args.heartbeat)
     existing = {s.study_name: s for s in storage.get_all_studies()}
     if name in existing:
         recorded = existing[name].user_attrs.get("settings", {})
@@ -185,7 +223,8 @@ def open_study(args: Any, name: str, settings: dict, epochs: int) -> optuna.Stud
         storage=storage,
         study_name=name,
         direction="maximize",
-        sampler=make_sampler(args.sampler, args.seed + done),
+        # workers of one study each draw their own stream
+        sampler=make_sampler(args.sampler, args.seed + done + 10_007 * worker),
         pruner=make_pruner(args, epochs),
         load_if_exists=True,
     )
@@ -199,8 +238,10 @@ def open_study(args: Any, name: str, settings: dict, epochs: int) -> optuna.Stud
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own progress lines instead
+    # failures and progress are reported by this module, in one line each
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     space = load_space(args.space)
     name = args.study_name or space.name
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -211,36 +252,173 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = check_config(space, base, fixed)
     # loading the data before opening storage: a bad data directory changes nothing recorded
     splits = load_splits(cfg.data, cfg.model.num_classes, cfg.run.seed)
-    if args.val_size >= len(splits.train) + len(splits.eval):
-        raise UsageError(f"--val-size {args.val_size}: larger than the training set")
 
-    study = open_study(args, name, study_settings(space, fixed, args, epochs), epochs)
+    worker = int(os.environ.get(WORKER_ENV, "0"))
+    study = open_study(args, name, study_settings(space, fixed, args, epochs), epochs, worker)
+    recovered = recover_dead_trials(study)
+    if recovered:
+        print(f"trials {', '.join(map(str, recovered))}: worker gone, queued to resume")
     finished = len(study.get_trials(deepcopy=False, states=FINISHED))
     remaining = args.trials - finished
-    print(
-        f"study {name!r} in {redact(args.storage)}: {finished} of {args.trials} trials "
-        f"finished, running {max(remaining, 0)}"
-    )
+    if worker == 0:
+        print(
+            f"study {name!r} in {redact(args.storage)}: {finished} of {args.trials} trials "
+            f"finished, running {max(remaining, 0)}"
+            + (f" with {args.workers} workers" if args.workers > 1 else "")
+        )
+    if remaining > 0 and args.workers > 1:
+        code = run_workers(argv, args.workers, args.device)
+        print_summary(study)
+        return code
     if remaining > 0:
-        progress = Progress()
-        objective = Objective(space, base, fixed, splits=splits, progress=progress)
+        optimize(study, args, space, base, fixed, splits, remaining)
+    if worker == 0:
+        print_summary(study)
+    return 0
 
-        def report_end(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-            progress.trial_end(trial.number, trial.state.name, trial.value)
 
+def optimize(
+    study: optuna.Study,
+    args: Any,
+    space: SearchSpace,
+    base: dict[str, Any],
+    fixed: dict[str, Any],
+    splits: Any,
+    remaining: int,
+) -> None:
+    progress = Progress()
+    objective = Objective(
+        space,
+        base,
+        fixed,
+        splits=splits,
+        progress=progress,
+        checkpoint_dir=args.checkpoint_dir,
+        keep_checkpoints=args.keep_checkpoints,
+    )
+    failures = FailureGuard(args.max_failures)
+
+    def report_end(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        progress.trial_end(trial.number, trial.state.name, trial.value)
+        if trial.state == optuna.trial.TrialState.FAIL:
+            reason = trial.user_attrs.get("fail_reason", "unknown error")
+            print(f"trial {trial.number} failed: {reason}", file=sys.stderr)
+        elif trial.state == optuna.trial.TrialState.PRUNED and progress.enabled:
+            print(
+                f"trial {trial.number} pruned: {trial.user_attrs.get('pruned_reason')}",
+                file=sys.stderr,
+            )
+
+    # SIGTERM (a scheduler, `kill`) stops like Ctrl-C: the trial's last epoch stays saved
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
         study.optimize(
             objective,
             n_trials=remaining,
             timeout=args.timeout,
+            catch=(TrialFailedError,),
             callbacks=[
                 report_end,
-                # with several processes on one study, stop at the study's total, not each's
-                optuna.study.MaxTrialsCallback(args.trials, states=FINISHED),
+                failures,
+                # with several workers on one study, stop at the study's total, not each's;
+                # trials running elsewhere count, so the workers together do not overshoot
+                optuna.study.MaxTrialsCallback(
+                    args.trials, states=(*FINISHED, optuna.trial.TrialState.RUNNING)
+                ),
             ],
             gc_after_trial=True,
         )
-    print_summary(study)
-    return 0
+    except KeyboardInterrupt:
+        if objective.current_trial is not None:
+            queue_interrupted(study, objective.current_trial)
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if failures.stopped:
+        raise StudyStoppedError(
+            f"stopped after {failures.in_a_row} failed trials in a row "
+            f"(last: {failures.last_reason}); see the trials' fail_reason"
+        )
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+class FailureGuard:
+    """Stops the study after ``limit`` failed trials in a row (a broken setup, not bad luck)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.in_a_row = 0
+        self.stopped = False
+        self.last_reason = ""
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if trial.state != optuna.trial.TrialState.FAIL:
+            self.in_a_row = 0
+            return
+        self.in_a_row += 1
+        self.last_reason = trial.user_attrs.get("fail_reason", "unknown error")
+        if self.in_a_row >= self.limit:
+            self.stopped = True
+            study.stop()
+
+
+def queue_interrupted(study: optuna.Study, number: int) -> None:
+    """Queue an interrupted trial to resume from its checkpoint in the next run."""
+    trial = next(t for t in study.get_trials(deepcopy=False) if t.number == number)
+    if trial.state == optuna.trial.TrialState.FAIL:
+        retry_callback(max_retry=None)(study, trial)
+
+
+def recover_dead_trials(study: optuna.Study) -> list[int]:
+    """Fail and requeue this host's RUNNING trials whose worker process is gone.
+
+    Trials of other hosts are left to the heartbeat; a trial whose worker is alive is left alone.
+    """
+    recovered = []
+    storage = study._storage
+    running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+    for trial in running:
+        if worker_alive(trial.user_attrs) is not False:
+            continue
+        try:
+            storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue  # another worker recovered it first
+        storage.set_trial_user_attr(trial._trial_id, "fail_reason", "worker process died")
+        retry_callback()(study, storage.get_trial(trial._trial_id))
+        recovered.append(trial.number)
+    return recovered
+
+
+def run_workers(argv: list[str], workers: int, device: str) -> int:
+    """Run ``workers`` copies of this command on the study, spread over the visible GPUs."""
+    gpus = list(range(torch.cuda.device_count())) if device != "cpu" else []
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible:
+        gpus = [int(g) if g.isdigit() else g for g in visible.split(",") if g][: len(gpus)]
+    procs = []
+    for i in range(workers):
+        env = {**os.environ, WORKER_ENV: str(i + 1)}
+        if gpus:
+            env["CUDA_VISIBLE_DEVICES"] = str(gpus[i % len(gpus)])
+        procs.append(
+            subprocess.Popen([sys.executable, "-m", "study.run", *argv, "--workers", "1"], env=env)
+        )
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        codes = [p.wait() for p in procs]
+    except KeyboardInterrupt:
+        for p in procs:  # each worker saves and queues its trial, then exits
+            p.send_signal(signal.SIGTERM)
+        for p in procs:
+            p.wait()
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return max(codes)
 
 
 def print_summary(study: optuna.Study) -> None:

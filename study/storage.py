@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import warnings
 from pathlib import Path
 
 import optuna
@@ -59,8 +60,29 @@ def _prepare_sqlite(path: Path, create: bool) -> None:
         raise StorageError(f"{path}: not a usable SQLite database ({e})") from None
 
 
-def open_storage(url: str, create: bool = True) -> optuna.storages.RDBStorage:
-    """Open (and with ``create``, initialise) the storage at ``url``."""
+# a trial whose worker died is retried this many times, inheriting its per-epoch values
+MAX_RETRY = 3
+
+
+def retry_callback(
+    max_retry: int | None = MAX_RETRY,
+) -> optuna.storages.RetryHeartbeatStaleTrialCallback:
+    """Requeues a failed trial with its params, user attrs and per-epoch values."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.RetryHeartbeatStaleTrialCallback(
+            max_retry=max_retry, inherit_intermediate_values=True
+        )
+
+
+def open_storage(
+    url: str, create: bool = True, heartbeat_interval: int | None = None
+) -> optuna.storages.RDBStorage:
+    """Open (and with ``create``, initialise) the storage at ``url``.
+
+    With ``heartbeat_interval`` (seconds), running trials send heartbeats; a trial silent for
+    three intervals is failed and retried by whichever worker looks next.
+    """
     try:
         parsed = make_url(url)
     except sqlalchemy.exc.ArgumentError:
@@ -76,15 +98,26 @@ def open_storage(url: str, create: bool = True) -> optuna.storages.RDBStorage:
         pass
     elif backend in ("postgresql", "mysql"):
         engine_kwargs = {"pool_pre_ping": True}
+    heartbeat: dict = {}
+    if heartbeat_interval is not None:
+        heartbeat = {
+            "heartbeat_interval": heartbeat_interval,
+            "grace_period": 3 * heartbeat_interval,
+            "heartbeat_stale_trial_callback": retry_callback(),
+        }
     try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat)
     except ImportError:
         raise StorageError(
             f"no database driver for {backend} is installed "
             "(for PostgreSQL: pip install psycopg2-binary)"
         ) from None
     except (sqlalchemy.exc.SQLAlchemyError, ValueError, RuntimeError) as e:
-        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if parsed.password:  # drivers may echo the connection string back
+            reason = reason.replace(str(parsed.password), "***")
         raise StorageError(f"cannot open storage {redact(url)}: {reason[:200]}") from None
 
 

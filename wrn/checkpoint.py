@@ -70,3 +70,12 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not isinstance(state, dict) or "model" not in state:
         raise CheckpointError(f"{path}: not a wrn checkpoint (no 'model' entry)")
     return state
+
+
+def saved_history(path: str | Path) -> list[dict[str, Any]]:
+    """The per-epoch history stored in a checkpoint, without reading its tensors."""
+    try:
+        state = torch.load(Path(path), map_location="cpu", weights_only=True, mmap=True)
+        return list(state["history"])
+    except Exception as e:
+        raise CheckpointError(f"{path}: unreadable checkpoint ({type(e).__name__})") from None
