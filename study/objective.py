@@ -87,7 +87,7 @@ class Objective:
         self.progress = progress or Progress(enabled=False)
         self.checkpoint_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
         self.keep_checkpoints = keep_checkpoints
-        self.current_trial: int | None = None  # number of the trial in progress, if any
+        self.interrupted_trial: int | None = None  # stopped by Ctrl-C or SIGTERM
 
     def checkpoint_path(self, trial: optuna.Trial) -> Path | None:
         if self.checkpoint_dir is None:
@@ -101,7 +101,6 @@ class Objective:
         cfg = trial_config(trial, self.space, self.base, self.fixed)
         if cfg.data.eval_split != "val":
             raise ValueError("a search trial must score on the validation split")
-        self.current_trial = trial.number
         record_setup(trial, cfg)
         record_worker(trial)
         checkpoint = self.checkpoint_path(trial)
@@ -138,14 +137,13 @@ class Objective:
             raise optuna.TrialPruned(f"non-finite loss: {e}") from None
         except KeyboardInterrupt:
             trial.set_user_attr("interrupted", True)  # checkpoint kept: the next run resumes
+            self.interrupted_trial = trial.number
             raise
         except torch.cuda.OutOfMemoryError:
             reason = f"CUDA out of memory (batch_size {cfg.run.batch_size})"
             self._fail(trial, checkpoint, reason)
         except Exception as e:
             self._fail(trial, checkpoint, f"{type(e).__name__}: {e}", traceback.format_exc())
-        finally:
-            self.current_trial = None
         record_result(trial, result)
         self._remove(checkpoint)
         return result.final_acc

@@ -271,7 +271,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print_summary(study)
         return code
     if remaining > 0:
-        optimize(study, args, space, base, fixed, splits, remaining)
+        optimize(study, args, space, base, fixed, splits)
     if worker == 0:
         print_summary(study)
     return 0
@@ -284,7 +284,6 @@ def optimize(
     base: dict[str, Any],
     fixed: dict[str, Any],
     splits: Any,
-    remaining: int,
 ) -> None:
     progress = Progress()
     objective = Objective(
@@ -314,7 +313,8 @@ def optimize(
     try:
         study.optimize(
             objective,
-            n_trials=remaining,
+            # failed trials do not count towards --trials: run until the callbacks stop us
+            n_trials=None,
             timeout=args.timeout,
             catch=(TrialFailedError,),
             callbacks=[
@@ -329,8 +329,8 @@ def optimize(
             gc_after_trial=True,
         )
     except KeyboardInterrupt:
-        if objective.current_trial is not None:
-            queue_interrupted(study, objective.current_trial)
+        if objective.interrupted_trial is not None:
+            queue_interrupted(study, objective.interrupted_trial)
         raise
     finally:
         signal.signal(signal.SIGTERM, previous)
@@ -383,11 +383,11 @@ def recover_dead_trials(study: optuna.Study) -> list[int]:
     for trial in running:
         if worker_alive(trial.user_attrs) is not False:
             continue
-        try:
+        try:  # attrs first: a finished trial cannot be changed
+            storage.set_trial_user_attr(trial._trial_id, "fail_reason", "worker process died")
             storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
         except optuna.exceptions.UpdateFinishedTrialError:
             continue  # another worker recovered it first
-        storage.set_trial_user_attr(trial._trial_id, "fail_reason", "worker process died")
         retry_callback()(study, storage.get_trial(trial._trial_id))
         recovered.append(trial.number)
     return recovered

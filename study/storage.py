@@ -112,7 +112,7 @@ def open_storage(
     except ImportError:
         raise StorageError(
             f"no database driver for {backend} is installed "
-            "(for PostgreSQL: pip install psycopg2-binary)"
+            '(for PostgreSQL: pip install -e ".[postgres]")'
         ) from None
     except (sqlalchemy.exc.SQLAlchemyError, ValueError, RuntimeError) as e:
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

@@ -1,0 +1,707 @@
+"""``python -m study.ablate``: switch each regulariser off in turn, K seeds each, and measure it.
+
+python -m study.ablate --study-name light                   # from the best trial, 3 seeds
+python -m study.ablate --study-name light --base recipe     # from the recipe (plus --set values)
+python -m study.ablate --study-name light --path            # and the path recipe -> best
+
+From the base configuration, one variant per factor of the space's ``[ablation]`` table is
+trained with that factor at its "off" value, plus the base itself, each with K seeds, on the
+study's validation split. With ``--path``, the ablation path of Fawcett & Hoos (2016) from the
+recipe to the best configuration: at each step the one remaining parameter whose change gains
+most is changed. Every run is a trial of the study ``NAME-ablation`` in the same storage, tagged
+with its variant and seed; rerunning the command runs only the (variant, seed) pairs missing.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+import plotly.graph_objects as go
+import torch
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
+from optuna.trial import FrozenTrial, TrialState
+from scipy import stats as scipy_stats
+
+from study import dashboard
+from study.cli import Parser, UsageError, int_at_least, run_command
+from study.metadata import code_version, package_versions
+from study.objective import record_result, record_setup, report_epoch
+from study.progress import Progress
+from study.storage import DEFAULT_STORAGE, open_storage, redact, study_names
+from wrn.config import ConfigError, TrainConfig, coerce, key_kind
+from wrn.data import Splits, load_splits
+from wrn.train import EpochStats, train
+
+# keys that change how a run executes, not what it computes: never a difference between configs
+EXECUTION_KEYS = ("device", "workers", "compile", "data_dir", "download", "pipeline")
+# what the path compares: the configuration itself, not the run's seed or length
+_NOT_PATH_KEYS = (*EXECUTION_KEYS, "seed", "epochs")
+BASE = "base"
+PATH_PREFIX = "path-"
+PATH_START = "path-0-recipe"
+
+
+def build_parser() -> Parser:
+    p = Parser(prog="python -m study.ablate", description=__doc__.splitlines()[0])
+    p.add_argument("--study-name", required=True, help="the search study to ablate")
+    p.add_argument(
+        "--base",
+        choices=("best", "recipe"),
+        default="best",
+        help="best: the study's best trial; recipe: the space's recipe with the study's --set "
+        "values",
+    )
+    p.add_argument(
+        "--seeds",
+        type=int_at_least(1),
+        default=3,
+        help="training runs per variant, seeds offset from the study's seed",
+    )
+    p.add_argument("--epochs", type=int_at_least(1), help="default: the study's epochs per trial")
+    p.add_argument(
+        "--path",
+        action="store_true",
+        help="also the ablation path from the recipe to the best configuration",
+    )
+    p.add_argument("--storage", default=DEFAULT_STORAGE)
+    p.add_argument("--data-dir", default="./data")
+    p.add_argument(
+        "--dataset",
+        choices=("cifar100", "synthetic"),
+        help="default: the dataset the study searched on",
+    )
+    p.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto")
+    p.add_argument(
+        "--artifact-dir",
+        help="where learning-curve artifacts go (default: artifacts/ beside a SQLite storage)",
+    )
+    return p
+
+
+# -- statistics ---------------------------------------------------------------------------------
+
+
+def welch_interval(
+    a: Sequence[float], b: Sequence[float], level: float = 0.95
+) -> tuple[float, float] | None:
+    """Welch's t confidence interval for mean(a) - mean(b); None with fewer than 2 of either."""
+    if len(a) < 2 or len(b) < 2:
+        return None
+    diff = statistics.fmean(a) - statistics.fmean(b)
+    va = statistics.variance(a) / len(a)
+    vb = statistics.variance(b) / len(b)
+    se = math.sqrt(va + vb)
+    if se == 0.0:  # identical runs: no spread to build an interval from
+        return diff, diff
+    dof = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    q = float(scipy_stats.t.ppf(0.5 + level / 2, dof))
+    return diff - q * se, diff + q * se
+
+
+@dataclass(frozen=True)
+class Effect:
+    """One variant's accuracies and its difference from the base."""
+
+    variant: str
+    values: tuple[float, ...]
+    changed: dict[str, list[Any]]
+    diff: float | None = None  # mean(variant) - mean(base)
+    interval: tuple[float, float] | None = None  # 95 % Welch interval of diff
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.values)
+
+    @property
+    def std(self) -> float:
+        return statistics.stdev(self.values) if len(self.values) > 1 else 0.0
+
+    @property
+    def label(self) -> str:
+        if not self.changed:
+            return self.variant
+        return ", ".join(f"{k} {_fmt(old)}→{_fmt(new)}" for k, (old, new) in self.changed.items())
+
+    @property
+    def significant(self) -> bool:
+        return self.interval is not None and (self.interval[0] > 0 or self.interval[1] < 0)
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def is_path_variant(variant: str) -> bool:
+    return variant.startswith(PATH_PREFIX)
+
+
+def values_by_variant(trials: Sequence[FrozenTrial]) -> dict[str, list[FrozenTrial]]:
+    """Complete trials grouped by their ``variant`` tag, one per seed (the latest wins)."""
+    groups: dict[str, dict[int, FrozenTrial]] = {}
+    for t in trials:
+        if t.state != TrialState.COMPLETE or t.value is None or "variant" not in t.user_attrs:
+            continue
+        groups.setdefault(t.user_attrs["variant"], {})[t.user_attrs.get("seed", t.number)] = t
+    return {v: [seeds[s] for s in sorted(seeds)] for v, seeds in groups.items()}
+
+
+def compute_effects(trials: Sequence[FrozenTrial]) -> list[Effect]:
+    """Base first, then each factor variant sorted by effect (the most harmful removal first)."""
+    groups = values_by_variant(trials)
+    base = [t.value for t in groups.get(BASE, [])]
+    effects = []
+    for variant, group in groups.items():
+        if is_path_variant(variant):
+            continue
+        values = tuple(float(t.value) for t in group)
+        changed = group[-1].user_attrs.get("changed", {})
+        if variant == BASE or not base:
+            effects.append(Effect(variant, values, changed))
+        else:
+            effects.append(
+                Effect(
+                    variant,
+                    values,
+                    changed,
+                    diff=statistics.fmean(values) - statistics.fmean(base),
+                    interval=welch_interval(values, base),
+                )
+            )
+    return sorted(
+        effects,
+        key=lambda e: (e.variant != BASE, e.diff if e.diff is not None else math.inf, e.variant),
+    )
+
+
+def format_points(diff: float, interval: tuple[float, float] | None) -> str:
+    """A difference of accuracies in percentage points, with its 95 % interval."""
+    ci = (
+        "95% CI n/a"
+        if interval is None
+        else (f"95% CI {100 * interval[0]:+.2f} to {100 * interval[1]:+.2f}")
+    )
+    return f"{100 * diff:+.2f} points ({ci})"
+
+
+def effects_table(effects: Sequence[Effect]) -> str:
+    rows = [("variant", "n", "val acc", "difference from base")]
+    for e in effects:
+        rows.append(
+            (
+                e.label,
+                str(e.n),
+                f"{e.mean:.4f} ± {e.std:.4f}",
+                "" if e.diff is None else format_points(e.diff, e.interval),
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows
+    )
+
+
+def effects_markdown(effects: Sequence[Effect]) -> str:
+    lines = [
+        "| variant | n | val acc (mean ± std) | difference from base |",
+        "| --- | --- | --- | --- |",
+    ]
+    for e in effects:
+        diff = "" if e.diff is None else format_points(e.diff, e.interval)
+        lines.append(f"| {e.label} | {e.n} | {e.mean:.4f} ± {e.std:.4f} | {diff} |")
+    return "\n".join(lines)
+
+
+def effects_figure(effects: Sequence[Effect], title: str) -> go.Figure:
+    """Each variant's difference from the base in points, with its 95 % interval."""
+    shown = [e for e in effects if e.diff is not None]
+    low = [100 * (e.diff - e.interval[0]) if e.interval else 0.0 for e in shown]
+    high = [100 * (e.interval[1] - e.diff) if e.interval else 0.0 for e in shown]
+    fig = go.Figure(
+        go.Scatter(
+            x=[100 * e.diff for e in shown],
+            y=[e.label for e in shown],
+            mode="markers",
+            marker={
+                "size": 10,
+                "color": ["#d62728" if e.significant else "#7f7f7f" for e in shown],
+            },
+            error_x={"type": "data", "symmetric": False, "array": high, "arrayminus": low},
+            customdata=[[e.n, e.mean, e.std] for e in shown],
+            hovertemplate="%{y}<br>%{x:+.2f} points<br>n=%{customdata[0]}, "
+            "acc %{customdata[1]:.4f} ± %{customdata[2]:.4f}<extra></extra>",
+        )
+    )
+    fig.add_vline(x=0, line_dash="dash", line_color="black")
+    fig.update_layout(
+        title=title,
+        xaxis_title="difference from base (accuracy points, 95% Welch CI)",
+        yaxis={"autorange": "reversed"},
+        height=max(300, 60 * len(shown) + 140),
+        margin={"l": 220},
+    )
+    return fig
+
+
+def path_figure(path: Sequence[dict[str, Any]], title: str) -> go.Figure:
+    labels = [f"{s['step']}: {s['param'] or 'recipe'}" for s in path]
+    fig = go.Figure(
+        go.Scatter(
+            x=labels,
+            y=[s["mean"] for s in path],
+            error_y={"type": "data", "array": [s["std"] for s in path]},
+            mode="lines+markers",
+        )
+    )
+    fig.update_layout(
+        title=title, xaxis_title="step: parameter changed", yaxis_title="val acc (mean ± std)"
+    )
+    return fig
+
+
+# -- planning -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    config: TrainConfig  # the seed is set per run
+    changed: dict[str, list[Any]] = field(default_factory=dict)  # key -> [from, to]
+
+
+def config_diff(a: dict[str, Any], b: dict[str, Any], order: Sequence[str]) -> list[str]:
+    """Keys whose values differ between two flat configs, in ``order`` first, then the rest."""
+    keys = [k for k in a if k not in _NOT_PATH_KEYS and a[k] != b.get(k)]
+    ranked = {k: i for i, k in enumerate(order)}
+    return sorted(keys, key=lambda k: (ranked.get(k, len(ranked)), k))
+
+
+def make_config(flat: dict[str, Any], what: str) -> TrainConfig:
+    try:
+        return TrainConfig.from_flat(flat)
+    except ConfigError as e:
+        raise UsageError(f"{what} is not a valid config: {e}") from None
+
+
+def distribution_for(key: str, values: Sequence[Any]) -> BaseDistribution | None:
+    """How the dashboard shows ``key`` as a trial parameter (None: only as a user attr)."""
+    kind, choices = key_kind(key)
+    if kind is bool:
+        return CategoricalDistribution((False, True))
+    if choices is not None:  # the full Literal, so every trial of the study shares the choices
+        return CategoricalDistribution(choices)
+    if kind is int:
+        return IntDistribution(min(values), max(values))
+    if kind is float:
+        return FloatDistribution(min(values), max(values))
+    return None
+
+
+# -- running ------------------------------------------------------------------------------------
+
+
+class Runner:
+    """Trains (variant, seed) runs as trials of the ablation study, skipping those done."""
+
+    def __init__(
+        self,
+        study: optuna.Study,
+        storage_url: str,
+        splits: Splits,
+        seeds: Sequence[int],
+        distributions: dict[str, BaseDistribution],
+        store: Any,
+        progress: Progress,
+        after_trial: Callable[[], None],
+    ) -> None:
+        self.study = study
+        self.storage_url = storage_url
+        self.splits = splits
+        self.seeds = list(seeds)
+        self.distributions = distributions
+        self.store = store
+        self.progress = progress
+        self.after_trial = after_trial
+        self.done: dict[tuple[str, int], float] = {}
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            if "variant" in t.user_attrs and t.value is not None:
+                self.done[(t.user_attrs["variant"], t.user_attrs["seed"])] = t.value
+        self.ran = 0
+
+    def missing(self, variants: Sequence[Variant]) -> int:
+        return sum((v.name, s) not in self.done for v in variants for s in self.seeds)
+
+    def evaluate(self, variant: Variant) -> list[float]:
+        """The variant's final val accuracy for every seed, training the missing ones."""
+        values = []
+        for seed in self.seeds:
+            if (variant.name, seed) not in self.done:
+                self.done[(variant.name, seed)] = self.run_one(variant, seed)
+                self.ran += 1
+                self.after_trial()
+            values.append(self.done[(variant.name, seed)])
+        return values
+
+    def run_one(self, variant: Variant, seed: int) -> float:
+        cfg = variant.config.replace(seed=seed)
+        flat = cfg.to_flat()
+        params = {k: flat[k] for k in self.distributions}
+        self.study.enqueue_trial(
+            params,
+            user_attrs={"variant": variant.name, "seed": seed, "changed": variant.changed},
+        )
+        trial = self.study.ask(fixed_distributions=self.distributions)
+        if trial.user_attrs.get("variant") != variant.name:
+            # ask() hands out the oldest waiting trial: another process is using this study
+            self.study.tell(trial, state=TrialState.FAIL)
+            raise UsageError(f"{self.study.study_name}: another process is running this ablation")
+        record_setup(trial, cfg)
+        epoch_seconds: list[float] = []
+        history: list[EpochStats] = []
+
+        def on_epoch_end(stats: EpochStats) -> None:
+            history.append(stats)
+            epoch_seconds.append(stats.seconds)
+            trial.set_user_attr("epoch_seconds", epoch_seconds)
+            trial.set_user_attr("images_per_s", stats.images_per_s)
+            report_epoch(trial, stats)
+            self.progress.epoch(
+                trial.number, stats.epoch, cfg.run.epochs, stats.eval_acc, stats.seconds
+            )
+
+        try:
+            try:
+                result = train(cfg, on_epoch_end=on_epoch_end, splits=self.splits)
+                record_result(trial, result)
+            finally:  # the curve so far, for a failed or interrupted run too
+                dashboard.upload_learning_curve(trial, self.store, history)
+        except BaseException:
+            self.study.tell(trial, state=TrialState.FAIL)
+            raise
+        self.study.tell(trial, result.final_acc)
+        print(
+            f"{variant.name} seed {seed}: val_acc {result.final_acc:.4f} "
+            f"({sum(epoch_seconds):.1f} s, trial {trial.number})",
+            flush=True,
+        )
+        return result.final_acc
+
+
+def run_path(
+    runner: Runner,
+    start: TrainConfig,
+    target: TrainConfig,
+    keys: Sequence[str],
+    start_variant: str,
+) -> list[dict[str, Any]]:
+    """Fawcett & Hoos's greedy ablation path from ``start`` to ``target``.
+
+    At each step every remaining single-parameter change is evaluated (K seeds) and the one
+    with the largest mean accuracy is kept; the last step therefore lands on ``target``.
+    """
+    current = start.to_flat()
+    goal = target.to_flat()
+    values = runner.evaluate(Variant(start_variant, start))
+    path = [_step(0, None, None, None, values, start_variant, {})]
+    remaining = list(keys)
+    step = 1
+    while remaining:
+        candidates: dict[str, list[float]] = {}
+        for key in remaining:
+            flat = {**current, key: goal[key]}
+            try:
+                cfg = TrainConfig.from_flat(flat)
+            except ConfigError:  # an invalid intermediate combination is not a candidate
+                continue
+            variant = Variant(f"{PATH_PREFIX}{step}-{key}", cfg, {key: [current[key], goal[key]]})
+            candidates[key] = runner.evaluate(variant)
+        if not candidates:
+            raise UsageError(
+                f"no single change of {', '.join(remaining)} from step {step - 1} of the path "
+                "gives a valid config"
+            )
+        # the largest mean gain; ties keep the earlier key (the space's order)
+        key = max(candidates, key=lambda k: statistics.fmean(candidates[k]))
+        means = {k: statistics.fmean(v) for k, v in candidates.items()}
+        path.append(
+            _step(
+                step,
+                key,
+                current[key],
+                goal[key],
+                candidates[key],
+                f"{PATH_PREFIX}{step}-{key}",
+                means,
+            )
+        )
+        current[key] = goal[key]
+        remaining.remove(key)
+        step += 1
+    return path
+
+
+def _step(
+    step: int,
+    key: str | None,
+    old: Any,
+    new: Any,
+    values: Sequence[float],
+    variant: str,
+    candidates: dict[str, float],
+) -> dict[str, Any]:
+    return {
+        "step": step,
+        "param": key,
+        "from": old,
+        "to": new,
+        "variant": variant,
+        "mean": statistics.fmean(values),
+        "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+        "n": len(values),
+        "candidates": candidates,
+    }
+
+
+# -- the command --------------------------------------------------------------------------------
+
+
+def _best_trial(study: optuna.Study) -> FrozenTrial | None:
+    complete = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if t.value is not None and "config" in t.user_attrs
+    ]
+    return max(complete, key=lambda t: t.value) if complete else None
+
+
+def _comparable(flat: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in flat.items() if k not in EXECUTION_KEYS}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own progress lines instead
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda: no CUDA GPU is available")
+    storage = open_storage(args.storage, create=False)
+    names = study_names(storage)
+    name = args.study_name
+    if name not in names:
+        raise UsageError(
+            f"no study {name!r} in the storage (studies: {', '.join(names) or 'none'})"
+        )
+    source = optuna.load_study(study_name=name, storage=storage)
+    settings = source.user_attrs.get("settings")
+    if source.user_attrs.get("kind") != "search" or not isinstance(settings, dict):
+        raise UsageError(f"study {name!r} is not a search study made by python -m study.run")
+    space = settings["space"]
+    fixed = settings.get("fixed", {})
+    epochs = args.epochs or fixed.get("epochs") or settings["epochs"]
+    dataset = args.dataset or fixed.get("dataset") or settings["dataset"]
+    run_values = {
+        "epochs": epochs,
+        "dataset": dataset,
+        "data_dir": args.data_dir,
+        "device": args.device,
+        "eval_split": "val",  # an ablation is part of the search: never the test set
+    }
+    recipe_flat = {
+        **space["recipe"],
+        "val_size": settings["val_size"],
+        "seed": settings["seed"],
+        **fixed,
+        **run_values,
+    }
+    recipe = make_config(recipe_flat, "the recipe with the study's --set values")
+    best = _best_trial(source)
+    if best is None and (args.base == "best" or args.path):
+        need = "--base best" if args.base == "best" else "--path"
+        raise UsageError(
+            f"study {name!r} has no complete trial yet, which {need} needs "
+            "(--base recipe ablates the recipe)"
+        )
+    best_cfg = (
+        None
+        if best is None
+        else make_config({**best.user_attrs["config"], **run_values}, f"trial {best.number}")
+    )
+
+    ablation_name = f"{name}-ablation"
+    existing = {s.study_name: s for s in storage.get_all_studies()}
+    recorded = existing[ablation_name].user_attrs if ablation_name in existing else None
+    base_trial = None if args.base == "recipe" or best is None else best.number
+    if recorded is not None:
+        if recorded.get("kind") != "ablation" or recorded.get("source_study") != name:
+            raise UsageError(f"study {ablation_name!r} exists but is not an ablation of {name!r}")
+        restart = (
+            f"or delete it to start over: optuna delete-study --study-name {ablation_name} "
+            f"--storage {redact(args.storage)}"
+        )
+        if recorded.get("base") != args.base:
+            raise UsageError(
+                f"{ablation_name!r} ablates the {recorded.get('base')} configuration; resume it "
+                f"with --base {recorded.get('base')}, {restart}"
+            )
+        if recorded.get("epochs") != epochs:
+            raise UsageError(
+                f"{ablation_name!r} trains {recorded.get('epochs')} epochs; resume it with "
+                f"--epochs {recorded.get('epochs')}, {restart}"
+            )
+        if recorded.get("dataset", dataset) != dataset:
+            raise UsageError(
+                f"{ablation_name!r} was run on {recorded.get('dataset')}; resume it with "
+                f"--dataset {recorded.get('dataset')}, {restart}"
+            )
+        # a resumed ablation keeps its base, even if the study has found a better trial since
+        base_cfg = make_config({**recorded["base_config"], **run_values}, "the recorded base")
+        base_trial = recorded.get("base_trial")
+        if args.base == "best" and best is not None and best.number != base_trial:
+            print(
+                f"note: {name!r}'s best is now trial {best.number}; this ablation keeps its base, "
+                f"trial {base_trial} ({restart.removeprefix('or ')})"
+            )
+    else:
+        base_cfg = recipe if args.base == "recipe" else best_cfg
+    assert base_cfg is not None
+    if recorded is not None and recorded.get("path_target") and args.path:
+        best_cfg = make_config({**recorded["path_target"], **run_values}, "the recorded target")
+
+    # the variants: one per factor that the base actually uses
+    base_flat = base_cfg.to_flat()
+    variants = [Variant(BASE, base_cfg)]
+    skipped = []
+    for key, off in space.get("ablation", {}).items():
+        off = coerce(key, off)
+        if base_flat[key] == off:
+            skipped.append(key)
+            continue
+        cfg = make_config({**base_flat, key: off}, f"the base with {key}={off!r}")
+        variants.append(Variant(f"{key}-off", cfg, {key: [base_flat[key], off]}))
+
+    param_order = list(space.get("search", {}).get("params", {}))
+    path_keys: list[str] = []
+    if args.path:
+        assert best_cfg is not None
+        path_keys = config_diff(recipe.to_flat(), best_cfg.to_flat(), param_order)
+        if not path_keys:
+            raise UsageError(f"--path: the best trial of {name!r} has the recipe's configuration")
+
+    # trial parameters in the dashboard: every key an ablation or path run changes
+    planned: dict[str, list[Any]] = {}
+    for v in variants:
+        for key, pair in v.changed.items():
+            planned.setdefault(key, []).extend(pair)
+    for key in path_keys:
+        assert best_cfg is not None
+        planned.setdefault(key, []).extend([recipe.to_flat()[key], best_cfg.to_flat()[key]])
+    for key in list(planned):
+        planned[key].append(base_flat[key])
+    distributions = {
+        k: d for k, values in planned.items() if (d := distribution_for(k, values)) is not None
+    }
+
+    # the data last among the checks, before anything is written
+    splits = load_splits(base_cfg.data, base_cfg.model.num_classes, settings["seed"])
+    seeds = [settings["seed"] + k for k in range(args.seeds)]
+
+    ablation = optuna.create_study(
+        storage=storage,
+        study_name=ablation_name,
+        direction="maximize",
+        load_if_exists=True,
+    )
+    ablation.set_user_attr("kind", "ablation")
+    ablation.set_user_attr("source_study", name)
+    ablation.set_user_attr("base", args.base)
+    ablation.set_user_attr("base_trial", base_trial)
+    ablation.set_user_attr("base_config", base_flat)
+    ablation.set_user_attr("epochs", epochs)
+    ablation.set_user_attr("dataset", dataset)
+    ablation.set_user_attr("val_size", base_cfg.data.val_size)
+    ablation.set_user_attr("factors", dict(space.get("ablation", {})))
+    ablation.set_user_attr("skipped", skipped)
+    ablation.set_user_attr("seeds", sorted(set(seeds) | set((recorded or {}).get("seeds", []))))
+    ablation.set_user_attr("code_version", code_version())
+    ablation.set_user_attr("packages", package_versions())
+    if args.path:
+        assert best_cfg is not None
+        ablation.set_user_attr("path_target", best_cfg.to_flat())
+        target_trial = (recorded or {}).get("path_target_trial", best.number if best else None)
+        ablation.set_user_attr("path_target_trial", target_trial)
+
+    # a trial left RUNNING or WAITING was cut off (kill, power loss): it will be rerun
+    stale = ablation.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING))
+    for t in stale:
+        storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+    if stale:
+        print(f"marked {len(stale)} interrupted trial(s) of {ablation_name!r} as failed")
+
+    store = dashboard.artifact_store(
+        args.artifact_dir or dashboard.default_artifact_dir(args.storage)
+    )
+
+    def refresh_dashboard() -> None:
+        effects = compute_effects(ablation.get_trials(deepcopy=False))
+        dashboard.write_study_note(ablation, args.storage, effects_markdown(effects))
+        if any(e.diff is not None for e in effects):
+            dashboard.save_figure(
+                ablation, effects_figure(effects, f"{ablation_name}: effects"), "effects"
+            )
+
+    runner = Runner(
+        ablation,
+        args.storage,
+        splits,
+        seeds,
+        distributions,
+        store,
+        Progress(),
+        refresh_dashboard,
+    )
+    described = (
+        "the recipe" if args.base == "recipe" else f"trial {base_trial} (the best when started)"
+    )
+    missing = runner.missing(variants)
+    print(
+        f"ablating {name!r} from {described}: {len(variants)} variants x {len(seeds)} seed(s), "
+        f"{epochs} epochs each; {len(variants) * len(seeds) - missing} done, running {missing}"
+    )
+    if skipped:
+        print(f"not ablated, already off in the base: {', '.join(skipped)}")
+    for v in variants:
+        runner.evaluate(v)
+
+    if args.path:
+        assert best_cfg is not None
+        n = len(path_keys)
+        print(
+            f"ablation path over {n} parameter(s) ({', '.join(path_keys)}): up to "
+            f"{n * (n + 1) // 2 + 1} configurations x {len(seeds)} seed(s)"
+        )
+        start_variant = BASE if args.base == "recipe" else PATH_START
+        path = run_path(runner, recipe, best_cfg, path_keys, start_variant)
+        ablation.set_user_attr("path", path)
+        print("path: " + " -> ".join(f"{s['param'] or 'recipe'} {s['mean']:.4f}" for s in path))
+
+    refresh_dashboard()
+    effects = compute_effects(ablation.get_trials(deepcopy=False))
+    print(f"{ablation_name!r} in {redact(args.storage)} ({runner.ran} run(s) trained now):")
+    print(effects_table(effects))
+    return 0
+
+
+if __name__ == "__main__":
+    run_command("python -m study.ablate", main)

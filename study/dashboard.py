@@ -1,0 +1,334 @@
+"""What optuna-dashboard shows beyond trials: artifacts and a markdown note per study.
+
+Artifacts go through Optuna's artifact store (``optuna.artifacts``): a learning curve per trial
+(a CSV the dashboard shows as a table, and an SVG plot it shows as an image) and, where a run
+keeps one, its checkpoint. Serve them with::
+
+    optuna-dashboard sqlite:///studies/wrn.db --artifact-dir studies/artifacts --host 127.0.0.1
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import shlex
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+from xml.sax.saxutils import escape
+
+import optuna
+from optuna.artifacts import FileSystemArtifactStore, upload_artifact
+from optuna.trial import TrialState
+from optuna_dashboard import save_note, save_plotly_graph_object
+
+from study.storage import DEFAULT_STORAGE, redact, sqlite_path
+from wrn.train import EpochStats
+
+DEFAULT_ARTIFACT_DIR = "studies/artifacts"
+CURVE_COLUMNS = (
+    "epoch",
+    "train_loss",
+    "train_acc",
+    "eval_loss",
+    "eval_acc",
+    "lr",
+    "seconds",
+    "images_per_s",
+)
+
+
+def default_artifact_dir(storage_url: str) -> Path:
+    """``artifacts/`` beside a SQLite storage file (``studies/artifacts`` for the default one).
+
+    Other back ends have no folder of their own, so they share ``studies/artifacts``.
+    """
+    try:
+        path = sqlite_path(storage_url)
+    except Exception:  # a malformed URL is reported by open_storage, not here
+        path = None
+    return Path(DEFAULT_ARTIFACT_DIR) if path is None else path.parent / "artifacts"
+
+
+def artifact_store(artifact_dir: str | Path) -> FileSystemArtifactStore:
+    """A file-system artifact store in ``artifact_dir`` (created)."""
+    Path(artifact_dir).mkdir(parents=True, exist_ok=True)
+    return FileSystemArtifactStore(str(artifact_dir))
+
+
+def _rows(history: Sequence[EpochStats | Mapping[str, Any]]) -> list[dict[str, Any]]:
+    return [dataclasses.asdict(s) if isinstance(s, EpochStats) else dict(s) for s in history]
+
+
+def learning_curve_csv(history: Sequence[EpochStats | Mapping[str, Any]]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, CURVE_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(_rows(history))
+    return out.getvalue()
+
+
+def learning_curve_svg(
+    history: Sequence[EpochStats | Mapping[str, Any]], title: str, eval_name: str = "val"
+) -> str:
+    """A small standalone SVG of train and eval accuracy per epoch (no plotting library)."""
+    rows = _rows(history)
+    width, height, pad = 480, 300, 44
+    epochs = [r["epoch"] for r in rows]
+    first, last = min(epochs), max(epochs)
+    span = max(last - first, 1)
+
+    def xy(epoch: float, acc: float) -> str:
+        x = pad + (epoch - first) / span * (width - 2 * pad)
+        y = height - pad - acc * (height - 2 * pad)  # accuracy axis fixed to [0, 1]
+        return f"{x:.1f},{y:.1f}"
+
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">',
+        f'<rect width="{width}" height="{height}" fill="white"/>',
+        f'<text x="{pad}" y="20" font-size="14">{escape(title)}</text>',
+    ]
+    for tick in (0.0, 0.25, 0.5, 0.75, 1.0):
+        y = height - pad - tick * (height - 2 * pad)
+        parts.append(
+            f'<line x1="{pad}" y1="{y:.1f}" x2="{width - pad}" y2="{y:.1f}" stroke="#ddd"/>'
+            f'<text x="{pad - 6}" y="{y + 4:.1f}" text-anchor="end">{tick:.2f}</text>'
+        )
+    parts.append(
+        f'<text x="{width / 2:.0f}" y="{height - 10}" text-anchor="middle">'
+        f"epoch {first} to {last}</text>"
+    )
+    for key, colour in (("train_acc", "#1f77b4"), ("eval_acc", "#d62728")):
+        points = " ".join(xy(r["epoch"], r[key]) for r in rows)
+        parts.append(
+            f'<polyline points="{points}" fill="none" stroke="{colour}" stroke-width="2"/>'
+        )
+        for r in rows:
+            cx, cy = xy(r["epoch"], r[key]).split(",")
+            parts.append(f'<circle cx="{cx}" cy="{cy}" r="2.5" fill="{colour}"/>')
+    parts.append(
+        f'<text x="{width - pad}" y="20" text-anchor="end" fill="#1f77b4">train acc</text>'
+        f'<text x="{width - pad}" y="36" text-anchor="end" fill="#d62728">'
+        f"{escape(eval_name)} acc</text>"
+    )
+    parts.append("</svg>")
+    return "\n".join(parts)
+
+
+def upload_learning_curve(
+    trial: optuna.Trial,
+    store: FileSystemArtifactStore,
+    history: Sequence[EpochStats | Mapping[str, Any]],
+    eval_name: str = "val",
+) -> list[str]:
+    """Attach the per-epoch curve to a running trial: a CSV table and an SVG plot.
+
+    Call it once, before the trial is told (Optuna refuses attributes on a finished trial),
+    e.g. from a ``finally`` around training so pruned and failed trials get their curve too.
+    Returns the artifact ids; nothing is uploaded for an empty history.
+    """
+    if not history:
+        return []
+    ids = []
+    with tempfile.TemporaryDirectory() as tmp:
+        stem = Path(tmp) / f"learning_curve_trial{trial.number}"
+        files = {
+            stem.with_suffix(".csv"): learning_curve_csv(history),
+            stem.with_suffix(".svg"): learning_curve_svg(
+                history, f"{trial.study.study_name} trial {trial.number}", eval_name
+            ),
+        }
+        for path, text in files.items():
+            path.write_text(text, encoding="utf-8")
+            ids.append(
+                upload_artifact(artifact_store=store, file_path=str(path), study_or_trial=trial)
+            )
+    return ids
+
+
+def upload_checkpoint(
+    trial: optuna.Trial, store: FileSystemArtifactStore, checkpoint: str | Path
+) -> str:
+    """Attach a kept checkpoint file to a running trial (a copy goes into the store)."""
+    return upload_artifact(
+        artifact_store=store,
+        file_path=str(checkpoint),
+        study_or_trial=trial,
+        mimetype="application/octet-stream",
+    )
+
+
+def save_figure(study: optuna.Study, figure: Any, figure_id: str) -> None:
+    """Show a plotly figure on the study's page in the dashboard (replaced on each call)."""
+    save_plotly_graph_object(study, figure, graph_object_id=figure_id)
+
+
+# -- the study note ----------------------------------------------------------------------------
+
+
+def _value(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _command(*words: str) -> str:
+    return " ".join(shlex.quote(w) for w in words)
+
+
+def _storage_flags(storage_url: str) -> list[str]:
+    return [] if storage_url == DEFAULT_STORAGE else ["--storage", redact(storage_url)]
+
+
+def _counts(study: optuna.Study) -> tuple[str, optuna.trial.FrozenTrial | None]:
+    trials = study.get_trials(deepcopy=False)
+    counts = {s: 0 for s in ("complete", "pruned", "fail", "running")}
+    for t in trials:
+        name = t.state.name.lower()
+        if name in counts:
+            counts[name] += 1
+    complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
+    best = max(complete, key=lambda t: t.value) if complete else None
+    text = ", ".join(f"{n} {s}" for s, n in counts.items() if n) or "no trials yet"
+    return text, best
+
+
+def _search_note(study: optuna.Study, storage_url: str) -> list[str]:
+    attrs = study.user_attrs
+    settings = attrs.get("settings", {})
+    space = settings.get("space", {})
+    fixed = settings.get("fixed", {})
+    params = space.get("search", {}).get("params", {})
+    recipe = space.get("recipe", {})
+    counts, best = _counts(study)
+    lines = [
+        f"## {study.study_name}: search over `{space.get('name', '?')}`",
+        "",
+        space.get("description", ""),
+        "",
+        "### Budget",
+        f"- {settings.get('epochs')} epochs per trial; the recipe trains "
+        f"{settings.get('recipe_epochs')} (rerun the best trials at that length)",
+        f"- dataset `{settings.get('dataset')}`, {settings.get('val_size')} validation images "
+        f"held out of the training set, seed {settings.get('seed')}",
+        f"- pruner `{settings.get('pruner')}`, sampler `{settings.get('sampler')}`",
+        "",
+        "### Space",
+        "| parameter | searched | recipe |",
+        "| --- | --- | --- |",
+    ]
+    for name, spec in params.items():
+        if name in fixed:
+            searched = f"fixed to {_value(fixed[name])} by `--set`"
+        elif spec.get("type") == "categorical":
+            searched = ", ".join(_value(c) for c in spec.get("choices", []))
+        else:
+            log = " (log)" if spec.get("log") else ""
+            step = f" step {_value(spec['step'])}" if spec.get("step") is not None else ""
+            searched = f"{_value(spec.get('low'))} to {_value(spec.get('high'))}{step}{log}"
+        lines.append(f"| `{name}` | {searched} | {_value(recipe.get(name, '-'))} |")
+    other = {k: v for k, v in fixed.items() if k not in params}
+    if other:
+        shown = ", ".join(f"`{k}={_value(v)}`" for k, v in other.items())
+        lines += ["", f"Also fixed with `--set`: {shown}"]
+    lines += ["", "### Best so far", f"Trials: {counts}."]
+    if best is None:
+        lines.append("No complete trial yet.")
+    else:
+        shown = ", ".join(f"`{k}={_value(v)}`" for k, v in best.params.items())
+        num_params = best.user_attrs.get("num_params")
+        size = f", {num_params:,} parameters" if num_params else ""
+        lines.append(f"Trial {best.number}: val acc **{best.value:.4f}**{size}; {shown or '-'}")
+    flags = _storage_flags(storage_url)
+    name = study.study_name
+    lines += [
+        "",
+        "### Next",
+        "```",
+        _command("python", "-m", "study.rerun", "--study-name", name, *flags, "--seeds", "3"),
+        _command("python", "-m", "study.ablate", "--study-name", name, *flags),
+        _command("python", "-m", "study.report", *flags, "--out", "report.html"),
+        "```",
+        "`study.rerun` retrains the best trial for the recipe's full length and tests it; "
+        "`study.ablate` switches each regulariser off in turn.",
+    ]
+    return lines
+
+
+def _ablation_note(study: optuna.Study, storage_url: str, effects_md: str | None) -> list[str]:
+    attrs = study.user_attrs
+    source = attrs.get("source_study", "?")
+    base = attrs.get("base", "?")
+    trial = attrs.get("base_trial")
+    base_text = f"the best trial ({trial})" if base == "best" else "the recipe"
+    counts, _ = _counts(study)
+    seeds = attrs.get("seeds", [])
+    lines = [
+        f"## {study.study_name}: ablation of `{source}`",
+        "",
+        f"Base: {base_text}. Each factor is switched off in turn, {attrs.get('epochs')} epochs, "
+        f"seeds {', '.join(str(s) for s in seeds)}; values are validation accuracy.",
+        f"Trials: {counts}.",
+    ]
+    skipped = attrs.get("skipped", [])
+    if skipped:
+        lines.append(f"Already off in the base, so not ablated: {', '.join(skipped)}.")
+    if effects_md:
+        lines += ["", "### Effects", effects_md]
+    path = attrs.get("path")
+    if path:
+        lines += ["", "### Ablation path (recipe to best)"]
+        for step in path:
+            change = step.get("param") or "start (recipe)"
+            lines.append(f"{step['step']}. {change}: {step['mean']:.4f}")
+    flags = _storage_flags(storage_url)
+    lines += [
+        "",
+        "### Resume or extend",
+        "```",
+        _command(
+            "python", "-m", "study.ablate", "--study-name", source, "--base", str(base), *flags
+        ),
+        "```",
+    ]
+    return lines
+
+
+def _other_note(study: optuna.Study) -> list[str]:
+    attrs = study.user_attrs
+    counts, best = _counts(study)
+    lines = [f"## {study.study_name}", "", f"Kind: {attrs.get('kind', '-')}. Trials: {counts}."]
+    if attrs.get("source_study"):
+        lines.append(f"Source study: `{attrs['source_study']}`.")
+    if best is not None:
+        lines.append(f"Best: trial {best.number}, value {best.value:.4f}.")
+    return lines
+
+
+def study_note(study: optuna.Study, storage_url: str, effects_md: str | None = None) -> str:
+    """The markdown note for a study: what it searched, its budget, best so far, what next."""
+    kind = study.user_attrs.get("kind")
+    if kind == "search":
+        lines = _search_note(study, storage_url)
+    elif kind == "ablation":
+        lines = _ablation_note(study, storage_url, effects_md)
+    else:
+        lines = _other_note(study)
+    return "\n".join(lines) + "\n"
+
+
+def write_study_note(study: optuna.Study, storage_url: str, effects_md: str | None = None) -> str:
+    """Save (or refresh) the study's markdown note, shown on its page in optuna-dashboard."""
+    body = study_note(study, storage_url, effects_md)
+    save_note(study, body)
+    return body
+
+
+def note_callback(storage_url: str) -> Any:
+    """A ``study.optimize`` callback that refreshes the note after each trial."""
+
+    def refresh(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        write_study_note(study, storage_url)
+
+    return refresh

@@ -1,0 +1,178 @@
+"""``python -m study.status``: the studies in a storage, their trials by state, best and cost.
+
+python -m study.status                                  # sqlite:///studies/wrn.db
+python -m study.status --storage sqlite:///studies/smoke.db
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from study.cli import Parser, run_command
+from study.storage import DEFAULT_STORAGE, open_storage, redact
+
+STATE_COLUMNS = ("complete", "pruned", "fail", "running", "waiting")
+
+
+def build_parser() -> Parser:
+    p = Parser(prog="python -m study.status", description=__doc__.splitlines()[0])
+    p.add_argument("--storage", default=DEFAULT_STORAGE, help="Optuna RDB storage URL")
+    return p
+
+
+def trial_seconds(trial: FrozenTrial) -> float:
+    """Device seconds a trial has spent: its per-epoch times, however it ended.
+
+    Search and ablation trials record ``epoch_seconds`` as they go; a rerun records only the
+    ``history`` at the end, so that is the fallback.
+    """
+    seconds = trial.user_attrs.get("epoch_seconds")
+    if seconds:
+        return float(sum(seconds))
+    history = trial.user_attrs.get("history") or []
+    return float(sum(epoch.get("seconds", 0.0) for epoch in history))
+
+
+def study_kind(user_attrs: dict) -> str:
+    """What made a study: "search" (study.run), "ablation", "rerun", or "-" (something else)."""
+    kind = user_attrs.get("kind")
+    return kind if isinstance(kind, str) else "-"
+
+
+def best_trial(
+    trials: Sequence[FrozenTrial], direction: optuna.study.StudyDirection
+) -> FrozenTrial | None:
+    complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
+    if not complete:
+        return None
+    if direction == optuna.study.StudyDirection.MINIMIZE:
+        return min(complete, key=lambda t: t.value)
+    return max(complete, key=lambda t: t.value)
+
+
+@dataclass
+class RunningTrial:
+    number: int
+    epochs_done: int
+    epochs: int | None
+    last_value: float | None
+    started: datetime.datetime | None
+
+
+@dataclass
+class StudyRow:
+    name: str
+    kind: str
+    counts: dict[str, int]
+    best_value: float | None
+    best_number: int | None
+    seconds: float
+    running: list[RunningTrial] = field(default_factory=list)
+
+
+def collect(storage: optuna.storages.BaseStorage) -> list[StudyRow]:
+    rows = []
+    for summary in sorted(storage.get_all_studies(), key=lambda s: s.study_name):
+        study_id = storage.get_study_id_from_name(summary.study_name)
+        trials = storage.get_all_trials(study_id, deepcopy=False)
+        counts = {state: 0 for state in STATE_COLUMNS}
+        for t in trials:
+            counts[t.state.name.lower()] += 1
+        # a multi-objective study has no single best; this harness only makes single ones
+        best = best_trial(trials, summary.directions[0]) if len(summary.directions) == 1 else None
+        running = [
+            RunningTrial(
+                number=t.number,
+                epochs_done=len(t.intermediate_values),
+                epochs=(t.user_attrs.get("config") or {}).get("epochs"),
+                last_value=(
+                    t.intermediate_values[max(t.intermediate_values)]
+                    if t.intermediate_values
+                    else None
+                ),
+                started=t.datetime_start,
+            )
+            for t in trials
+            if t.state == TrialState.RUNNING
+        ]
+        rows.append(
+            StudyRow(
+                name=summary.study_name,
+                kind=study_kind(summary.user_attrs),
+                counts=counts,
+                best_value=None if best is None else best.value,
+                best_number=None if best is None else best.number,
+                seconds=sum(trial_seconds(t) for t in trials),
+                running=running,
+            )
+        )
+    return rows
+
+
+def format_table(rows: Sequence[StudyRow]) -> str:
+    """Plain aligned columns: text left, numbers right."""
+    header = ("study", "kind", *STATE_COLUMNS, "best", "trial", "GPU-h")
+    body = [
+        (
+            row.name,
+            row.kind,
+            *(str(row.counts[s]) for s in STATE_COLUMNS),
+            "-" if row.best_value is None else f"{row.best_value:.4f}",
+            "-" if row.best_number is None else str(row.best_number),
+            f"{row.seconds / 3600:.3f}",
+        )
+        for row in rows
+    ]
+    widths = [max(len(line[i]) for line in (header, *body)) for i in range(len(header))]
+    left = {0, 1}
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(
+            c.ljust(w) if i in left else c.rjust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ).rstrip()
+
+    return "\n".join([line(header), line(["-" * w for w in widths]), *(line(b) for b in body)])
+
+
+def format_running(rows: Sequence[StudyRow], now: datetime.datetime | None = None) -> list[str]:
+    # Optuna stores naive local times, so compare with a naive local now
+    now = now or datetime.datetime.now()
+    lines = []
+    for row in rows:
+        for r in row.running:
+            epochs = f"epoch {r.epochs_done}/{r.epochs}" if r.epochs else f"{r.epochs_done} epochs"
+            value = "" if r.last_value is None else f", last value {r.last_value:.4f}"
+            since = ""
+            if r.started is not None:
+                minutes = max(0.0, (now - r.started).total_seconds() / 60)
+                since = f", started {minutes:.0f} min ago"
+            lines.append(f"  {row.name} trial {r.number}: {epochs}{value}{since}")
+    return lines
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    storage = open_storage(args.storage, create=False)
+    rows = collect(storage)
+    if not rows:
+        print(f"{redact(args.storage)}: no studies yet")
+        return 0
+    total = sum(r.seconds for r in rows) / 3600
+    print(f"{redact(args.storage)}: {len(rows)} studies, {total:.3f} GPU-hours")
+    print(format_table(rows))
+    running = format_running(rows)
+    print(f"running now: {len(running) or 'none'}")
+    for text in running:
+        print(text)
+    print("(GPU-h: summed epoch times, on whatever device each trial ran)")
+    return 0
+
+
+if __name__ == "__main__":
+    run_command("python -m study.status", main)

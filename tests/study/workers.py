@@ -1,0 +1,95 @@
+"""Helpers for tests that run ``python -m study.run`` as real worker processes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import optuna
+
+# a WRN-10-1 on 600 synthetic 10-class images: about a second per epoch on one CPU core
+FAST_TRIAL = [
+    "--dataset",
+    "synthetic",
+    "--device",
+    "cpu",
+    "--val-size",
+    "100",
+    "--pruner",
+    "none",
+    "--sampler",
+    "random",
+    "--set",
+    "depth=10",
+    "--set",
+    "width=1",
+    "--set",
+    "batch_size=32",
+    "--set",
+    "workers=0",
+    "--set",
+    "num_classes=10",
+    "--set",
+    "synthetic_train_size=600",
+    "--set",
+    "synthetic_test_size=50",
+    "--set",
+    "augmentation=basic",
+    "--set",
+    "mixup_prob=0.0",
+    "--set",
+    "cutmix_prob=0.0",
+]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def worker_env() -> dict[str, str]:
+    # one thread per worker: several workers share this machine's two cores
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def start(args: list[str], log: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "study.run", *args],
+        cwd=ROOT,
+        env=worker_env(),
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+    )
+
+
+def run(args: list[str], timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "study.run", *args],
+        cwd=ROOT,
+        env=worker_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 180, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def trials(url: str, name: str) -> list[optuna.trial.FrozenTrial]:
+    try:
+        return optuna.load_study(study_name=name, storage=url).get_trials()
+    except KeyError:
+        return []
+
+
+def running_epochs(url: str, name: str) -> int:
+    """Epochs reported so far by the study's RUNNING trial (0 if none)."""
+    running = [t for t in trials(url, name) if t.state == optuna.trial.TrialState.RUNNING]
+    return max((len(t.intermediate_values) for t in running), default=0)
