@@ -35,6 +35,8 @@ def run_args(storage: Path, data_dir: Path, *extra: str) -> list[str]:
         "cpu",
         "--epochs",
         "2",
+        "--checkpoint-dir",
+        str(storage.parent / "checkpoints"),
         *TINY_SET,
         *extra,
     ]
@@ -173,44 +175,116 @@ def test_changed_settings_on_an_existing_study_are_refused(
     assert storage.read_bytes() == before
 
 
-def fails(capsys: pytest.CaptureFixture, argv: list[str], message: str) -> None:
+def fails(capsys: pytest.CaptureFixture, argv: list[str], message: str) -> str:
     with pytest.raises(SystemExit) as exit_info:
         run_command("python -m study.run", run.main, argv)
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1, err
     assert message in err and "Traceback" not in err
+    return err
 
 
-@pytest.mark.parametrize(
-    ("extra", "message"),
-    [
-        (["--trials", "0"], "--trials: must be >= 1"),
-        (["--epochs", "-1"], "--epochs: must be >= 1"),
-        (["--val-size", "-5"], "--val-size: must be >= 1"),
-        (["--val-size", "400"], "val_size must be in [1, 399]"),
-        (["--space", "no_such_space"], "no_such_space"),
-        (["--pruner", "asha"], "invalid choice"),
-        (["--set", "depth=11"], "6n+4"),
-        (["--set", "colour=red"], "unknown config key 'colour'"),
-        (["--set", "dropout=1.5"], "dropout"),
-        (["--set", "depth"], "KEY=VALUE"),
-        (["--set", "eval_split=test"], "never scores on the test set"),
-        (["--timeout", "-3"], "--timeout"),
-        (["--storage", "notaurl"], "malformed storage URL"),
-    ],
-)
-def test_bad_input_is_one_line_and_touches_nothing(
+BAD_FLAGS = [
+    (["--trials", "0"], "--trials: must be >= 1"),
+    (["--trials", "many"], "--trials: expected an integer"),
+    (["--epochs", "-1"], "--epochs: must be >= 1"),
+    (["--val-size", "-5"], "--val-size: must be >= 1"),
+    (["--val-size", "400"], "val_size must be in [1, 399]"),
+    (["--workers", "0"], "--workers: must be >= 1"),
+    (["--max-failures", "0"], "--max-failures: must be >= 1"),
+    (["--heartbeat", "0"], "--heartbeat: must be >= 1"),
+    (["--timeout", "-3"], "--timeout"),
+    (["--seed", "-1"], "--seed: must be >= 0"),
+    (["--space", "no_such_space"], "no_such_space"),
+    (["--pruner", "asha"], "invalid choice"),
+    (["--sampler", "grid"], "invalid choice"),
+    (["--dataset", "imagenet"], "invalid choice"),
+    (["--device", "tpu"], "invalid choice"),
+    (["--no-such-flag"], "unrecognized arguments"),
+    (["--set", "depth=11"], "6n+4"),
+    (["--set", "width=0"], "width: must be >= 1"),
+    (["--set", "batch_size=-8"], "batch_size"),
+    (["--set", "colour=red"], "unknown config key 'colour'"),
+    (["--set", "dropout=1.5"], "dropout"),
+    (["--set", "lr=fast"], "lr: expected float"),
+    (["--set", "nesterov=perhaps"], "nesterov"),
+    (["--set", "augmentation=autoaugment"], "augmentation"),
+    (["--set", "depth"], "KEY=VALUE"),
+    (["--set", "eval_split=test"], "never scores on the test set"),
+    (["--storage", "notaurl"], "malformed storage URL"),
+    (["--storage", "postgresql://u:hunter2@127.0.0.1:1/db"], "cannot open storage"),
+]
+
+
+@pytest.mark.parametrize(("extra", "message"), BAD_FLAGS)
+def test_bad_input_is_one_line_and_leaves_storage_byte_identical(
     capsys: pytest.CaptureFixture,
     cifar_dir: Path,
+    finished_study: Path,
     tmp_path: Path,
     extra: list[str],
     message: str,
 ) -> None:
     storage = tmp_path / "wrn.db"
-    argv = run_args(storage, cifar_dir, "--trials", "1") + extra
-    fails(capsys, argv, message)
-    assert not storage.exists()
+    copy_db(finished_study, storage)
+    before = {p.name: p.read_bytes() for p in tmp_path.glob("wrn.db*")}
+    fails(capsys, run_args(storage, cifar_dir, "--trials", "5") + extra, message)
+    assert {p.name: p.read_bytes() for p in tmp_path.glob("wrn.db*")} == before
+    assert not (tmp_path / "checkpoints").exists()
+
+
+@pytest.mark.parametrize(("extra", "message"), BAD_FLAGS[:4])
+def test_bad_input_creates_no_storage(
+    capsys: pytest.CaptureFixture, cifar_dir: Path, tmp_path: Path, extra: list[str], message: str
+) -> None:
+    fails(capsys, run_args(tmp_path / "wrn.db", cifar_dir, "--trials", "1") + extra, message)
+    assert not (tmp_path / "wrn.db").exists()
+
+
+def test_password_is_not_printed(
+    capsys: pytest.CaptureFixture, cifar_dir: Path, tmp_path: Path
+) -> None:
+    url = "postgresql://alice:hunter2@127.0.0.1:1/optuna"
+    err = fails(capsys, [*run_args(tmp_path / "x.db", cifar_dir), "--storage", url], "alice:***@")
+    assert "hunter2" not in err
+
+
+LIGHT = Path(run.__file__).parent.parent / "search_spaces" / "light.toml"
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ('name = "light"', "name = [unclosed", "invalid TOML"),
+        ("depth = 16", "depth = 11", "recipe.depth"),
+        ('name = "light"', 'name = "bad"\nsurprise = 1', "surprise"),
+        ("high = 0.4", "high = 1.4", "dropout"),
+    ],
+)
+def test_malformed_space_file_is_one_line(
+    capsys: pytest.CaptureFixture,
+    cifar_dir: Path,
+    tmp_path: Path,
+    old: str,
+    new: str,
+    message: str,
+) -> None:
+    space = tmp_path / "bad.toml"
+    text = LIGHT.read_text()
+    assert old in text
+    space.write_text(text.replace(old, new, 1))
+    fails(capsys, [*run_args(tmp_path / "wrn.db", cifar_dir), "--space", str(space)], message)
+    assert not (tmp_path / "wrn.db").exists()
+
+
+def test_data_dir_of_the_wrong_layout(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
+    folder = tmp_path / "data" / "cifar-100-python"
+    folder.mkdir(parents=True)
+    for name in ("train", "test", "meta"):
+        (folder / name).write_bytes(b"PK\x03\x04 a zip, not a pickle")
+    fails(capsys, run_args(tmp_path / "wrn.db", tmp_path / "data"), "not a CIFAR-100 pickle")
+    assert not (tmp_path / "wrn.db").exists()
 
 
 def test_missing_data_dir_is_one_line(
