@@ -75,14 +75,33 @@ def retry_callback(
         )
 
 
+def open_grpc(url: str) -> optuna.storages.BaseStorage:
+    """A client of Optuna's gRPC storage proxy (``python -m study.proxy``) at grpc://HOST:PORT."""
+    host, _, port = url.removeprefix("grpc://").rstrip("/").rpartition(":")
+    if not host or not port.isdigit():
+        raise StorageError(f"malformed storage URL {url!r}: expected grpc://HOST:PORT")
+    try:
+        proxy = optuna.storages.GrpcStorageProxy(host=host, port=int(port))
+        proxy.get_all_studies()  # fail now, not in the middle of a trial
+    except ImportError:
+        raise StorageError('no gRPC client is installed (pip install -e ".[grpc]")') from None
+    except Exception as e:
+        details = e.details() if hasattr(e, "details") else str(e)  # grpc.RpcError
+        reason = (str(details).splitlines() or [type(e).__name__])[0][:200]
+        raise StorageError(f"cannot reach the storage proxy at {host}:{port}: {reason}") from None
+    return proxy
+
+
 def open_storage(
     url: str, create: bool = True, heartbeat_interval: int | None = None
-) -> optuna.storages.RDBStorage:
+) -> optuna.storages.BaseStorage:
     """Open (and with ``create``, initialise) the storage at ``url``.
 
     With ``heartbeat_interval`` (seconds), running trials send heartbeats; a trial silent for
     three intervals is failed and retried by whichever worker looks next.
     """
+    if url.startswith("grpc://"):
+        return open_grpc(url)  # heartbeats need direct database access; the proxy has none
     try:
         parsed = make_url(url)
     except sqlalchemy.exc.ArgumentError:

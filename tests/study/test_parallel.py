@@ -47,3 +47,52 @@ def test_parallel_workers_finish_every_trial(
     # the workers really ran side by side: more than one process recorded trials
     assert len({t.user_attrs["pid"] for t in result}) > 1
     assert f"with {workers} workers" in done.stdout
+
+
+def test_workers_through_the_grpc_storage_proxy(tmp_path: Path) -> None:
+    pytest.importorskip("grpc")
+    import socket
+    import subprocess
+    import sys
+
+    from tests.study.workers import ROOT, wait_for, worker_env
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    db = f"sqlite:///{tmp_path}/wrn.db"
+    proxy = subprocess.Popen(
+        [sys.executable, "-m", "study.proxy", "--storage", db, "--port", str(port)],
+        cwd=ROOT,
+        env=worker_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        assert proxy.stdout is not None
+        wait_for(lambda: b"serving" in proxy.stdout.readline(), timeout=60, what="the proxy")
+        done = run(
+            [
+                *FAST_TRIAL,
+                "--epochs",
+                "1",
+                "--storage",
+                f"grpc://127.0.0.1:{port}",
+                "--study-name",
+                "proxied",
+                "--trials",
+                "4",
+                "--workers",
+                "2",
+                "--checkpoint-dir",
+                str(tmp_path / "ckpt"),
+            ]
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+    finally:
+        proxy.terminate()
+        proxy.wait()
+    # everything went through the proxy into the database
+    result = trials(db, "proxied")
+    assert len(result) >= 4
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in result)

@@ -214,6 +214,8 @@ BAD_FLAGS = [
     (["--set", "eval_split=test"], "never scores on the test set"),
     (["--storage", "notaurl"], "malformed storage URL"),
     (["--storage", "postgresql://u:hunter2@127.0.0.1:1/db"], "cannot open storage"),
+    (["--storage", "grpc://127.0.0.1:1"], "cannot reach the storage proxy"),
+    (["--storage", "grpc://no-port"], "expected grpc://HOST:PORT"),
 ]
 
 
