@@ -118,8 +118,11 @@ def mix_batch(
 
     lam = sample_beta(alpha, generator)
     perm = torch.randperm(images.shape[0], generator=generator)
-    image_perm = perm.to(images.device)
-    targets_b = targets[perm.to(targets.device)]
+    if images.device.type == "cuda":
+        # from pinned memory the copy is asynchronous: no wait for the GPU's queued work
+        perm = perm.pin_memory()
+    image_perm = perm.to(images.device, non_blocking=True)
+    targets_b = targets[perm.to(targets.device, non_blocking=True)]
 
     if kind == "mixup":
         mixed = images.mul(lam).add_(images[image_perm], alpha=1.0 - lam)

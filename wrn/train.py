@@ -6,7 +6,7 @@ import dataclasses
 import gc
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,11 +25,13 @@ from wrn.checkpoint import (
 )
 from wrn.config import TrainConfig
 from wrn.data import Splits, load_splits, make_loader
+from wrn.gpu_data import GpuBatches, resolve_pipeline
 from wrn.mixing import mix_batch
 from wrn.model import WideResNet, count_parameters
 
-# keys that change how a run executes but not what it computes; a checkpoint may differ in them
-_EXECUTION_KEYS = ("device", "workers", "compile", "data_dir", "download")
+# keys that change how a run executes, not what it computes (the resolved pipeline is checked
+# on its own): a checkpoint may differ in them
+_EXECUTION_KEYS = ("device", "workers", "compile", "data_dir", "download", "pipeline")
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -105,6 +107,52 @@ def build_model(cfg: TrainConfig) -> WideResNet:
     return WideResNet.from_config(cfg.model)
 
 
+def make_batches(
+    cfg: TrainConfig, splits: Splits, device: torch.device, pipeline: str, channels_last: bool
+) -> tuple[
+    Iterable[tuple[torch.Tensor, torch.Tensor]], Iterable[tuple[torch.Tensor, torch.Tensor]]
+]:
+    """Training and evaluation batches: GPU-resident and GPU-augmented, or a CPU DataLoader."""
+    if pipeline == "gpu":
+        return tuple(
+            GpuBatches(
+                part,
+                device,
+                size,
+                train=train,
+                augmentation=cfg.data.augmentation,
+                seed=cfg.run.seed,
+                channels_last=channels_last,
+            )
+            for part, size, train in (
+                (splits.train, cfg.run.batch_size, True),
+                (splits.eval, 2 * cfg.run.batch_size, False),
+            )
+        )
+    return tuple(
+        make_loader(
+            part,
+            build_transform(cfg.data.augmentation, train=train),
+            size,
+            train=train,
+            workers=cfg.data.workers,
+            seed=cfg.run.seed,
+            pin_memory=device.type == "cuda",
+        )
+        for part, size, train in (
+            (splits.train, cfg.run.batch_size, True),
+            (splits.eval, 2 * cfg.run.batch_size, False),
+        )
+    )
+
+
+def set_epoch(batches: Iterable, epoch: int) -> None:
+    if isinstance(batches, GpuBatches):
+        batches.set_epoch(epoch)
+    else:
+        batches.sampler.set_epoch(epoch)
+
+
 def _epoch_seed(seed: int, epoch: int) -> int:
     # a distinct, reproducible stream per (seed, epoch): a resumed run replays the same epoch
     return (seed * 1_000_003 + epoch * 7919) % (2**63 - 1)
@@ -142,23 +190,9 @@ def train(
     num_params = count_parameters(model)
     use_bf16 = on_cuda and cfg.run.bf16
 
-    train_loader = make_loader(
-        splits.train,
-        build_transform(cfg.data.augmentation, train=True),
-        cfg.run.batch_size,
-        train=True,
-        workers=cfg.data.workers,
-        seed=cfg.run.seed,
-        pin_memory=on_cuda,
-    )
-    eval_loader = make_loader(
-        splits.eval,
-        build_transform(cfg.data.augmentation, train=False),
-        2 * cfg.run.batch_size,
-        train=False,
-        workers=cfg.data.workers,
-        seed=cfg.run.seed,
-        pin_memory=on_cuda,
+    pipeline = resolve_pipeline(cfg.data.pipeline, device)
+    train_loader, eval_loader = make_batches(
+        cfg, splits, device, pipeline, channels_last=memory_format is not None
     )
     accum = cfg.optim.grad_accum
     steps_per_epoch = len(train_loader) // accum
@@ -194,6 +228,12 @@ def train(
         state = load_checkpoint(checkpoint_path, map_location=device)
         if _comparable(state.get("config", {})) != _comparable(cfg.to_flat()):
             raise CheckpointError(f"{checkpoint_path}: written by a run with another config")
+        if state.get("pipeline", pipeline) != pipeline:
+            # the two pipelines draw different augmentations: a resumed run would not replay
+            raise CheckpointError(
+                f"{checkpoint_path}: written with the {state['pipeline']} data pipeline, "
+                f"this run uses {pipeline} (set pipeline={state['pipeline']} to resume)"
+            )
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -211,7 +251,7 @@ def train(
             seed = _epoch_seed(cfg.run.seed, epoch)
             torch.manual_seed(seed)
             mix_generator.manual_seed(seed)
-            train_loader.sampler.set_epoch(epoch)
+            set_epoch(train_loader, epoch)
 
             # running sums stay on the device: one host sync per epoch, not per step
             loss_sum = torch.zeros((), device=device)
@@ -282,6 +322,7 @@ def train(
                         "history": [dataclasses.asdict(s) for s in result.history],
                         "rng": rng_state(),
                         "config": cfg.to_flat(),
+                        "pipeline": pipeline,
                     },
                 )
             if on_epoch_end is not None:
@@ -298,7 +339,7 @@ def train(
 @torch.inference_mode()
 def evaluate(
     model: nn.Module,
-    loader: torch.utils.data.DataLoader,
+    loader: Iterable[tuple[torch.Tensor, torch.Tensor]],
     device: torch.device,
     memory_format: torch.memory_format | None,
     use_bf16: bool,

@@ -127,3 +127,35 @@ def test_bf16_autocast_is_cuda_only(tiny_config: TrainConfig) -> None:
     b = train(tiny_config.replace(epochs=1, bf16=False))
     assert a.history[0].train_loss == b.history[0].train_loss
     assert torch.get_default_dtype() == torch.float32
+
+
+@pytest.mark.parametrize("augmentation", ["albumentations", "randaugment", "basic"])
+def test_gpu_pipeline_trains_and_repeats(tiny_config: TrainConfig, augmentation: str) -> None:
+    # the GPU data path runs on CPU tensors too; CUDA only changes where the tensors live
+    cfg = tiny_config.replace(pipeline="gpu", augmentation=augmentation, epochs=3,
+                              mixup_prob=0.5, cutmix_prob=0.2)
+    first = train(cfg)
+    if augmentation != "randaugment":  # its colour ops erase the synthetic classes' only cue
+        assert first.final_acc > 1.5 / cfg.model.num_classes
+    again = train(cfg.replace(epochs=1))
+    assert again.history[0].train_loss != first.history[0].train_loss  # a one-epoch schedule
+    assert again.history[0].train_loss == train(cfg.replace(epochs=1)).history[0].train_loss
+
+
+def test_gpu_pipeline_resumes_exactly(tiny_config: TrainConfig, tmp_path: Path) -> None:
+    cfg = tiny_config.replace(pipeline="gpu", epochs=3, mixup_prob=0.5, cutmix_prob=0.3)
+    full = train(cfg)
+    path = tmp_path / "ckpt.pt"
+
+    def stop_at_2(stats: EpochStats) -> None:
+        if stats.epoch == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, on_epoch_end=stop_at_2, checkpoint_path=path)
+    resumed = train(cfg, checkpoint_path=path)
+    assert [s.eval_acc for s in resumed.history] == [s.eval_acc for s in full.history]
+    assert resumed.history[-1].train_loss == full.history[-1].train_loss
+    # the CPU pipeline draws other augmentations: resuming with it would not replay the run
+    with pytest.raises(CheckpointError, match="gpu data pipeline"):
+        train(cfg.replace(pipeline="cpu"), checkpoint_path=path)

@@ -1,0 +1,1 @@
+"""Throughput benchmarks of the training paths (``python -m benchmarks.throughput``)."""
