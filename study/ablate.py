@@ -319,7 +319,6 @@ class Runner:
     def __init__(
         self,
         study: optuna.Study,
-        storage_url: str,
         splits: Splits,
         seeds: Sequence[int],
         distributions: dict[str, BaseDistribution],
@@ -328,7 +327,6 @@ class Runner:
         after_trial: Callable[[], None],
     ) -> None:
         self.study = study
-        self.storage_url = storage_url
         self.splits = splits
         self.seeds = list(seeds)
         self.distributions = distributions
@@ -487,8 +485,79 @@ def _best_trial(study: optuna.Study) -> FrozenTrial | None:
     return max(complete, key=lambda t: t.value) if complete else None
 
 
-def _comparable(flat: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in flat.items() if k not in EXECUTION_KEYS}
+def _source_study(storage: optuna.storages.BaseStorage, name: str) -> optuna.Study:
+    names = study_names(storage)
+    if name not in names:
+        raise UsageError(
+            f"no study {name!r} in the storage (studies: {', '.join(names) or 'none'})"
+        )
+    source = optuna.load_study(study_name=name, storage=storage)
+    if source.user_attrs.get("kind") != "search" or not isinstance(
+        source.user_attrs.get("settings"), dict
+    ):
+        raise UsageError(f"study {name!r} is not a search study made by python -m study.run")
+    return source
+
+
+def _check_resumable(recorded: dict[str, Any], args: Any, epochs: int, dataset: str) -> str:
+    """Refuse to mix runs of another base, length or dataset into an existing ablation.
+
+    Returns the hint for starting over, for messages.
+    """
+    name = f"{args.study_name}-ablation"
+    if recorded.get("kind") != "ablation" or recorded.get("source_study") != args.study_name:
+        raise UsageError(f"study {name!r} exists but is not an ablation of {args.study_name!r}")
+    restart = (
+        f"or delete it to start over: optuna delete-study --study-name {name} "
+        f"--storage {redact(args.storage)}"
+    )
+    for key, flag, value in (
+        ("base", "--base", args.base),
+        ("epochs", "--epochs", epochs),
+        ("dataset", "--dataset", dataset),
+    ):
+        if recorded.get(key, value) != value:
+            raise UsageError(
+                f"{name!r} was run with {flag} {recorded[key]}; resume it with {flag} "
+                f"{recorded[key]}, {restart}"
+            )
+    return restart
+
+
+def plan_variants(base: TrainConfig, factors: dict[str, Any]) -> tuple[list[Variant], list[str]]:
+    """The base and one variant per factor it uses; the factors already off in it."""
+    base_flat = base.to_flat()
+    variants = [Variant(BASE, base)]
+    skipped = []
+    for key, off in factors.items():
+        off = coerce(key, off)
+        if base_flat[key] == off:
+            skipped.append(key)
+            continue
+        cfg = make_config({**base_flat, key: off}, f"the base with {key}={off!r}")
+        variants.append(Variant(f"{key}-off", cfg, {key: [base_flat[key], off]}))
+    return variants, skipped
+
+
+def param_distributions(
+    base: TrainConfig,
+    variants: Sequence[Variant],
+    path_ends: Sequence[TrainConfig],
+    path_keys: Sequence[str],
+) -> dict[str, BaseDistribution]:
+    """Trial parameters for the dashboard: every key an ablation or path run changes."""
+    planned: dict[str, list[Any]] = {}
+    for v in variants:
+        for key, pair in v.changed.items():
+            planned.setdefault(key, []).extend(pair)
+    for key in path_keys:
+        planned.setdefault(key, []).extend(cfg.to_flat()[key] for cfg in path_ends)
+    base_flat = base.to_flat()
+    for key, values in planned.items():
+        values.append(base_flat[key])
+    return {
+        k: d for k, values in planned.items() if (d := distribution_for(k, values)) is not None
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -497,16 +566,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.device == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda: no CUDA GPU is available")
     storage = open_storage(args.storage, create=False)
-    names = study_names(storage)
     name = args.study_name
-    if name not in names:
-        raise UsageError(
-            f"no study {name!r} in the storage (studies: {', '.join(names) or 'none'})"
-        )
-    source = optuna.load_study(study_name=name, storage=storage)
-    settings = source.user_attrs.get("settings")
-    if source.user_attrs.get("kind") != "search" or not isinstance(settings, dict):
-        raise UsageError(f"study {name!r} is not a search study made by python -m study.run")
+    source = _source_study(storage, name)
+    settings = source.user_attrs["settings"]
     space = settings["space"]
     fixed = settings.get("fixed", {})
     epochs = args.epochs or fixed.get("epochs") or settings["epochs"]
@@ -518,14 +580,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         "device": args.device,
         "eval_split": "val",  # an ablation is part of the search: never the test set
     }
-    recipe_flat = {
-        **space["recipe"],
-        "val_size": settings["val_size"],
-        "seed": settings["seed"],
-        **fixed,
-        **run_values,
-    }
-    recipe = make_config(recipe_flat, "the recipe with the study's --set values")
+    recipe = make_config(
+        {
+            **space["recipe"],
+            "val_size": settings["val_size"],
+            "seed": settings["seed"],
+            **fixed,
+            **run_values,
+        },
+        "the recipe with the study's --set values",
+    )
     best = _best_trial(source)
     if best is None and (args.base == "best" or args.path):
         need = "--base best" if args.base == "best" else "--path"
@@ -541,30 +605,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     ablation_name = f"{name}-ablation"
     existing = {s.study_name: s for s in storage.get_all_studies()}
-    recorded = existing[ablation_name].user_attrs if ablation_name in existing else None
+    recorded = existing[ablation_name].user_attrs if ablation_name in existing else {}
     base_trial = None if args.base == "recipe" or best is None else best.number
-    if recorded is not None:
-        if recorded.get("kind") != "ablation" or recorded.get("source_study") != name:
-            raise UsageError(f"study {ablation_name!r} exists but is not an ablation of {name!r}")
-        restart = (
-            f"or delete it to start over: optuna delete-study --study-name {ablation_name} "
-            f"--storage {redact(args.storage)}"
-        )
-        if recorded.get("base") != args.base:
-            raise UsageError(
-                f"{ablation_name!r} ablates the {recorded.get('base')} configuration; resume it "
-                f"with --base {recorded.get('base')}, {restart}"
-            )
-        if recorded.get("epochs") != epochs:
-            raise UsageError(
-                f"{ablation_name!r} trains {recorded.get('epochs')} epochs; resume it with "
-                f"--epochs {recorded.get('epochs')}, {restart}"
-            )
-        if recorded.get("dataset", dataset) != dataset:
-            raise UsageError(
-                f"{ablation_name!r} was run on {recorded.get('dataset')}; resume it with "
-                f"--dataset {recorded.get('dataset')}, {restart}"
-            )
+    base_cfg = recipe if args.base == "recipe" else best_cfg
+    if recorded:
+        restart = _check_resumable(recorded, args, epochs, dataset)
         # a resumed ablation keeps its base, even if the study has found a better trial since
         base_cfg = make_config({**recorded["base_config"], **run_values}, "the recorded base")
         base_trial = recorded.get("base_trial")
@@ -573,74 +618,54 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"note: {name!r}'s best is now trial {best.number}; this ablation keeps its base, "
                 f"trial {base_trial} ({restart.removeprefix('or ')})"
             )
-    else:
-        base_cfg = recipe if args.base == "recipe" else best_cfg
+        if args.path and recorded.get("path_target"):
+            best_cfg = make_config({**recorded["path_target"], **run_values}, "the path target")
     assert base_cfg is not None
-    if recorded is not None and recorded.get("path_target") and args.path:
-        best_cfg = make_config({**recorded["path_target"], **run_values}, "the recorded target")
+    variants, skipped = plan_variants(base_cfg, space.get("ablation", {}))
 
-    # the variants: one per factor that the base actually uses
-    base_flat = base_cfg.to_flat()
-    variants = [Variant(BASE, base_cfg)]
-    skipped = []
-    for key, off in space.get("ablation", {}).items():
-        off = coerce(key, off)
-        if base_flat[key] == off:
-            skipped.append(key)
-            continue
-        cfg = make_config({**base_flat, key: off}, f"the base with {key}={off!r}")
-        variants.append(Variant(f"{key}-off", cfg, {key: [base_flat[key], off]}))
-
-    param_order = list(space.get("search", {}).get("params", {}))
     path_keys: list[str] = []
     if args.path:
         assert best_cfg is not None
-        path_keys = config_diff(recipe.to_flat(), best_cfg.to_flat(), param_order)
+        order = list(space.get("search", {}).get("params", {}))
+        path_keys = config_diff(recipe.to_flat(), best_cfg.to_flat(), order)
         if not path_keys:
             raise UsageError(f"--path: the best trial of {name!r} has the recipe's configuration")
+    ends = [recipe] if best_cfg is None else [recipe, best_cfg]
+    distributions = param_distributions(base_cfg, variants, ends, path_keys)
 
-    # trial parameters in the dashboard: every key an ablation or path run changes
-    planned: dict[str, list[Any]] = {}
-    for v in variants:
-        for key, pair in v.changed.items():
-            planned.setdefault(key, []).extend(pair)
-    for key in path_keys:
-        assert best_cfg is not None
-        planned.setdefault(key, []).extend([recipe.to_flat()[key], best_cfg.to_flat()[key]])
-    for key in list(planned):
-        planned[key].append(base_flat[key])
-    distributions = {
-        k: d for k, values in planned.items() if (d := distribution_for(k, values)) is not None
-    }
-
-    # the data last among the checks, before anything is written
+    # the data and the artifact folder last among the checks, before anything is written
     splits = load_splits(base_cfg.data, base_cfg.model.num_classes, settings["seed"])
     seeds = [settings["seed"] + k for k in range(args.seeds)]
+    store = dashboard.artifact_store(
+        args.artifact_dir or dashboard.default_artifact_dir(args.storage)
+    )
 
     ablation = optuna.create_study(
-        storage=storage,
-        study_name=ablation_name,
-        direction="maximize",
-        load_if_exists=True,
+        storage=storage, study_name=ablation_name, direction="maximize", load_if_exists=True
     )
-    ablation.set_user_attr("kind", "ablation")
-    ablation.set_user_attr("source_study", name)
-    ablation.set_user_attr("base", args.base)
-    ablation.set_user_attr("base_trial", base_trial)
-    ablation.set_user_attr("base_config", base_flat)
-    ablation.set_user_attr("epochs", epochs)
-    ablation.set_user_attr("dataset", dataset)
-    ablation.set_user_attr("val_size", base_cfg.data.val_size)
-    ablation.set_user_attr("factors", dict(space.get("ablation", {})))
-    ablation.set_user_attr("skipped", skipped)
-    ablation.set_user_attr("seeds", sorted(set(seeds) | set((recorded or {}).get("seeds", []))))
-    ablation.set_user_attr("code_version", code_version())
-    ablation.set_user_attr("packages", package_versions())
+    attrs: dict[str, Any] = {
+        "kind": "ablation",
+        "source_study": name,
+        "base": args.base,
+        "base_trial": base_trial,
+        "base_config": base_cfg.to_flat(),
+        "epochs": epochs,
+        "dataset": dataset,
+        "val_size": base_cfg.data.val_size,
+        "factors": dict(space.get("ablation", {})),
+        "skipped": skipped,
+        "seeds": sorted(set(seeds) | set(recorded.get("seeds", []))),
+        "code_version": code_version(),
+        "packages": package_versions(),
+    }
     if args.path:
         assert best_cfg is not None
-        ablation.set_user_attr("path_target", best_cfg.to_flat())
-        target_trial = (recorded or {}).get("path_target_trial", best.number if best else None)
-        ablation.set_user_attr("path_target_trial", target_trial)
+        attrs["path_target"] = best_cfg.to_flat()
+        attrs["path_target_trial"] = recorded.get(
+            "path_target_trial", None if best is None else best.number
+        )
+    for key, value in attrs.items():
+        ablation.set_user_attr(key, value)
 
     # a trial left RUNNING or WAITING was cut off (kill, power loss): it will be rerun
     stale = ablation.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING))
@@ -648,10 +673,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
     if stale:
         print(f"marked {len(stale)} interrupted trial(s) of {ablation_name!r} as failed")
-
-    store = dashboard.artifact_store(
-        args.artifact_dir or dashboard.default_artifact_dir(args.storage)
-    )
 
     def refresh_dashboard() -> None:
         effects = compute_effects(ablation.get_trials(deepcopy=False))
@@ -661,23 +682,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 ablation, effects_figure(effects, f"{ablation_name}: effects"), "effects"
             )
 
-    runner = Runner(
-        ablation,
-        args.storage,
-        splits,
-        seeds,
-        distributions,
-        store,
-        Progress(),
-        refresh_dashboard,
-    )
+    runner = Runner(ablation, splits, seeds, distributions, store, Progress(), refresh_dashboard)
     described = (
         "the recipe" if args.base == "recipe" else f"trial {base_trial} (the best when started)"
     )
     missing = runner.missing(variants)
     print(
         f"ablating {name!r} from {described}: {len(variants)} variants x {len(seeds)} seed(s), "
-        f"{epochs} epochs each; {len(variants) * len(seeds) - missing} done, running {missing}"
+        f"{epochs} epoch(s) each; {len(variants) * len(seeds) - missing} done, running {missing}"
     )
     if skipped:
         print(f"not ablated, already off in the base: {', '.join(skipped)}")

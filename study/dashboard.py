@@ -24,7 +24,7 @@ from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 from optuna.trial import TrialState
 from optuna_dashboard import save_note, save_plotly_graph_object
 
-from study.storage import DEFAULT_STORAGE, redact, sqlite_path
+from study.storage import DEFAULT_STORAGE, StorageError, redact, sqlite_path
 from wrn.train import EpochStats
 
 DEFAULT_ARTIFACT_DIR = "studies/artifacts"
@@ -53,8 +53,11 @@ def default_artifact_dir(storage_url: str) -> Path:
 
 
 def artifact_store(artifact_dir: str | Path) -> FileSystemArtifactStore:
-    """A file-system artifact store in ``artifact_dir`` (created)."""
-    Path(artifact_dir).mkdir(parents=True, exist_ok=True)
+    """A file-system artifact store in ``artifact_dir`` (created); StorageError if it cannot be."""
+    try:
+        Path(artifact_dir).mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise StorageError(f"{artifact_dir}: cannot hold artifacts ({e.strerror})") from None
     return FileSystemArtifactStore(str(artifact_dir))
 
 
@@ -173,6 +176,10 @@ def _value(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
+def _plural(n: Any, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
 def _command(*words: str) -> str:
     return " ".join(shlex.quote(w) for w in words)
 
@@ -208,7 +215,7 @@ def _search_note(study: optuna.Study, storage_url: str) -> list[str]:
         space.get("description", ""),
         "",
         "### Budget",
-        f"- {settings.get('epochs')} epochs per trial; the recipe trains "
+        f"- {_plural(settings.get('epochs'), 'epoch')} per trial; the recipe trains "
         f"{settings.get('recipe_epochs')} (rerun the best trials at that length)",
         f"- dataset `{settings.get('dataset')}`, {settings.get('val_size')} validation images "
         f"held out of the training set, seed {settings.get('seed')}",
@@ -267,7 +274,8 @@ def _ablation_note(study: optuna.Study, storage_url: str, effects_md: str | None
     lines = [
         f"## {study.study_name}: ablation of `{source}`",
         "",
-        f"Base: {base_text}. Each factor is switched off in turn, {attrs.get('epochs')} epochs, "
+        f"Base: {base_text}. Each factor is switched off in turn, "
+        f"{_plural(attrs.get('epochs'), 'epoch')} per run, "
         f"seeds {', '.join(str(s) for s in seeds)}; values are validation accuracy.",
         f"Trials: {counts}.",
     ]

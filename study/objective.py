@@ -17,6 +17,7 @@ import optuna
 import torch
 
 from search_spaces import ParamSpec, SearchSpace
+from study.dashboard import upload_checkpoint, upload_learning_curve
 from study.metadata import device_name
 from study.progress import Progress
 from wrn.checkpoint import saved_history
@@ -79,6 +80,7 @@ class Objective:
         progress: Progress | None = None,
         checkpoint_dir: str | Path | None = None,
         keep_checkpoints: bool = False,
+        artifact_store: Any | None = None,
     ) -> None:
         self.space = space
         self.base = base
@@ -87,6 +89,7 @@ class Objective:
         self.progress = progress or Progress(enabled=False)
         self.checkpoint_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
         self.keep_checkpoints = keep_checkpoints
+        self.artifact_store = artifact_store  # learning curves (and kept checkpoints) go here
         self.interrupted_trial: int | None = None  # stopped by Ctrl-C or SIGTERM
 
     def checkpoint_path(self, trial: optuna.Trial) -> Path | None:
@@ -104,10 +107,13 @@ class Objective:
         record_setup(trial, cfg)
         record_worker(trial)
         checkpoint = self.checkpoint_path(trial)
-        epoch_seconds = resume_history(trial, checkpoint)
+        # the epochs an earlier attempt saved, then this attempt's: the learning-curve artifact
+        history = resume_history(trial, checkpoint)
+        epoch_seconds = [s.seconds for s in history]
         self.progress.trial_start(trial.number, trial.params)
 
         def on_epoch_end(stats: EpochStats) -> None:
+            history.append(stats)
             epoch_seconds.append(stats.seconds)
             trial.set_user_attr("epoch_seconds", epoch_seconds)
             trial.set_user_attr("images_per_s", stats.images_per_s)
@@ -144,7 +150,14 @@ class Objective:
             self._fail(trial, checkpoint, reason)
         except Exception as e:
             self._fail(trial, checkpoint, f"{type(e).__name__}: {e}", traceback.format_exc())
+        finally:
+            # before Optuna tells the trial (a finished trial takes no artifacts), so pruned,
+            # failed and interrupted trials get their curve too
+            if self.artifact_store is not None:
+                upload_learning_curve(trial, self.artifact_store, history)
         record_result(trial, result)
+        if self.artifact_store is not None and self.keep_checkpoints and checkpoint is not None:
+            upload_checkpoint(trial, self.artifact_store, checkpoint)
         self._remove(checkpoint)
         return result.final_acc
 
@@ -201,8 +214,8 @@ def worker_alive(attrs: dict[str, Any]) -> bool | None:
     return attrs.get("pid_start") is None or start is None or start == attrs["pid_start"]
 
 
-def resume_history(trial: optuna.Trial, checkpoint: Path | None) -> list[float]:
-    """Epoch seconds of the epochs a checkpoint already holds, reporting any not yet reported."""
+def resume_history(trial: optuna.Trial, checkpoint: Path | None) -> list[EpochStats]:
+    """The epochs a checkpoint already holds, reporting any not yet reported."""
     if checkpoint is None or not checkpoint.exists():
         return []
     history = [EpochStats(**h) for h in saved_history(checkpoint)]
@@ -212,7 +225,7 @@ def resume_history(trial: optuna.Trial, checkpoint: Path | None) -> list[float]:
         for stats in history:
             report_epoch(trial, stats)
     trial.set_user_attr("resumed_from_epoch", len(history))
-    return [s.seconds for s in history]
+    return history
 
 
 def report_epoch(trial: optuna.Trial, stats: EpochStats) -> None:

@@ -228,10 +228,6 @@ def slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]+", "-", name)
 
 
-def _fmt(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-
 def pareto_front(points: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
     """Points (cost, accuracy) that no cheaper point matches or beats in accuracy."""
     front: list[tuple[float, float]] = []
@@ -741,10 +737,11 @@ def summary(studies: Sequence[StudyData]) -> list[str]:
             out.append(f"{s.name} has no complete trial yet, so no best result.")
             continue
         to_best = s.seconds_to_best()
+        budget = f", {_plural(epochs, 'epoch')} per trial" if epochs else ""
         out.append(
-            f"{s.name} reaches {best.value:.4f} val acc (trial {best.number}, {_network(best)}, "
-            f"{_plural(epochs, 'epoch')} per trial) at {_seconds(to_best or 0.0)} GPU-seconds, of "
-            f"{_seconds(s.seconds)} spent so far."
+            f"{s.name} reaches {best.value:.4f} val acc (trial {best.number}, {_network(best)}"
+            f"{budget}) at {_seconds(to_best or 0.0)} GPU-seconds, of {_seconds(s.seconds)} "
+            "spent so far."
         )
     if len(ranked) >= 2:
         first, second = ranked[0], ranked[1]

@@ -16,6 +16,12 @@ import optuna
 import torch
 
 from study.cli import Parser, UsageError, int_at_least, run_command
+from study.dashboard import (
+    artifact_store,
+    default_artifact_dir,
+    upload_checkpoint,
+    upload_learning_curve,
+)
 from study.metadata import code_version, device_name, package_versions
 from study.objective import record_result, report_epoch
 from study.progress import Progress
@@ -52,6 +58,11 @@ def build_parser() -> Parser:
         "--checkpoint-dir",
         default="studies/checkpoints",
         help="final checkpoints; an interrupted rerun resumes from them",
+    )
+    p.add_argument(
+        "--artifact-dir",
+        help="learning curves and checkpoints for optuna-dashboard "
+        "(default: artifacts/ beside a SQLite storage)",
     )
     return p
 
@@ -99,6 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as e:
         raise UsageError(f"trial {source.number}'s recorded config is not usable: {e}") from None
     splits = load_splits(base.data, base.model.num_classes, base.run.seed)
+    store = artifact_store(args.artifact_dir or default_artifact_dir(args.storage))
 
     rerun = optuna.create_study(
         storage=storage,
@@ -123,7 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         checkpoint = Path(args.checkpoint_dir) / (
             f"{args.study_name}-trial{source.number}-seed{cfg.run.seed}-e{epochs}.pt"
         )
-        acc = rerun_one(rerun, source, cfg, splits, checkpoint, progress)
+        acc = rerun_one(rerun, source, cfg, splits, checkpoint, progress, store)
         accuracies.append(acc)
         runs.append({"seed": cfg.run.seed, "test_acc": acc, "checkpoint": str(checkpoint)})
         print(f"seed {cfg.run.seed}: test_acc {acc:.4f}  checkpoint {checkpoint}")
@@ -149,6 +161,7 @@ def rerun_one(
     splits: Any,
     checkpoint: Path,
     progress: Progress,
+    store: Any,
 ) -> float:
     """Train one seed as a trial of the rerun study (its params are the source trial's)."""
     rerun.enqueue_trial(source.params, skip_if_exists=False)
@@ -176,6 +189,8 @@ def rerun_one(
             report_epoch(trial, stats)
     record_result(trial, result)
     trial.set_user_attr("test_acc", result.final_acc)
+    upload_learning_curve(trial, store, result.history, eval_name="test")
+    upload_checkpoint(trial, store, checkpoint)
     rerun.tell(trial, result.final_acc)
     return result.final_acc
 

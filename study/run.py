@@ -27,6 +27,7 @@ from study.cli import (
     positive_float,
     run_command,
 )
+from study.dashboard import artifact_store, default_artifact_dir, note_callback, write_study_note
 from study.metadata import code_version, package_versions
 from study.objective import Objective, TrialFailedError, searched_params, worker_alive
 from study.progress import Progress
@@ -109,6 +110,11 @@ def build_parser() -> Parser:
     )
     p.add_argument(
         "--keep-checkpoints", action="store_true", help="keep the checkpoints of finished trials"
+    )
+    p.add_argument(
+        "--artifact-dir",
+        help="per-trial learning curves (and kept checkpoints) for optuna-dashboard "
+        "(default: artifacts/ beside a SQLite storage, else studies/artifacts)",
     )
     p.add_argument(
         "--heartbeat",
@@ -254,7 +260,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     splits = load_splits(cfg.data, cfg.model.num_classes, cfg.run.seed)
 
     worker = int(os.environ.get(WORKER_ENV, "0"))
+    # the artifact folder is checked with the other input, before the storage is touched
+    store = artifact_store(args.artifact_dir or default_artifact_dir(args.storage))
     study = open_study(args, name, study_settings(space, fixed, args, epochs), epochs, worker)
+    if worker == 0:
+        write_study_note(study, args.storage)  # the dashboard's note: space, budget, best, next
     recovered = recover_dead_trials(study)
     if recovered:
         print(f"trials {', '.join(map(str, recovered))}: worker gone, queued to resume")
@@ -271,7 +281,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print_summary(study)
         return code
     if remaining > 0:
-        optimize(study, args, space, base, fixed, splits)
+        optimize(study, args, space, base, fixed, splits, store)
     if worker == 0:
         print_summary(study)
     return 0
@@ -284,6 +294,7 @@ def optimize(
     base: dict[str, Any],
     fixed: dict[str, Any],
     splits: Any,
+    store: Any,
 ) -> None:
     progress = Progress()
     objective = Objective(
@@ -294,6 +305,7 @@ def optimize(
         progress=progress,
         checkpoint_dir=args.checkpoint_dir,
         keep_checkpoints=args.keep_checkpoints,
+        artifact_store=store,
     )
     failures = FailureGuard(args.max_failures)
 
@@ -320,6 +332,7 @@ def optimize(
             callbacks=[
                 report_end,
                 failures,
+                note_callback(args.storage),  # best so far, refreshed after each trial
                 # with several workers on one study, stop at the study's total, not each's;
                 # trials running elsewhere count, so the workers together do not overshoot
                 optuna.study.MaxTrialsCallback(

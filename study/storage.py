@@ -81,7 +81,9 @@ def open_grpc(url: str) -> optuna.storages.BaseStorage:
     if not host or not port.isdigit():
         raise StorageError(f"malformed storage URL {url!r}: expected grpc://HOST:PORT")
     try:
-        proxy = optuna.storages.GrpcStorageProxy(host=host, port=int(port))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            proxy = optuna.storages.GrpcStorageProxy(host=host, port=int(port))
         proxy.get_all_studies()  # fail now, not in the middle of a trial
     except ImportError:
         raise StorageError('no gRPC client is installed (pip install -e ".[grpc]")') from None
