@@ -33,11 +33,11 @@ from optuna.trial import FrozenTrial, TrialState
 from scipy import stats as scipy_stats
 
 from study import dashboard
-from study.cli import Parser, UsageError, int_at_least, run_command
+from study.cli import Parser, UsageError, add_retrain_flags, int_at_least, run_command
 from study.metadata import code_version, package_versions
 from study.objective import record_result, record_setup, report_epoch
 from study.progress import Progress
-from study.storage import DEFAULT_STORAGE, open_storage, redact, study_names
+from study.storage import open_storage, redact, study_names
 from wrn.config import ConfigError, TrainConfig, coerce, key_kind
 from wrn.data import Splits, load_splits
 from wrn.train import EpochStats, train
@@ -73,14 +73,7 @@ def build_parser() -> Parser:
         action="store_true",
         help="also the ablation path from the recipe to the best configuration",
     )
-    p.add_argument("--storage", default=DEFAULT_STORAGE)
-    p.add_argument("--data-dir", default="./data")
-    p.add_argument(
-        "--dataset",
-        choices=("cifar100", "synthetic"),
-        help="default: the dataset the study searched on",
-    )
-    p.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto")
+    add_retrain_flags(p)
     p.add_argument(
         "--artifact-dir",
         help="where learning-curve artifacts go (default: artifacts/ beside a SQLite storage)",

@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from search_spaces import SpaceError
-from study.storage import StorageError
+from study.storage import DEFAULT_STORAGE, StorageError
 from wrn.checkpoint import CheckpointError
 from wrn.config import ConfigError
 from wrn.data import DataError
@@ -53,6 +53,18 @@ def positive_float(text: str) -> float:
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
     return value
+
+
+def add_retrain_flags(p: argparse.ArgumentParser) -> None:
+    """Where a command that retrains a study's configs reads from and runs."""
+    p.add_argument("--storage", default=DEFAULT_STORAGE)
+    p.add_argument("--data-dir", default="./data")
+    p.add_argument(
+        "--dataset",
+        choices=("cifar100", "synthetic"),
+        help="default: the dataset the study searched on",
+    )
+    p.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto")
 
 
 def run_command(

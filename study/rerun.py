@@ -15,7 +15,7 @@ from typing import Any
 import optuna
 import torch
 
-from study.cli import Parser, UsageError, int_at_least, run_command
+from study.cli import Parser, UsageError, add_retrain_flags, int_at_least, run_command
 from study.dashboard import (
     artifact_store,
     default_artifact_dir,
@@ -25,7 +25,7 @@ from study.dashboard import (
 from study.metadata import code_version, device_name, package_versions
 from study.objective import record_result, report_epoch
 from study.progress import Progress
-from study.storage import DEFAULT_STORAGE, open_storage, study_names
+from study.storage import open_storage, study_names
 from wrn.config import ConfigError, TrainConfig
 from wrn.data import load_splits
 from wrn.train import EpochStats, resolve_device, train
@@ -46,14 +46,7 @@ def build_parser() -> Parser:
         default=1,
         help="independent training runs, seeds 0..K-1 offset by the study's seed",
     )
-    p.add_argument("--storage", default=DEFAULT_STORAGE)
-    p.add_argument("--data-dir", default="./data")
-    p.add_argument(
-        "--dataset",
-        choices=("cifar100", "synthetic"),
-        help="default: the dataset the study searched on",
-    )
-    p.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto")
+    add_retrain_flags(p)
     p.add_argument(
         "--checkpoint-dir",
         default="studies/checkpoints",
