@@ -193,7 +193,16 @@ def process_start_time(pid: int) -> int | None:
 
 
 def record_worker(trial: optuna.Trial) -> None:
-    """Where the trial runs, so a restarted worker on this host can see it has died."""
+    """Where the trial runs, so a restarted worker on this host can see it has died.
+
+    A retry inherits its failed attempt's user attrs; their failure markers move aside so
+    that they describe the attempt that failed, not this one.
+    """
+    if trial.user_attrs.get("fail_reason"):
+        trial.set_user_attr("previous_failure", trial.user_attrs["fail_reason"])
+        trial.set_user_attr("fail_reason", None)
+    if trial.user_attrs.get("interrupted"):
+        trial.set_user_attr("interrupted", False)
     trial.set_user_attr("host", socket.gethostname())
     trial.set_user_attr("pid", os.getpid())
     trial.set_user_attr("pid_start", process_start_time(os.getpid()))

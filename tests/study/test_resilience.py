@@ -92,6 +92,8 @@ def test_killed_worker_resumes_from_its_last_epoch(backend: str, tmp_path: Path)
     assert [t.state for t in first] == [FAIL, FAIL, COMPLETE]
     assert all(t.user_attrs["fail_reason"] == "worker process died" for t in first[:2])
     done_trial = first[-1]
+    assert done_trial.user_attrs["fail_reason"] is None
+    assert done_trial.user_attrs["previous_failure"] == "worker process died"
     # resumed from a checkpoint, not from zero, and reported what an uninterrupted run does
     resumed_at = done_trial.user_attrs["resumed_from_epoch"]
     assert resumed_at >= 4
@@ -137,6 +139,7 @@ def test_sigterm_saves_and_the_next_run_resumes(tmp_path: Path) -> None:
     assert finished.returncode == 0, finished.stderr
     resumed = trials(url, "term")[1]
     assert resumed.state == COMPLETE and resumed.user_attrs["resumed_from_epoch"] >= 2
+    assert resumed.user_attrs["interrupted"] is False
     assert sorted(resumed.intermediate_values) == [1, 2, 3, 4]
 
 

@@ -132,8 +132,9 @@ def test_bf16_autocast_is_cuda_only(tiny_config: TrainConfig) -> None:
 @pytest.mark.parametrize("augmentation", ["albumentations", "randaugment", "basic"])
 def test_gpu_pipeline_trains_and_repeats(tiny_config: TrainConfig, augmentation: str) -> None:
     # the GPU data path runs on CPU tensors too; CUDA only changes where the tensors live
-    cfg = tiny_config.replace(pipeline="gpu", augmentation=augmentation, epochs=3,
-                              mixup_prob=0.5, cutmix_prob=0.2)
+    cfg = tiny_config.replace(
+        pipeline="gpu", augmentation=augmentation, epochs=3, mixup_prob=0.5, cutmix_prob=0.2
+    )
     first = train(cfg)
     if augmentation != "randaugment":  # its colour ops erase the synthetic classes' only cue
         assert first.final_acc > 1.5 / cfg.model.num_classes
