@@ -217,8 +217,8 @@ def worker_alive(attrs: dict[str, Any]) -> bool | None:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
-        pass  # exists, owned by someone else
+    except PermissionError:  # the process exists, owned by another user
+        pass
     start = process_start_time(pid)
     return attrs.get("pid_start") is None or start is None or start == attrs["pid_start"]
 
