@@ -68,6 +68,7 @@ from wrn.data import ImageSet, make_loader, make_synthetic
 from wrn.gpu_data import GpuBatches
 from wrn.mixing import mix_batch
 from wrn.model import WideResNet
+from wrn.train import TrainStep
 
 EPOCH_IMAGES = 45_000  # a search trial's training split: 50,000 minus the 5,000 validation
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -187,75 +188,6 @@ def forward_flops(model: nn.Module, image_size: int = 32) -> int:
 
 
 # ------------------------------------------------------------------------ training steps
-
-
-class TrainStep:
-    """wrn/train.py's training step on one micro-batch, with no host sync of its own."""
-
-    def __init__(self, cfg: TrainConfig, device: torch.device, compile_model: bool) -> None:
-        self.cfg = cfg
-        self.device = device
-        on_cuda = device.type == "cuda"
-        if on_cuda:
-            torch.backends.cudnn.benchmark = True  # as wrn/train.py: fixed shapes
-        self.model = WideResNet.from_config(cfg.model).to(device)
-        self.memory_format = torch.channels_last if on_cuda and cfg.run.channels_last else None
-        if self.memory_format is not None:
-            self.model = self.model.to(memory_format=self.memory_format)
-        self.use_bf16 = on_cuda and cfg.run.bf16
-        self.optimizer = torch.optim.SGD(
-            self.model.parameters(),
-            lr=cfg.optim.lr,
-            momentum=cfg.optim.momentum,
-            nesterov=cfg.optim.nesterov,
-            weight_decay=cfg.optim.weight_decay,
-            fused=True if on_cuda else None,
-        )
-        self.scheduler = torch.optim.lr_scheduler.OneCycleLR(
-            self.optimizer,
-            max_lr=cfg.optim.lr,
-            total_steps=10**7,  # never reached: only the per-step cost matters here
-            pct_start=cfg.optim.warmup_frac,
-            div_factor=cfg.optim.initial_lr_div,
-            cycle_momentum=False,
-        )
-        self.step_model = torch.compile(self.model) if compile_model else self.model
-        self.mix_generator = torch.Generator().manual_seed(cfg.run.seed)
-        self.loss_sum = torch.zeros((), device=device)
-        self.correct_sum = torch.zeros((), device=device)
-        self.micro_batches = 0
-        self.model.train()
-
-    def __call__(self, images: torch.Tensor, labels: torch.Tensor) -> bool:
-        """One micro-batch; True when it ended with an optimiser step."""
-        cfg = self.cfg
-        images = images.to(self.device, non_blocking=True)
-        if self.memory_format is not None:
-            images = images.contiguous(memory_format=self.memory_format)
-        labels = labels.to(self.device, non_blocking=True)
-        batch = mix_batch(
-            images,
-            labels,
-            cfg.mixing.mixup_prob,
-            cfg.mixing.cutmix_prob,
-            cfg.mixing.mix_alpha,
-            generator=self.mix_generator,
-        )
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_bf16):
-            logits = self.step_model(batch.images)
-        loss = batch.loss(logits.float(), cfg.optim.label_smoothing)
-        (loss / cfg.optim.grad_accum).backward()
-        self.loss_sum += loss.detach() * len(labels)
-        self.correct_sum += batch.correct(logits.detach())
-        self.micro_batches += 1
-        if self.micro_batches % cfg.optim.grad_accum:
-            return False
-        if cfg.optim.grad_clip > 0:
-            nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.grad_clip)
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scheduler.step()
-        return True
 
 
 class NotebookStep:
@@ -485,7 +417,8 @@ def run_path(
         )
         batches = endless(source)
     else:
-        step = TrainStep(cfg, device, settings.compile)
+        # never reaches the schedule's end: only the per-step cost matters here
+        step = TrainStep(cfg.replace(compile=settings.compile), device, total_steps=10**7)
         if path == "model-only":
             generator = torch.Generator(device=device).manual_seed(0)
             fixed = [
@@ -550,7 +483,7 @@ def warm_up_libraries(device: torch.device) -> None:
     """One tiny training step, so that no trial start below pays the process's one-time costs
     (cuDNN/cuBLAS loading, CUDA context); each still autotunes its own shapes."""
     cfg = TrainConfig.from_flat({"depth": 10, "width": 1, "device": device.type})
-    step = TrainStep(cfg, device, compile_model=False)
+    step = TrainStep(cfg, device, total_steps=10**7)
     images = torch.randn(8, 3, 32, 32, device=device)
     step(images, torch.zeros(8, dtype=torch.long, device=device))
     synchronize(device)
@@ -565,7 +498,7 @@ def start_to_first_step(
     device = settings.device
     synchronize(device)
     start = time.perf_counter()
-    step = TrainStep(cfg, device, settings.compile)
+    step = TrainStep(cfg.replace(compile=settings.compile), device, total_steps=10**7)
     source = GpuBatches(
         data,
         device,

@@ -107,6 +107,94 @@ def build_model(cfg: TrainConfig) -> WideResNet:
     return WideResNet.from_config(cfg.model)
 
 
+class TrainStep:
+    """A run's model, optimiser and schedule, and its training step on one micro-batch.
+
+    The step mixes the batch, runs forward under bf16 autocast (CUDA) and backward, and every
+    ``grad_accum`` micro-batches clips the gradient norm and steps the optimiser and schedule.
+    Loss and accuracy sums stay on the device, so no step waits for the GPU. The benchmark
+    (``benchmarks/throughput.py``) times this same class.
+    """
+
+    def __init__(self, cfg: TrainConfig, device: torch.device, total_steps: int) -> None:
+        self.cfg = cfg
+        self.device = device
+        on_cuda = device.type == "cuda"
+        if on_cuda:
+            torch.backends.cudnn.benchmark = True  # fixed shapes: autotuning pays back at once
+        self.memory_format = torch.channels_last if on_cuda and cfg.run.channels_last else None
+        self.model = build_model(cfg).to(device)
+        if self.memory_format is not None:
+            self.model = self.model.to(memory_format=self.memory_format)
+        self.use_bf16 = on_cuda and cfg.run.bf16
+        self.optimizer = torch.optim.SGD(
+            self.model.parameters(),
+            lr=cfg.optim.lr,
+            momentum=cfg.optim.momentum,
+            nesterov=cfg.optim.nesterov,
+            weight_decay=cfg.optim.weight_decay,
+            fused=True if on_cuda else None,
+        )
+        initial_lr = cfg.optim.lr / cfg.optim.initial_lr_div
+        self.scheduler = torch.optim.lr_scheduler.OneCycleLR(
+            self.optimizer,
+            max_lr=cfg.optim.lr,
+            total_steps=total_steps,
+            pct_start=cfg.optim.warmup_frac,
+            anneal_strategy="cos",
+            div_factor=cfg.optim.initial_lr_div,
+            final_div_factor=initial_lr / cfg.optim.final_lr,
+            cycle_momentum=False,  # the recipes keep momentum at 0.9 throughout
+        )
+        self.step_model: nn.Module = torch.compile(self.model) if cfg.run.compile else self.model
+        self.mix_generator = torch.Generator()
+        self.start_epoch(cfg.run.seed)
+
+    def start_epoch(self, seed: int) -> None:
+        """Reset the epoch's sums and seed the mixing draws."""
+        self.mix_generator.manual_seed(seed)
+        self.loss_sum = torch.zeros((), device=self.device)
+        self.correct_sum = torch.zeros((), device=self.device)
+        self.seen = 0
+        self.micro_batches = 0
+        self.step_model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.last_lr = self.optimizer.param_groups[0]["lr"]  # used by the latest step
+
+    def __call__(self, images: torch.Tensor, labels: torch.Tensor) -> bool:
+        """One micro-batch; True when it ended with an optimiser step."""
+        cfg = self.cfg
+        images = images.to(self.device, non_blocking=True)
+        if self.memory_format is not None:
+            images = images.contiguous(memory_format=self.memory_format)
+        labels = labels.to(self.device, non_blocking=True)
+        batch = mix_batch(
+            images,
+            labels,
+            cfg.mixing.mixup_prob,
+            cfg.mixing.cutmix_prob,
+            cfg.mixing.mix_alpha,
+            generator=self.mix_generator,
+        )
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_bf16):
+            logits = self.step_model(batch.images)
+        loss = batch.loss(logits.float(), cfg.optim.label_smoothing)
+        (loss / cfg.optim.grad_accum).backward()
+        self.loss_sum += loss.detach() * len(labels)
+        self.correct_sum += batch.correct(logits.detach())
+        self.seen += len(labels)
+        self.micro_batches += 1
+        if self.micro_batches % cfg.optim.grad_accum:
+            return False
+        if cfg.optim.grad_clip > 0:
+            nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.grad_clip)
+        self.last_lr = self.optimizer.param_groups[0]["lr"]
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        return True
+
+
 def make_batches(
     cfg: TrainConfig, splits: Splits, device: torch.device, pipeline: str, channels_last: bool
 ) -> tuple[
@@ -180,19 +268,9 @@ def train(
     torch.manual_seed(cfg.run.seed)
     if splits is None:
         splits = load_splits(cfg.data, cfg.model.num_classes, cfg.run.seed)
-    if on_cuda:
-        torch.backends.cudnn.benchmark = True  # fixed shapes: autotuning pays back at once
-
-    model = build_model(cfg).to(device)
-    memory_format = torch.channels_last if on_cuda and cfg.run.channels_last else None
-    if memory_format is not None:
-        model = model.to(memory_format=memory_format)
-    num_params = count_parameters(model)
-    use_bf16 = on_cuda and cfg.run.bf16
-
     pipeline = resolve_pipeline(cfg.data.pipeline, device)
     train_loader, eval_loader = make_batches(
-        cfg, splits, device, pipeline, channels_last=memory_format is not None
+        cfg, splits, device, pipeline, channels_last=on_cuda and cfg.run.channels_last
     )
     accum = cfg.optim.grad_accum
     steps_per_epoch = len(train_loader) // accum
@@ -201,26 +279,9 @@ def train(
             f"{len(splits.train)} training images make {len(train_loader)} batches of "
             f"{cfg.run.batch_size}, fewer than grad_accum={accum}"
         )
-
-    optimizer = torch.optim.SGD(
-        model.parameters(),
-        lr=cfg.optim.lr,
-        momentum=cfg.optim.momentum,
-        nesterov=cfg.optim.nesterov,
-        weight_decay=cfg.optim.weight_decay,
-        fused=True if on_cuda else None,
-    )
-    initial_lr = cfg.optim.lr / cfg.optim.initial_lr_div
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer,
-        max_lr=cfg.optim.lr,
-        total_steps=cfg.run.epochs * steps_per_epoch,
-        pct_start=cfg.optim.warmup_frac,
-        anneal_strategy="cos",
-        div_factor=cfg.optim.initial_lr_div,
-        final_div_factor=initial_lr / cfg.optim.final_lr,
-        cycle_momentum=False,  # the recipes keep momentum at 0.9 throughout
-    )
+    step = TrainStep(cfg, device, total_steps=cfg.run.epochs * steps_per_epoch)
+    model, optimizer, scheduler = step.model, step.optimizer, step.scheduler
+    num_params = count_parameters(model)
 
     result = TrainResult(splits.eval_name, str(device), num_params)
     start_epoch = 1
@@ -241,8 +302,6 @@ def train(
         result.history = [EpochStats(**s) for s in state["history"]]
         start_epoch = state["epoch"] + 1
 
-    step_model: nn.Module = torch.compile(model) if cfg.run.compile else model
-    mix_generator = torch.Generator()
     criterion = nn.CrossEntropyLoss(reduction="sum")
 
     try:
@@ -250,63 +309,31 @@ def train(
             t0 = time.perf_counter()
             seed = _epoch_seed(cfg.run.seed, epoch)
             torch.manual_seed(seed)
-            mix_generator.manual_seed(seed)
             set_epoch(train_loader, epoch)
-
-            # running sums stay on the device: one host sync per epoch, not per step
-            loss_sum = torch.zeros((), device=device)
-            correct_sum = torch.zeros((), device=device)
-            seen = 0
-            step_model.train()
-            optimizer.zero_grad(set_to_none=True)
-            last_lr = optimizer.param_groups[0]["lr"]
+            step.start_epoch(seed)
             usable = steps_per_epoch * accum  # trailing micro-batches short of a step are skipped
             for i, (images, labels) in enumerate(train_loader):
                 if i >= usable:
                     break
-                images = images.to(device, non_blocking=True)
-                if memory_format is not None:
-                    images = images.contiguous(memory_format=memory_format)
-                labels = labels.to(device, non_blocking=True)
-                batch = mix_batch(
-                    images,
-                    labels,
-                    cfg.mixing.mixup_prob,
-                    cfg.mixing.cutmix_prob,
-                    cfg.mixing.mix_alpha,
-                    generator=mix_generator,
-                )
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                    logits = step_model(batch.images)
-                loss = batch.loss(logits.float(), cfg.optim.label_smoothing)
-                (loss / accum).backward()
-                loss_sum += loss.detach() * len(labels)
-                correct_sum += batch.correct(logits.detach())
-                seen += len(labels)
-                if (i + 1) % accum == 0:
-                    if cfg.optim.grad_clip > 0:
-                        nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
-                    last_lr = optimizer.param_groups[0]["lr"]  # the LR this step used
-                    optimizer.step()
-                    optimizer.zero_grad(set_to_none=True)
-                    scheduler.step()
+                step(images, labels)
             if on_cuda:
                 torch.cuda.synchronize()
             train_seconds = time.perf_counter() - t0
-            train_loss = loss_sum.item() / seen
+            seen = step.seen
+            train_loss = step.loss_sum.item() / seen
             if not math.isfinite(train_loss):
                 raise NonFiniteLossError(epoch, train_loss)
 
             eval_loss, eval_acc = evaluate(
-                step_model, eval_loader, device, memory_format, use_bf16, criterion
+                step.step_model, eval_loader, device, step.memory_format, step.use_bf16, criterion
             )
             stats = EpochStats(
                 epoch=epoch,
                 train_loss=train_loss,
-                train_acc=correct_sum.item() / seen,
+                train_acc=step.correct_sum.item() / seen,
                 eval_loss=eval_loss,
                 eval_acc=eval_acc,
-                lr=float(last_lr),
+                lr=float(step.last_lr),
                 seconds=time.perf_counter() - t0,
                 images_per_s=seen / train_seconds,
             )
@@ -329,7 +356,7 @@ def train(
                 on_epoch_end(stats)
     finally:
         # free GPU memory before the next trial, whether this one finished, was pruned or failed
-        del step_model, model, optimizer, scheduler
+        del step, model, optimizer, scheduler
         gc.collect()
         if on_cuda:
             torch.cuda.empty_cache()
