@@ -11,39 +11,10 @@ from pathlib import Path
 
 import optuna
 
-# a WRN-10-1 on 600 synthetic 10-class images: about a second per epoch on one CPU core
-FAST_TRIAL = [
-    "--dataset",
-    "synthetic",
-    "--device",
-    "cpu",
-    "--val-size",
-    "100",
-    "--pruner",
-    "none",
-    "--sampler",
-    "random",
-    "--set",
-    "depth=10",
-    "--set",
-    "width=1",
-    "--set",
-    "batch_size=32",
-    "--set",
-    "workers=0",
-    "--set",
-    "num_classes=10",
-    "--set",
-    "synthetic_train_size=600",
-    "--set",
-    "synthetic_test_size=50",
-    "--set",
-    "augmentation=basic",
-    "--set",
-    "mixup_prob=0.0",
-    "--set",
-    "cutmix_prob=0.0",
-]
+from benchmarks.kill_resume import FAST_TRIAL, running_epochs
+
+__all__ = ["FAST_TRIAL", "running_epochs"]  # shared with the kill-and-resume benchmark
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -87,9 +58,3 @@ def trials(url: str, name: str) -> list[optuna.trial.FrozenTrial]:
         return optuna.load_study(study_name=name, storage=url).get_trials()
     except KeyError:
         return []
-
-
-def running_epochs(url: str, name: str) -> int:
-    """Epochs reported so far by the study's RUNNING trial (0 if none)."""
-    running = [t for t in trials(url, name) if t.state == optuna.trial.TrialState.RUNNING]
-    return max((len(t.intermediate_values) for t in running), default=0)
