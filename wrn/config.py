@@ -19,6 +19,8 @@ DATASETS = ("cifar100", "synthetic")
 DEVICES = ("auto", "cuda", "cpu")
 EVAL_SPLITS = ("val", "test")
 PIPELINES = ("auto", "gpu", "cpu")
+DROPOUT_POSITIONS = ("between", "after")
+AUG_FILLS = ("zero", "reflect")
 
 
 class ConfigError(ValueError):
@@ -39,7 +41,10 @@ def valid_depth(depth: int) -> bool:
 class ModelConfig:
     depth: int = 28
     width: int = 10
-    dropout: float = 0.3  # between the two 3x3 convs of each block
+    dropout: float = 0.3  # in each block, where dropout_position says
+    # "between" the two 3x3 convs (the WRN paper's code) or "after" the second (the WRN-28-10
+    # seed document's literal text)
+    dropout_position: Literal["between", "after"] = "between"
     first_dropout: float = 0.0  # after the stem conv (light recipe: 0.1)
     num_classes: int = 100
 
@@ -53,6 +58,11 @@ class ModelConfig:
             f"must be in [0, 1), got {self.first_dropout}",
         )
         _check(self.num_classes >= 2, "num_classes", f"must be >= 2, got {self.num_classes}")
+        _check(
+            self.dropout_position in DROPOUT_POSITIONS,
+            "dropout_position",
+            f"must be one of {DROPOUT_POSITIONS}",
+        )
 
 
 @dataclass(frozen=True)
@@ -66,6 +76,11 @@ class DataConfig:
     # "gpu": images held on the GPU as uint8 and augmented there, per image, batch at a time;
     # "cpu": a DataLoader with per-image augmentation in worker processes; "auto": gpu on CUDA
     pipeline: Literal["auto", "gpu", "cpu"] = "auto"
+    # albumentations recipe: how the affine warp fills the border ("zero", Albumentations 2.x's
+    # default; "reflect", 1.x's, which the seed notebook likely ran), and whether the separate
+    # Rotate(±15) is stacked on the Affine's own rotation (up to ±30° together)
+    aug_fill: Literal["zero", "reflect"] = "zero"
+    extra_rotate: bool = True
     workers: int = -1  # DataLoader worker processes; -1 = one per CPU core, at most 8
     synthetic_train_size: int = 50_000  # CIFAR-100 sized by default
     synthetic_test_size: int = 10_000
@@ -79,6 +94,7 @@ class DataConfig:
             f"must be one of {AUGMENTATIONS}, got {self.augmentation!r}",
         )
         _check(self.pipeline in PIPELINES, "pipeline", f"must be one of {PIPELINES}")
+        _check(self.aug_fill in AUG_FILLS, "aug_fill", f"must be one of {AUG_FILLS}")
         _check(self.val_size >= 0, "val_size", f"must be >= 0, got {self.val_size}")
         _check(
             self.eval_split == "test" or self.val_size > 0,
@@ -117,6 +133,8 @@ class OptimConfig:
     final_lr: float = 1e-5  # LR at the last step
     grad_accum: int = 1  # micro-batches per optimiser step
     grad_clip: float = 0.0  # max gradient norm; 0 = off
+    # OneCycleLR cycles momentum (0.85..0.95) by default in PyTorch; the recipes name a fixed 0.9
+    cycle_momentum: bool = False
 
     def __post_init__(self) -> None:
         _check(self.lr > 0.0, "lr", f"must be > 0, got {self.lr}")
@@ -148,12 +166,14 @@ class RunConfig:
     bf16: bool = True  # autocast to bfloat16 on CUDA; CPU always runs fp32
     channels_last: bool = True  # on CUDA only
     compile: bool = False  # torch.compile the model
+    checkpoint_every: int = 1  # epochs between checkpoints (the last epoch is always saved)
 
     def __post_init__(self) -> None:
         _check(self.epochs >= 1, "epochs", f"must be >= 1, got {self.epochs}")
         _check(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
         _check(self.seed >= 0, "seed", f"must be >= 0, got {self.seed}")
         _check(self.device in DEVICES, "device", f"must be one of {DEVICES}")
+        _check(self.checkpoint_every >= 1, "checkpoint_every", "must be >= 1")
 
 
 SECTIONS = ("model", "data", "mixing", "optim", "run")
