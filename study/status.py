@@ -11,9 +11,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import optuna
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import TrialState
 
 from study.cli import Parser, run_command
+from study.records import best_trial, study_kind, trial_seconds
 from study.storage import DEFAULT_STORAGE, open_storage, redact
 
 STATE_COLUMNS = ("complete", "pruned", "fail", "running", "waiting")
@@ -23,36 +24,6 @@ def build_parser() -> Parser:
     p = Parser(prog="python -m study.status", description=__doc__.splitlines()[0])
     p.add_argument("--storage", default=DEFAULT_STORAGE, help="Optuna RDB storage URL")
     return p
-
-
-def trial_seconds(trial: FrozenTrial) -> float:
-    """Device seconds a trial has spent: its per-epoch times, however it ended.
-
-    Search and ablation trials record ``epoch_seconds`` as they go; a rerun records only the
-    ``history`` at the end, so that is the fallback.
-    """
-    seconds = trial.user_attrs.get("epoch_seconds")
-    if seconds:
-        return float(sum(seconds))
-    history = trial.user_attrs.get("history") or []
-    return float(sum(epoch.get("seconds", 0.0) for epoch in history))
-
-
-def study_kind(user_attrs: dict) -> str:
-    """What made a study: "search" (study.run), "ablation", "rerun", or "-" (something else)."""
-    kind = user_attrs.get("kind")
-    return kind if isinstance(kind, str) else "-"
-
-
-def best_trial(
-    trials: Sequence[FrozenTrial], direction: optuna.study.StudyDirection
-) -> FrozenTrial | None:
-    complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
-    if not complete:
-        return None
-    if direction == optuna.study.StudyDirection.MINIMIZE:
-        return min(complete, key=lambda t: t.value)
-    return max(complete, key=lambda t: t.value)
 
 
 @dataclass

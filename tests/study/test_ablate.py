@@ -15,6 +15,7 @@ from optuna.trial import TrialState
 from scipy import stats as scipy_stats
 
 from study import ablate, run
+from study.ablation import effects as ablation_effects
 from study.cli import run_command
 
 # mixing and the strong augmentation fixed off: the factors left are dropout, label smoothing
@@ -200,23 +201,23 @@ def test_resume_runs_only_what_is_missing(ablated: dict) -> None:
 
 def test_effects_have_welch_intervals(ablated: dict, capsys: pytest.CaptureFixture) -> None:
     study = optuna.load_study(study_name="wrn28_10-ablation", storage=url(ablated["storage"]))
-    effects = ablate.compute_effects(study.get_trials())
+    effects = ablation_effects.compute_effects(study.get_trials())
     assert effects[0].variant == "base" and effects[0].diff is None
     diffs = [e.diff for e in effects[1:]]
     assert diffs == sorted(diffs) and len(diffs) == 3
     for e in effects[1:]:
         assert e.n == 2 and e.interval is not None
         assert e.interval[0] <= e.diff <= e.interval[1]
-    table = ablate.effects_table(effects)
+    table = ablation_effects.effects_table(effects)
     assert "95% CI" in table and "dropout" in table
 
 
 def test_welch_interval_matches_scipy() -> None:
     a, b = [0.50, 0.52, 0.55], [0.45, 0.46, 0.50, 0.47]
     reference = scipy_stats.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
-    assert ablate.welch_interval(a, b) == pytest.approx((reference.low, reference.high))
-    assert ablate.welch_interval([0.5], b) is None  # one seed: no interval
-    assert ablate.welch_interval([0.5, 0.5], [0.4, 0.4]) == pytest.approx((0.1, 0.1))
+    assert ablation_effects.welch_interval(a, b) == pytest.approx((reference.low, reference.high))
+    assert ablation_effects.welch_interval([0.5], b) is None  # one seed: no interval
+    assert ablation_effects.welch_interval([0.5, 0.5], [0.4, 0.4]) == pytest.approx((0.1, 0.1))
 
 
 def test_path_ends_at_the_best_configuration(

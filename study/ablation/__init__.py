@@ -1,0 +1,1 @@
+"""The ablation behind ``python -m study.ablate``: plan (variants, path), runner, effects."""
