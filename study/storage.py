@@ -1,63 +1,176 @@
-"""Opening Optuna's RDB storage (SQLite by default): one-line errors, no leaked passwords."""
+"""Opening Optuna's RDB storage (SQLite by default): one-line errors, no leaked passwords.
+
+A bare path ending in ``.db``, ``.sqlite`` or ``.sqlite3`` is taken as a SQLite file, so
+``--storage studies/smoke.db`` means ``sqlite:///studies/smoke.db``. A file that cannot be
+written (no write permission on it or its folder) is opened read-only: ``status`` and
+``report`` still work on it.
+"""
 
 from __future__ import annotations
 
+import os
+import re
 import sqlite3
+import stat
 import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import quote
 
-import optuna
-import sqlalchemy
-from sqlalchemy.engine import make_url
+if TYPE_CHECKING:  # optuna and sqlalchemy load lazily: `--help` and usage errors skip them
+    import optuna
 
 DEFAULT_STORAGE = "sqlite:///studies/wrn.db"
 SQLITE_MAGIC = b"SQLite format 3\x00"
+SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
+EXPECTED_FORMS = (
+    "expected sqlite:///PATH.db (or a bare PATH.db), postgresql://USER:PASSWORD@HOST:PORT/DB "
+    "or grpc://HOST:PORT"
+)
+# scheme://user:password@rest; the password runs to the last "@" before any query string, so a
+# password holding "@" is masked whole
+_USERINFO = re.compile(r"^(?P<head>[A-Za-z][\w+.-]*://[^:/@?]*:)(?P<password>[^?]*)@(?P<tail>.*)$")
+_OPTUNA_TABLES = {"studies", "version_info"}
 
 
 class StorageError(RuntimeError):
     """The storage URL is malformed, unreachable, or not an Optuna database."""
 
 
+def normalize_storage(text: str) -> str:
+    """``text`` as a storage URL: a bare ``PATH.db`` (``.sqlite``, ``.sqlite3``) becomes
+    ``sqlite:///PATH.db``; anything else is returned as typed."""
+    text = text.strip()
+    if "://" not in text and text.lower().endswith(SQLITE_SUFFIXES):
+        return "sqlite:///" + os.path.expanduser(text)
+    return text
+
+
+def _split_password(url: str) -> tuple[str, str, str] | None:
+    """(everything before the password, the password, "@" and everything after) or None."""
+    m = _USERINFO.match(url)
+    if m is None:
+        return None
+    return m["head"], m["password"], "@" + m["tail"]
+
+
 def redact(url: str) -> str:
-    """The URL with any password replaced by ***, for messages and logs."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return "<unparseable storage URL>"
+    """The URL with any password replaced by ***, for messages and logs (even if malformed)."""
+    url = normalize_storage(url)
+    parts = _split_password(url)
+    return url if parts is None else f"{parts[0]}***{parts[2]}"
 
 
 def sqlite_path(url: str) -> Path | None:
-    """The database file of a ``sqlite:///`` URL, or None for other back ends and :memory:."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite" or not parsed.database:
+    """The database file of a ``sqlite:///`` URL (or bare path), or None for other back ends
+    and :memory:."""
+    url = normalize_storage(url)
+    if not url.startswith("sqlite://"):
         return None
-    if parsed.database == ":memory:":
+    database = url.removeprefix("sqlite://").removeprefix("/").split("?", 1)[0]
+    if not database or database == ":memory:":
         return None
-    return Path(parsed.database)
+    return Path(database)
 
 
-def _prepare_sqlite(path: Path, create: bool) -> None:
+def _writable(path: Path) -> bool:
+    # the permission bits count even for root, who os.access says may write anything: a file
+    # someone made read-only (chmod 0444) is not written to
+    try:
+        bits = path.stat().st_mode
+    except OSError:
+        return False
+    return os.access(path, os.W_OK) and bool(bits & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+
+
+def _read_only_uri(path: Path) -> str:
+    """A SQLite URI that reads ``path`` without creating or changing any file.
+
+    With a -wal file beside it (a writer is, or was, at work) ``mode=ro`` sees the writer's
+    latest commits. Without one, ``mode=ro`` would create -wal and -shm files (WAL readers
+    need them) and leave them behind, so the file is opened ``immutable`` unless it is
+    writable (then someone may start writing while we read).
+    """
+    wal = path.with_name(path.name + "-wal")
+    fixed = not wal.exists() and not (_writable(path) and _writable(path.parent))
+    return f"file:{quote(str(path.resolve()))}?{'immutable=1' if fixed else 'mode=ro'}"
+
+
+def _tables(path: Path) -> set[str]:
+    """The table names of a SQLite file, read without writing to it."""
+    wal = path.with_name(path.name + "-wal")
+    # a quick look: immutable creates no -wal/-shm files; a live writer's -wal is read
+    mode = "mode=ro" if wal.exists() else "immutable=1"
+    uri = f"file:{quote(str(path.resolve()))}?{mode}"
+    try:
+        con = sqlite3.connect(uri, uri=True)
+        try:
+            rows = con.execute("SELECT name FROM sqlite_master WHERE type='table'").fetchall()
+        finally:
+            con.close()
+    except sqlite3.DatabaseError as e:
+        raise StorageError(f"{path}: not a usable SQLite database ({e})") from None
+    return {name for (name,) in rows}
+
+
+def _prepare_sqlite(path: Path, create: bool, read_only: bool | None) -> bool:
+    """Checks the file without changing it; True if it is to be opened read-only."""
     if path.is_dir():
         raise StorageError(f"{path}: is a directory, not a SQLite database")
-    if path.exists():
+    if not path.exists():
+        if not create:
+            raise StorageError(f"{path}: no such storage file")
+        if read_only:
+            raise StorageError(f"{path}: no such storage file to open read-only")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise StorageError(f"{path.parent}: cannot create the folder ({e.strerror})") from None
+        if not _writable(path.parent):
+            raise StorageError(f"{path.parent}: folder is read-only, cannot create {path.name}")
+    else:
         with path.open("rb") as f:
             head = f.read(len(SQLITE_MAGIC))
         if head and head != SQLITE_MAGIC:
             raise StorageError(f"{path}: not a SQLite database")
-    elif not create:
-        raise StorageError(f"{path}: no such storage file")
-    else:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        tables = _tables(path) if head else set()
+        if tables and not tables >= _OPTUNA_TABLES:
+            raise StorageError(f"{path}: a SQLite database without Optuna's tables")
+        if not tables and not create:
+            raise StorageError(f"{path}: an empty SQLite file, no Optuna storage in it yet")
+        # WAL needs to write -wal and -shm files beside the database
+        writable = _writable(path) and _writable(path.parent)
+        if read_only is None:
+            read_only = not writable
+        if read_only:
+            if not tables:
+                raise StorageError(f"{path}: read-only and empty, no Optuna storage in it")
+            return True
+        if not writable:
+            raise StorageError(f"{path}: read-only (status and report can read it; this cannot)")
     # WAL lets readers (the dashboard, other workers) run while a trial writes; the mode is
     # stored in the file, so setting it once here holds for every later connection
     try:
         con = sqlite3.connect(path, timeout=60)
         try:
-            con.execute("PRAGMA journal_mode=WAL")
+            if con.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                con.execute("PRAGMA journal_mode=WAL")
         finally:
             con.close()
     except sqlite3.DatabaseError as e:
         raise StorageError(f"{path}: not a usable SQLite database ({e})") from None
+    return False
+
+
+def _read_only_connect(path: Path) -> Callable[[], sqlite3.Connection]:
+    """A factory of connections that cannot write to ``path``."""
+    uri = _read_only_uri(path)
+
+    def connect() -> sqlite3.Connection:
+        return sqlite3.connect(uri, uri=True, timeout=60, check_same_thread=False)
+
+    return connect
 
 
 # a trial whose worker died is retried this many times, inheriting its per-epoch values
@@ -68,6 +181,8 @@ def retry_callback(
     max_retry: int | None = MAX_RETRY,
 ) -> optuna.storages.RetryHeartbeatStaleTrialCallback:
     """Requeues a failed trial with its params, user attrs and per-epoch values."""
+    import optuna
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         return optuna.storages.RetryHeartbeatStaleTrialCallback(
@@ -77,9 +192,11 @@ def retry_callback(
 
 def open_grpc(url: str) -> optuna.storages.BaseStorage:
     """A client of Optuna's gRPC storage proxy (``python -m study.proxy``) at grpc://HOST:PORT."""
+    import optuna
+
     host, _, port = url.removeprefix("grpc://").rstrip("/").rpartition(":")
-    if not host or not port.isdigit():
-        raise StorageError(f"malformed storage URL {url!r}: expected grpc://HOST:PORT")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise StorageError(f"malformed storage URL {redact(url)!r}: expected grpc://HOST:PORT")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -94,34 +211,81 @@ def open_grpc(url: str) -> optuna.storages.BaseStorage:
     return proxy
 
 
+def _server_url(url: str) -> tuple[str, str]:
+    """A server URL checked and made parseable (an "@" in the password escaped), and its
+    password (for masking driver messages)."""
+    malformed = f"malformed storage URL {redact(url)!r}"
+    parts = _split_password(url)
+    password = ""
+    if parts is not None:
+        head, password, tail = parts
+        url = head + password.replace("@", "%40") + tail
+    hostpart = url.split("://", 1)[1].rsplit("@", 1)[-1].split("/", 1)[0].split("?", 1)[0]
+    if hostpart.startswith("["):
+        if "]" not in hostpart:
+            raise StorageError(f"{malformed}: unclosed '[' in the host; {EXPECTED_FORMS}")
+        hostpart = hostpart[hostpart.index("]") + 1 :]
+    if ":" in hostpart:
+        port = hostpart.rsplit(":", 1)[1]
+        if not port.isdigit() or not 0 < int(port) < 65536:
+            raise StorageError(f"{malformed}: port {port!r} is not 1-65535; {EXPECTED_FORMS}")
+    return url, password
+
+
+def _mask(text: str, password: str) -> str:
+    for form in {password, password.replace("@", "%40"), quote(password, safe="")}:
+        if form:
+            text = text.replace(form, "***")
+    return text
+
+
 def open_storage(
-    url: str, create: bool = True, heartbeat_interval: int | None = None
+    url: str,
+    create: bool = True,
+    heartbeat_interval: int | None = None,
+    read_only: bool | None = None,
 ) -> optuna.storages.BaseStorage:
-    """Open (and with ``create``, initialise) the storage at ``url``.
+    """Open (and with ``create``, initialise) the storage at ``url`` (a bare ``.db`` path too).
 
     With ``heartbeat_interval`` (seconds), running trials send heartbeats; a trial silent for
-    three intervals is failed and retried by whichever worker looks next.
+    three intervals is failed and retried by whichever worker looks next. ``read_only``: True
+    opens a SQLite file without ever writing to it (``status``, ``report``); False refuses one
+    that cannot be written; None (default) opens read-only exactly when it cannot be written.
+    A refused storage is left byte-identical.
     """
+    url = normalize_storage(url)
     if url.startswith("grpc://"):
         return open_grpc(url)  # heartbeats need direct database access; the proxy has none
+    import optuna
+    import sqlalchemy
+    from sqlalchemy.engine import make_url
+
+    password = ""
+    path = sqlite_path(url) if url.startswith("sqlite://") else None
+    if "://" not in url:
+        if Path(url).is_dir():
+            raise StorageError(f"{url}: is a directory, not a SQLite database ({EXPECTED_FORMS})")
+        raise StorageError(f"malformed storage URL {redact(url)!r}: {EXPECTED_FORMS}")
+    if not url.startswith("sqlite://"):
+        url, password = _server_url(url)
     try:
         parsed = make_url(url)
-    except sqlalchemy.exc.ArgumentError:
-        raise StorageError(f"malformed storage URL {redact(url)!r}") from None
+    except (sqlalchemy.exc.ArgumentError, ValueError):
+        raise StorageError(f"malformed storage URL {redact(url)!r}: {EXPECTED_FORMS}") from None
     backend = parsed.get_backend_name()
     engine_kwargs: dict = {}
-    path = sqlite_path(url)
+    rdb_kwargs: dict = {}
     if path is not None:
-        _prepare_sqlite(path, create)
         # wait for another worker's write instead of failing with "database is locked"
         engine_kwargs = {"connect_args": {"timeout": 60}}
-    elif backend == "sqlite":
-        pass
+        if _prepare_sqlite(path, create, read_only):
+            engine_kwargs = {"creator": _read_only_connect(path)}
+            # the tables and version rows are there (checked); optuna must not try to add them
+            rdb_kwargs = {"skip_table_creation": True}
     elif backend in ("postgresql", "mysql"):
         engine_kwargs = {"pool_pre_ping": True}
-    heartbeat: dict = {}
-    if heartbeat_interval is not None:
-        heartbeat = {
+    if heartbeat_interval is not None and not rdb_kwargs:
+        rdb_kwargs = {
             "heartbeat_interval": heartbeat_interval,
             "grace_period": 3 * heartbeat_interval,
             "heartbeat_stale_trial_callback": retry_callback(),
@@ -129,16 +293,15 @@ def open_storage(
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat)
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **rdb_kwargs)
     except ImportError:
         raise StorageError(
             f"no database driver for {backend} is installed "
             '(for PostgreSQL: pip install -e ".[postgres]")'
         ) from None
-    except (sqlalchemy.exc.SQLAlchemyError, ValueError, RuntimeError) as e:
+    except (sqlalchemy.exc.SQLAlchemyError, ValueError, RuntimeError, OSError) as e:
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        if parsed.password:  # drivers may echo the connection string back
-            reason = reason.replace(str(parsed.password), "***")
+        reason = _mask(reason, password or str(parsed.password or ""))
         raise StorageError(f"cannot open storage {redact(url)}: {reason[:200]}") from None
 
 

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from study.storage import StorageError, open_storage, redact
+from study.storage import StorageError, normalize_storage, open_storage, redact
 
 
 def test_sqlite_storage_creates_its_folder_and_uses_wal(tmp_path: Path) -> None:
@@ -40,3 +40,109 @@ def test_not_a_database_and_directory(tmp_path: Path) -> None:
     assert (tmp_path / "x.db").read_bytes() == b"\x00\x01 garbage"
     with pytest.raises(StorageError, match="directory"):
         open_storage(f"sqlite:///{tmp_path}")
+
+
+def _study_file(tmp_path: Path) -> Path:
+    """A SQLite storage holding study "s" with two finished trials (engine closed)."""
+    import optuna
+
+    path = tmp_path / "wrn.db"
+    storage = open_storage(f"sqlite:///{path}")
+    study = optuna.create_study(storage=storage, study_name="s", direction="maximize")
+    for value in (0.25, 0.5):
+        study.add_trial(optuna.trial.create_trial(value=value))
+    storage.engine.dispose()
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".db", ".sqlite", ".sqlite3"])
+def test_bare_path_is_a_sqlite_storage(tmp_path: Path, monkeypatch, suffix: str) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert normalize_storage(f"studies/smoke{suffix}") == f"sqlite:///studies/smoke{suffix}"
+    storage = open_storage(f"studies/smoke{suffix}")
+    assert (tmp_path / "studies" / f"smoke{suffix}").is_file()
+    assert storage.get_all_studies() == []
+    assert redact(f"studies/smoke{suffix}") == f"sqlite:///studies/smoke{suffix}"
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("postgresql://u:pw@host:99999/db", "port '99999'"),
+        ("postgresql://u:pw@host:abc/db", "port 'abc'"),
+        ("postgresql://u:pw@[::1/db", "unclosed"),
+        ("studies/smoke", "expected sqlite:///PATH.db"),
+    ],
+)
+def test_malformed_urls_show_what_was_typed_and_the_form(url: str, message: str) -> None:
+    with pytest.raises(StorageError, match=message) as info:
+        open_storage(url)
+    text = str(info.value)
+    assert "\n" not in text and "pw" not in text and "postgresql://USER:PASSWORD@" in text
+    assert redact(url).split("@")[-1] in text  # what was typed, host and all
+
+
+def test_password_with_at_sign_is_masked_whole() -> None:
+    url = "postgresql://u:p@ss@127.0.0.1:1/db"
+    assert redact(url) == "postgresql://u:***@127.0.0.1:1/db"
+    assert redact("postgresql://u:p@ss@[::1/db") == "postgresql://u:***@[::1/db"
+    with pytest.raises(StorageError) as info:  # refused connection or no driver: one line
+        open_storage(url)
+    text = str(info.value)
+    assert "p@ss" not in text and "ss@" not in text and "\n" not in text
+
+
+def test_errors_leave_the_file_byte_identical(tmp_path: Path) -> None:
+    import sqlite3
+
+    other = tmp_path / "other.db"  # someone else's SQLite file: not made an Optuna storage
+    con = sqlite3.connect(other)
+    con.execute("CREATE TABLE notes (x)")
+    con.commit()
+    con.close()
+    before = other.read_bytes()
+    with pytest.raises(StorageError, match="without Optuna's tables"):
+        open_storage(str(other))
+    assert other.read_bytes() == before
+    empty = tmp_path / "empty.db"
+    empty.write_bytes(b"")
+    with pytest.raises(StorageError, match="empty"):
+        open_storage(str(empty), create=False)
+    assert empty.read_bytes() == b""
+
+
+def test_read_only_file_is_readable_and_untouched(tmp_path: Path) -> None:
+    import optuna
+
+    path = _study_file(tmp_path)
+    before = path.read_bytes()
+    path.chmod(0o444)
+    try:
+        storage = open_storage(str(path), create=False)
+        assert len(optuna.load_study(study_name="s", storage=storage).trials) == 2
+        storage.engine.dispose()
+        with pytest.raises(StorageError, match="read-only"):
+            open_storage(str(path), create=False, read_only=False)
+    finally:
+        path.chmod(0o644)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["wrn.db"]
+
+
+def test_read_only_folder_is_readable_and_untouched(tmp_path: Path) -> None:
+    import optuna
+
+    path = _study_file(tmp_path)
+    before = path.read_bytes()
+    tmp_path.chmod(0o555)
+    try:
+        storage = open_storage(f"sqlite:///{path}", create=False)
+        assert optuna.load_study(study_name="s", storage=storage).best_value == 0.5
+        storage.engine.dispose()
+        forced = open_storage(f"sqlite:///{path}", create=False, read_only=True)
+        assert [s.study_name for s in forced.get_all_studies()] == ["s"]
+        forced.engine.dispose()
+    finally:
+        tmp_path.chmod(0o755)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["wrn.db"]
