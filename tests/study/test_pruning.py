@@ -1,0 +1,152 @@
+"""study.pruning: schedule-aware pruners, driven with ask/tell on in-memory studies."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+
+import optuna
+import pytest
+from optuna.pruners import BasePruner, HyperbandPruner
+
+from study.pruning import (
+    PRUNERS,
+    build_pruner,
+    default_warmup_epochs,
+    describe_default,
+    legacy_pruner,
+    peak_epoch,
+)
+
+# (epochs, warmup_frac) of the two spaces' searches and of the benchmark's CPU table
+SCHEDULES = [(30, 0.3), (20, 0.3), (12, 0.3)]
+PRUNING_KINDS = [k for k in PRUNERS if k != "none"]
+
+
+@pytest.fixture(autouse=True)
+def _quiet() -> Iterator[None]:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        yield
+
+
+def run_study(pruner: BasePruner, epochs: int, good: int = 10, bad: int = 24) -> list[int]:
+    """``good`` trials with accuracies rising to ~0.9, then ``bad`` ones sinking from 0.02, each
+    reporting epoch by epoch until pruned, as the objective does. The epochs at which bad
+    trials were pruned."""
+    study = optuna.create_study(direction="maximize", pruner=pruner, study_name="prune-test")
+    pruned: list[int] = []
+    for i in range(good + bad):
+        trial = study.ask()
+        for epoch in range(1, epochs + 1):
+            acc = 0.5 + 0.4 * epoch / epochs - 0.001 * i if i < good else 0.02 - 0.001 * epoch
+            trial.report(acc, epoch)
+            if trial.should_prune():
+                if i >= good:
+                    pruned.append(epoch)
+                study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+                break
+        else:
+            study.tell(trial, acc)
+    return pruned
+
+
+def test_peak_epoch_is_the_end_of_the_onecycle_warmup() -> None:
+    assert peak_epoch(30, 0.3) == 9  # not 10: 0.3 * 30 is 9.000000000000002 in floats
+    assert peak_epoch(20, 0.3) == 6
+    assert peak_epoch(12, 0.3) == 4
+    assert peak_epoch(10, 0.25) == 3
+    assert peak_epoch(2, 0.1) == 1
+
+
+@pytest.mark.parametrize(("epochs", "warmup_frac"), SCHEDULES)
+def test_default_waits_at_least_until_the_lr_peak(epochs: int, warmup_frac: float) -> None:
+    peak = peak_epoch(epochs, warmup_frac)
+    assert peak <= default_warmup_epochs(epochs, warmup_frac) < epochs
+
+
+@pytest.mark.parametrize("kind", PRUNING_KINDS)
+@pytest.mark.parametrize(("epochs", "warmup_frac"), SCHEDULES)
+def test_not_pruned_before_the_lr_peak(kind: str, epochs: int, warmup_frac: float) -> None:
+    pruner = build_pruner(kind, epochs=epochs, warmup_frac=warmup_frac)
+    pruned = run_study(pruner, epochs)
+    assert pruned, "hopeless trials should be pruned at some point"
+    first = default_warmup_epochs(epochs, warmup_frac) + 1
+    assert min(pruned) > peak_epoch(epochs, warmup_frac)
+    assert min(pruned) >= first
+    if kind in ("median", "percentile", "hyperband"):
+        # judged as soon as the warm-up is over: Hyperband's first rung is right after it
+        assert min(pruned) == first
+
+
+@pytest.mark.parametrize(("epochs", "warmup_frac"), SCHEDULES)
+def test_hyperband_first_rung_is_after_the_warmup(epochs: int, warmup_frac: float) -> None:
+    pruner = build_pruner("hyperband", epochs=epochs, warmup_frac=warmup_frac)
+    assert isinstance(pruner, HyperbandPruner)  # so TPE still keeps brackets apart
+    assert min(run_study(pruner, epochs)) == default_warmup_epochs(epochs, warmup_frac) + 1
+    # the old min_resource=1 judged trials inside the warm-up, at epoch 1
+    assert min(run_study(legacy_pruner("hyperband", epochs=epochs), epochs)) == 1
+
+
+def test_old_median_pruned_inside_the_warmup() -> None:
+    # the behaviour the schedule-aware default replaces: epoch 6 of 30, LR peak at 9
+    assert min(run_study(legacy_pruner("median", epochs=30), 30)) == 6
+
+
+@pytest.mark.parametrize("kind", PRUNING_KINDS)
+def test_never_pruned_at_the_last_epoch(kind: str) -> None:
+    epochs = 8
+    # the first judged epoch is the last one: only the guard keeps the trial
+    pruner = build_pruner(kind, epochs=epochs, warmup_frac=0.3, warmup_epochs=epochs - 1)
+    assert run_study(pruner, epochs) == []
+    pruner = build_pruner(kind, epochs=epochs, warmup_frac=0.3, warmup_epochs=0)
+    assert epochs not in run_study(pruner, epochs)
+
+
+def test_an_unguarded_median_would_prune_at_the_last_epoch() -> None:
+    # the test above can fail: Optuna's own MedianPruner judges the final step
+    plain = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=8)
+    assert run_study(plain, 8) == [8] * 24
+
+
+@pytest.mark.parametrize("kind", ["median", "percentile", "hyperband"])
+def test_warmup_epochs_override(kind: str) -> None:
+    pruner = build_pruner(kind, epochs=20, warmup_frac=0.3, warmup_epochs=1)
+    assert min(run_study(pruner, 20)) == 2
+    pruner = build_pruner(kind, epochs=20, warmup_frac=0.3, warmup_epochs=12)
+    assert min(run_study(pruner, 20)) == 13
+
+
+def test_startup_trials_are_respected() -> None:
+    pruner = build_pruner("median", epochs=12, warmup_frac=0.3, startup_trials=20)
+    assert run_study(pruner, 12, good=10, bad=5) == []  # 10 finished < 20 startup trials
+
+
+def test_none_never_prunes() -> None:
+    assert run_study(build_pruner("none", epochs=12, warmup_frac=0.3), 12) == []
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"kind": "asha"}, "unknown pruner 'asha'"),
+        ({"warmup_epochs": -1}, "warm-up epochs must be >= 0"),
+        ({"startup_trials": -1}, "startup trials must be >= 0"),
+        ({"epochs": 0}, "epochs must be >= 1"),
+        ({"warmup_frac": 1.0}, "warmup_frac must be in (0, 1)"),
+    ],
+)
+def test_bad_arguments(kwargs: dict, message: str) -> None:
+    args = {"kind": "median", "epochs": 20, "warmup_frac": 0.3, **kwargs}
+    kind = args.pop("kind")
+    with pytest.raises(ValueError) as info:
+        build_pruner(kind, **args)
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_describe_default_names_the_first_epoch() -> None:
+    text = describe_default(30, 0.3)
+    assert "\n" not in text
+    assert f"from epoch {default_warmup_epochs(30, 0.3) + 1} of 30" in text
+    assert "peak" in describe_default()
