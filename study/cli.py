@@ -1,20 +1,27 @@
-"""What every ``python -m study.NAME`` command shares: argument types and one-line errors."""
+"""What every ``python -m study.NAME`` command shares: argument types, flag groups, help that
+shows every default, and one-line errors.
+
+Nothing here imports torch or optuna: ``--help`` and usage errors stay fast.
+"""
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Callable, Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
-from search_spaces import SpaceError
-from study.storage import DEFAULT_STORAGE, StorageError
-from wrn.checkpoint import CheckpointError
-from wrn.config import ConfigError
-from wrn.data import DataError
+from study.storage import DEFAULT_STORAGE, StorageError, normalize_storage
+
+SEED_LIMIT = 2**31  # seeds are 0 <= seed < 2**31: numpy, torch and Optuna's samplers all take it
 
 
-class UsageError(ValueError):
+class UserError(Exception):
+    """Marker: an exception of this kind is the user's mistake, told in one line (exit 2)."""
+
+
+class UsageError(UserError, ValueError):
     """A command-line value is invalid (message names the flag)."""
 
 
@@ -22,11 +29,91 @@ class StudyStoppedError(RuntimeError):
     """A study stopped itself (too many failed trials in a row)."""
 
 
-USER_ERRORS = (UsageError, ConfigError, DataError, SpaceError, StorageError, CheckpointError)
+# error classes that are user errors, by module and name; a class can only have been raised if
+# its module was imported, so they are looked up in sys.modules at catch time and importing
+# this module does not import torch (wrn.checkpoint and wrn.data do)
+_USER_ERROR_CLASSES = (
+    ("search_spaces", "SpaceError"),
+    ("wrn.config", "ConfigError"),
+    ("wrn.data", "DataError"),
+    ("wrn.checkpoint", "CheckpointError"),
+)
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """The exception classes ``run_command`` reports in one line with exit status 2."""
+    found: list[type[BaseException]] = [UserError, StorageError]
+    for module_name, class_name in _USER_ERROR_CLASSES:
+        cls = getattr(sys.modules.get(module_name), class_name, None)
+        if isinstance(cls, type) and issubclass(cls, BaseException):
+            found.append(cls)
+    return tuple(found)
+
+
+_RST: tuple[tuple[re.Pattern[str], Any], ...] = (
+    (re.compile(r":[\w:]+:`~([^`]+)`"), lambda m: m[1].rsplit(".", 1)[-1]),  # :class:`~a.B`: B
+    (re.compile(r":[\w:]+:`([^`]+)`"), r"\1"),  # :func:`x`
+    (re.compile(r"``([^`]+)``"), r"\1"),
+    (re.compile(r"(?<![\w`])`([^`]+)`(?![\w`])"), r"\1"),
+    (re.compile(r"\*\*([^*]+)\*\*"), r"\1"),
+    (re.compile(r"::$", re.MULTILINE), ":"),
+)
+
+
+def strip_rst(text: str) -> str:
+    """Plain text from reStructuredText markup (double backticks, roles, bold) for --help."""
+    for pattern, repl in _RST:
+        text = pattern.sub(repl, text)
+    return text
+
+
+def _shows_default(action: argparse.Action) -> bool:
+    default = action.default
+    if not action.option_strings or isinstance(action, argparse._HelpAction):
+        return False
+    if default is None or default is argparse.SUPPRESS or isinstance(default, bool):
+        return False
+    return not (isinstance(default, list | tuple | dict) and not default)
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions kept as written (minus RST markup), every set default shown."""
+
+    def _format_action(self, action: argparse.Action) -> str:
+        if not action.help and _shows_default(action):  # no help text: still show the default
+            action = _copy_with_help(action, "default: %(default)s")
+        return super()._format_action(action)
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = strip_rst(action.help or "")
+        if not _shows_default(action) or re.search(r"%\(default\)|default:|\(default", text):
+            return text
+        default = "%(default)s" if not isinstance(action.default, list) else "%(default)r"
+        return f"{text} (default: {default})" if text else f"default: {default}"
+
+
+def _copy_with_help(action: argparse.Action, text: str) -> argparse.Action:
+    import copy
+
+    action = copy.copy(action)
+    action.help = text
+    return action
 
 
 class Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors are one line and exit with status 2."""
+    """An ArgumentParser whose errors are one line and exit with status 2, whose help shows
+    every default, and which lists ``examples`` at the bottom of ``--help``."""
+
+    def __init__(self, *args: Any, examples: Sequence[str] = (), **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        if kwargs.get("description"):
+            kwargs["description"] = strip_rst(kwargs["description"])
+        epilog = strip_rst(kwargs.get("epilog") or "")
+        if examples:
+            shown = "examples:\n" + "\n".join(f"  {line}" for line in examples)
+            epilog = f"{epilog}\n\n{shown}" if epilog else shown
+        kwargs["epilog"] = epilog or None
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message}\n")
@@ -55,16 +142,103 @@ def positive_float(text: str) -> float:
     return value
 
 
-def add_retrain_flags(p: argparse.ArgumentParser) -> None:
-    """Where a command that retrains a study's configs reads from and runs."""
-    p.add_argument("--storage", default=DEFAULT_STORAGE)
-    p.add_argument("--data-dir", default="./data")
+def seed_type(text: str) -> int:
+    """A seed: an integer with 0 <= seed < 2**31."""
+    value = int_at_least(0)(text)
+    if value >= SEED_LIMIT:
+        raise argparse.ArgumentTypeError(f"must be < 2**31 ({SEED_LIMIT}), got {value}")
+    return value
+
+
+def add_storage_flag(p: argparse.ArgumentParser) -> None:
+    """``--storage URL``; a bare ``.db`` path is taken as SQLite (args.storage is the URL)."""
+    p.add_argument(
+        "--storage",
+        metavar="URL",
+        type=normalize_storage,
+        default=DEFAULT_STORAGE,
+        help="Optuna storage: sqlite:///PATH.db (a bare PATH.db works too), "
+        "postgresql://USER:PASSWORD@HOST:PORT/DB or grpc://HOST:PORT",
+    )
+
+
+def add_device_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--device",
+        choices=("auto", "cuda", "cpu"),
+        default="auto",
+        help="where to train; auto takes the GPU when one is visible",
+    )
+
+
+def add_data_flags(p: argparse.ArgumentParser, dataset_default: str | None = "cifar100") -> None:
+    """``--data-dir`` and ``--dataset``; ``dataset_default=None``: the study's own dataset."""
+    p.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        default="./data",
+        help="holds, or receives (downloaded), cifar-100-python/",
+    )
     p.add_argument(
         "--dataset",
         choices=("cifar100", "synthetic"),
-        help="default: the dataset the study searched on",
+        default=dataset_default,
+        help="synthetic: learnable class-dependent images made in memory, no download"
+        + ("" if dataset_default else " (default: the dataset the study searched on)"),
     )
-    p.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto")
+
+
+def add_artifact_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--artifact-dir",
+        metavar="DIR",
+        help="per-trial learning curves (and kept checkpoints) for optuna-dashboard "
+        "(default: artifacts/ beside a SQLite storage, else studies/artifacts)",
+    )
+
+
+def add_checkpoint_flags(p: argparse.ArgumentParser, default: str = "studies/checkpoints") -> None:
+    """``--checkpoint-dir``, ``--keep-checkpoints``, ``--checkpoint-every K``."""
+    p.add_argument(
+        "--checkpoint-dir",
+        metavar="DIR",
+        default=default,
+        help="per-run checkpoints; an interrupted or retried run resumes from there",
+    )
+    p.add_argument(
+        "--keep-checkpoints",
+        action="store_true",
+        help="keep the checkpoints of finished runs (deleted by default)",
+    )
+    p.add_argument(
+        "--checkpoint-every",
+        metavar="K",
+        type=int_at_least(1),
+        default=1,
+        help="save a checkpoint every K epochs (and after the last); a resume repeats at most "
+        "K-1 epochs",
+    )
+
+
+def add_output_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--quiet",
+        "-q",
+        action="store_true",
+        help="print nothing but errors and the final summary (no bars, no per-epoch lines)",
+    )
+
+
+def add_retrain_flags(p: argparse.ArgumentParser) -> None:
+    """Where a command that retrains a study's configs reads from and runs."""
+    add_storage_flag(p)
+    add_data_flags(p, dataset_default=None)
+    add_device_flag(p)
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip() or type(error).__name__
+    return "; ".join(line.strip() for line in text.splitlines() if line.strip())
 
 
 def run_command(
@@ -73,13 +247,15 @@ def run_command(
     """Run ``main`` and turn a user error into one line on stderr and exit status 2."""
     try:
         code = main(argv)
-    except USER_ERRORS as e:
-        print(f"{prog}: error: {e}", file=sys.stderr)
-        code = 2
     except StudyStoppedError as e:
-        print(f"{prog}: error: {e}", file=sys.stderr)
+        print(f"{prog}: error: {_one_line(e)}", file=sys.stderr)
         code = 1
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         code = 130
+    except Exception as e:
+        if not isinstance(e, user_errors()):
+            raise
+        print(f"{prog}: error: {_one_line(e)}", file=sys.stderr)
+        code = 2
     sys.exit(code)

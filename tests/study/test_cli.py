@@ -1,0 +1,136 @@
+import subprocess
+import sys
+
+import pytest
+
+from study import cli
+from study.cli import (
+    Parser,
+    UsageError,
+    UserError,
+    add_artifact_flag,
+    add_checkpoint_flags,
+    add_data_flags,
+    add_device_flag,
+    add_output_flags,
+    add_storage_flag,
+    run_command,
+    seed_type,
+    strip_rst,
+)
+
+
+def _parser() -> Parser:
+    p = Parser(
+        prog="python -m study.demo",
+        description="Runs ``demo`` on :func:`wrn.train.train`.\n\nUse it like this::\n",
+        examples=["python -m study.demo --storage studies/smoke.db", "python -m study.demo -q"],
+    )
+    add_storage_flag(p)
+    add_data_flags(p)
+    add_device_flag(p)
+    add_artifact_flag(p)
+    add_checkpoint_flags(p, default="studies/checkpoints")
+    add_output_flags(p)
+    p.add_argument("--seed", type=seed_type, default=0)
+    p.add_argument("--trials", type=int, default=50, help="how many")
+    p.add_argument("--name", help="the name (default: the space's name)")
+    return p
+
+
+def test_help_shows_every_default_and_the_examples(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as info:
+        _parser().parse_args(["--help"])
+    assert info.value.code == 0
+    text = capsys.readouterr().out
+    for shown in (
+        "(default: sqlite:///studies/wrn.db)",
+        "a bare PATH.db works too",
+        "(default: ./data)",
+        "(default: cifar100)",
+        "(default: auto)",
+        "(default: studies/checkpoints)",
+        "--checkpoint-every K",
+        "--quiet",
+        "--seed SEED           default: 0",  # a flag without help text still shows its default
+        "how many (default: 50)",
+        "Runs demo on wrn.train.train.",
+    ):
+        assert shown in " ".join(text.split()) or shown in text, shown
+    assert "``" not in text and ":func:" not in text and "(default: None)" not in text
+    assert "the name (default: the space's name)" in text  # not "... (default: None)" twice
+    assert text.rstrip().endswith(
+        "examples:\n  python -m study.demo --storage studies/smoke.db\n  python -m study.demo -q"
+    )
+
+
+def test_groups_parse(tmp_path) -> None:
+    args = _parser().parse_args(["--storage", "studies/smoke.db", "--checkpoint-every", "3"])
+    assert args.storage == "sqlite:///studies/smoke.db"
+    assert (args.data_dir, args.dataset, args.device) == ("./data", "cifar100", "auto")
+    assert args.artifact_dir is None and args.checkpoint_every == 3 and not args.quiet
+    assert args.keep_checkpoints is False and args.checkpoint_dir == "studies/checkpoints"
+    retrain = Parser(prog="x")
+    cli.add_retrain_flags(retrain)
+    assert retrain.parse_args([]).dataset is None  # the study's own dataset
+
+
+@pytest.mark.parametrize("seed", ["-1", "2147483648", "1.5"])
+def test_seed_out_of_range_is_a_one_line_usage_error(
+    seed: str, capsys: pytest.CaptureFixture
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        _parser().parse_args(["--seed", seed])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "--seed" in err
+    assert err.count("\n") == 1 and err.startswith("python -m study.demo: error:")
+    assert seed_type("2147483647") == 2**31 - 1
+
+
+def test_strip_rst() -> None:
+    assert strip_rst("``a`` and :class:`~b.C` and `d`; **e**::") == "a and C and d; e:"
+    assert strip_rst("keep don't and 5`s") == "keep don't and 5`s"
+
+
+def test_importing_cli_does_not_import_torch() -> None:
+    code = "import study.cli, sys; print('torch' in sys.modules)"
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert done.stdout.strip() == "False"
+
+
+def _exits_with(main, capsys: pytest.CaptureFixture) -> tuple[int, str]:
+    with pytest.raises(SystemExit) as info:
+        run_command("python -m study.demo", main, [])
+    return info.value.code, capsys.readouterr().err
+
+
+def test_user_errors_are_one_line_exit_2(capsys: pytest.CaptureFixture) -> None:
+    def usage(argv):
+        raise UsageError("--trials: must be >= 1\n(second line)")
+
+    code, err = _exits_with(usage, capsys)
+    assert code == 2
+    assert err == "python -m study.demo: error: --trials: must be >= 1; (second line)\n"
+
+    class MarkedError(UserError):
+        pass
+
+    def marked(argv):
+        raise MarkedError("custom")
+
+    assert _exits_with(marked, capsys) == (2, "python -m study.demo: error: custom\n")
+
+    from wrn.checkpoint import CheckpointError  # imported: its errors are the user's
+
+    def checkpoint(argv):
+        raise CheckpointError("stale checkpoint")
+
+    assert _exits_with(checkpoint, capsys)[0] == 2
+
+    def bug(argv):
+        raise KeyError("a bug")
+
+    with pytest.raises(KeyError):  # not a user error: the traceback is wanted
+        run_command("python -m study.demo", bug, [])
