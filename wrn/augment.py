@@ -26,18 +26,31 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-import albumentations as A  # noqa: N812 (the library's own convention)
-import cv2
 import numpy as np
 import torch
-from albumentations.pytorch import ToTensorV2
-from torchvision.transforms import v2
 
-CIFAR100_MEAN = (0.5071, 0.4867, 0.4408)
-CIFAR100_STD = (0.2675, 0.2565, 0.2761)
+from wrn.augment_spec import (
+    AFFINE,
+    AUG_FILLS,
+    AUGMENTATION_NAMES,
+    CIFAR100_MEAN,
+    CIFAR100_STD,
+    CROP_FLIP,
+    ERASING,
+    IMAGE_SIZE,
+    JITTER,
+    ONE_OF,
+    RANDAUGMENT,
+    ROTATE,
+)
 
-AUGMENTATION_NAMES = ("albumentations", "randaugment", "basic")
+if TYPE_CHECKING:  # imported where the pipelines are built: a plain import stays fast
+    import albumentations as A  # noqa: N812 (the library's own convention)
+    from torchvision.transforms import v2
+
+__all__ = ["AUGMENTATION_NAMES", "CIFAR100_MEAN", "CIFAR100_STD", "build_transform", "reseed"]
 
 Transform = Callable[[np.ndarray], torch.Tensor]
 
@@ -47,84 +60,108 @@ _SEED_SALT = 0x5EED_A1B0
 _U64 = (1 << 64) - 1
 
 
-def albumentations_pipeline() -> A.Compose:
+def _check_options(fill: str) -> None:
+    if fill not in AUG_FILLS:
+        raise ValueError(f"unknown aug_fill {fill!r} (known: {', '.join(AUG_FILLS)})")
+
+
+def albumentations_pipeline(fill: str = "zero", extra_rotate: bool = True) -> A.Compose:
     """The WRN-28-10 recipe's augmentation, as an inspectable albumentations 2.x Compose.
 
-    Where the recipe gives no value: Rotate and the affine step keep albumentations' default
-    p=0.5 and fill the uncovered corners with 0 (as the padding does); the OneOf children are
-    equally likely.
+    ``fill``: the Rotate/Affine border, "zero" or "reflect" (cv2.BORDER_REFLECT_101,
+    albumentations 1.x's default); the crop's padding is zeros either way. ``extra_rotate``:
+    stack the separate Rotate on the Affine's own rotation (False: the Affine's only).
+    Strengths: :mod:`wrn.augment_spec`.
     """
-    return A.Compose(
-        [
-            # "Random padding to 40x40, then random crop to 32x32" = a random shift of <= 4 px.
-            A.PadIfNeeded(
-                min_height=40, min_width=40, border_mode=cv2.BORDER_CONSTANT, fill=0, p=1.0
-            ),
-            A.RandomCrop(height=32, width=32, p=1.0),
-            A.HorizontalFlip(p=0.5),
-            A.Rotate(limit=15, border_mode=cv2.BORDER_CONSTANT, fill=0, p=0.5),
-            # ShiftScaleRotate(shift_limit=0.1, scale_limit=0.15, rotate_limit=15) warns as
-            # deprecated in albumentations 2.x; this Affine is its equivalent. keep_ratio=True
-            # keeps the classic isotropic scaling (2.x's ShiftScaleRotate scales x and y apart).
-            A.Affine(
-                translate_percent=(-0.1, 0.1),
-                scale=(0.85, 1.15),
-                rotate=(-15, 15),
-                shear=0.0,
-                keep_ratio=True,
-                border_mode=cv2.BORDER_CONSTANT,
-                fill=0,
-                p=0.5,
-            ),
-            # The recipe gives no parameters here. CoarseDropout: one 8..16 px hole, between
-            # Cutout's best sizes for CIFAR-100 (8 px) and CIFAR-10 (16 px); it only fires in
-            # ~15% of images, on top of CutMix. GaussNoise: std 2..5% of the 0..255 range,
-            # visible on 32x32 images without swamping them (2.x's default, 20..44%, would).
-            A.OneOf(
-                [
-                    A.CoarseDropout(
-                        num_holes_range=(1, 1),
-                        hole_height_range=(8, 16),
-                        hole_width_range=(8, 16),
-                        fill=0,
-                        p=1.0,
-                    ),
-                    A.GaussNoise(std_range=(0.02, 0.05), mean_range=(0.0, 0.0), p=1.0),
-                ],
-                p=0.3,
-            ),
-            A.Normalize(mean=CIFAR100_MEAN, std=CIFAR100_STD, max_pixel_value=255.0),
-            ToTensorV2(),
-        ]
-    )
+    import albumentations as A  # noqa: N812 (the library's own convention)
+    import cv2
+    from albumentations.pytorch import ToTensorV2
+
+    _check_options(fill)
+    border = cv2.BORDER_CONSTANT if fill == "zero" else cv2.BORDER_REFLECT_101
+    side = IMAGE_SIZE + 2 * CROP_FLIP.padding
+    steps = [
+        # "Random padding to 40x40, then random crop to 32x32" = a random shift of <= 4 px.
+        A.PadIfNeeded(min_height=side, min_width=side, border_mode=cv2.BORDER_CONSTANT, fill=0),
+        A.RandomCrop(height=IMAGE_SIZE, width=IMAGE_SIZE, p=1.0),
+        A.HorizontalFlip(p=CROP_FLIP.flip_p),
+    ]
+    if extra_rotate:
+        steps.append(A.Rotate(limit=ROTATE.limit, border_mode=border, fill=0, p=ROTATE.p))
+    steps += [
+        # ShiftScaleRotate(shift_limit=0.1, scale_limit=0.15, rotate_limit=15) warns as
+        # deprecated in albumentations 2.x; this Affine is its equivalent. keep_ratio=True
+        # keeps the classic isotropic scaling (2.x's ShiftScaleRotate scales x and y apart).
+        A.Affine(
+            translate_percent=(-AFFINE.shift, AFFINE.shift),
+            scale=AFFINE.scale,
+            rotate=(-AFFINE.rotate, AFFINE.rotate),
+            shear=0.0,
+            keep_ratio=True,
+            border_mode=border,
+            fill=0,
+            p=AFFINE.p,
+        ),
+        A.OneOf(
+            [
+                A.CoarseDropout(
+                    num_holes_range=(ONE_OF.holes, ONE_OF.holes),
+                    hole_height_range=ONE_OF.hole_range,
+                    hole_width_range=ONE_OF.hole_range,
+                    fill=0,
+                    p=1.0,
+                ),
+                A.GaussNoise(std_range=ONE_OF.noise_std_range, mean_range=(0.0, 0.0), p=1.0),
+            ],
+            p=ONE_OF.p,
+        ),
+        A.Normalize(mean=CIFAR100_MEAN, std=CIFAR100_STD, max_pixel_value=255.0),
+        ToTensorV2(),
+    ]
+    return A.Compose(steps)
 
 
 def randaugment_pipeline() -> v2.Compose:
     """The light recipe's augmentation (expects a uint8 CHW tensor)."""
+    from torchvision.transforms import v2
+
     return v2.Compose(
         [
             # on a PIL image RandAugment takes ~0.15 ms; on a CHW tensor it took ~20 ms here
             v2.ToPILImage(),
-            v2.RandomCrop(32, padding=4),
-            v2.RandomHorizontalFlip(p=0.5),
-            v2.RandAugment(num_ops=2, magnitude=9),
-            # The recipe adds ColorJitter without a strength; 0.4 is the common CIFAR choice.
-            v2.ColorJitter(brightness=0.4, contrast=0.4, saturation=0.4),
+            v2.RandomCrop(IMAGE_SIZE, padding=CROP_FLIP.padding),
+            v2.RandomHorizontalFlip(p=CROP_FLIP.flip_p),
+            v2.RandAugment(
+                num_ops=RANDAUGMENT.num_ops,
+                magnitude=RANDAUGMENT.magnitude,
+                num_magnitude_bins=RANDAUGMENT.bins,
+            ),
+            v2.ColorJitter(
+                brightness=JITTER.brightness,
+                contrast=JITTER.contrast,
+                saturation=JITTER.saturation,
+            ),
             v2.PILToTensor(),
             v2.ToDtype(torch.float32, scale=True),
             v2.Normalize(mean=CIFAR100_MEAN, std=CIFAR100_STD),
             # After Normalize, so erased pixels are 0 = the dataset mean.
-            v2.RandomErasing(p=0.2),
+            v2.RandomErasing(
+                p=ERASING.p, scale=ERASING.scale, ratio=ERASING.ratio, value=ERASING.value
+            ),
         ]
     )
 
 
 def basic_pipeline() -> v2.Compose:
     """Random 32-px crop of the 4-px zero-padded image, horizontal flip (uint8 CHW in)."""
+    from torchvision.transforms import v2
+
     return v2.Compose(
         [
-            v2.RandomCrop(32, padding=4, fill=0, padding_mode="constant"),
-            v2.RandomHorizontalFlip(p=0.5),
+            v2.RandomCrop(
+                IMAGE_SIZE, padding=CROP_FLIP.padding, fill=0, padding_mode="constant"
+            ),
+            v2.RandomHorizontalFlip(p=CROP_FLIP.flip_p),
             v2.ToDtype(torch.float32, scale=True),
             v2.Normalize(mean=CIFAR100_MEAN, std=CIFAR100_STD),
         ]
@@ -184,14 +221,21 @@ class AlbumentationsTransform:
         return self.compose(image=image)["image"].contiguous()
 
 
-def build_transform(name: str, train: bool) -> Transform:
-    """The augmentation pipeline ``name`` (train) or the shared eval transform (not train)."""
+def build_transform(
+    name: str, train: bool, *, fill: str = "zero", extra_rotate: bool = True
+) -> Transform:
+    """The augmentation pipeline ``name`` (train) or the shared eval transform (not train).
+
+    ``fill`` and ``extra_rotate`` (``DataConfig.aug_fill``, ``.extra_rotate``) shape the
+    albumentations recipe only; the other recipes ignore them.
+    """
     if name not in AUGMENTATION_NAMES:
         raise ValueError(f"unknown augmentation {name!r} (known: {', '.join(AUGMENTATION_NAMES)})")
+    _check_options(fill)
     if not train:
         return EvalTransform()
     if name == "albumentations":
-        return AlbumentationsTransform(albumentations_pipeline())
+        return AlbumentationsTransform(albumentations_pipeline(fill, extra_rotate))
     if name == "randaugment":
         return TorchvisionTransform(randaugment_pipeline())
     return TorchvisionTransform(basic_pipeline())
