@@ -1,9 +1,9 @@
 """Read and validate search-space TOML files.
 
-A space is plain data: the recipe (base config), the parameters a study samples and the
-ablation factors. Nothing here imports Optuna; ``study/`` turns each ParamSpec into a
-``trial.suggest_*`` call. Every check runs at load time so a bad file fails before any
-training starts, with a message naming the file and the key.
+A space is plain data: the recipe (base config), the parameters a study samples, its cost cap
+(the most parameters a trial's network may have) and the ablation factors. Nothing here imports
+Optuna; ``study/`` turns each ParamSpec into a ``trial.suggest_*`` call. Every check runs at load
+time so a bad file fails before any training starts, with a message naming the file and the key.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
+from search_spaces.cost import count_params, millions, network_name
 from wrn.config import FLAT_KEYS, ConfigError, TrainConfig, coerce, key_kind, valid_depth
 
 SPACES_DIR = Path(__file__).resolve().parent
@@ -22,7 +23,7 @@ PARAM_TYPES = ("float", "int", "categorical")
 
 _TOP_KEYS = ("name", "description", "source", "recipe", "search", "ablation")
 _REQUIRED_TOP_KEYS = ("name", "description", "source", "recipe", "search")
-_SEARCH_KEYS = ("epochs", "params")
+_SEARCH_KEYS = ("epochs", "max_params", "params")
 _PARAM_KEYS = {
     "float": ("type", "low", "high", "log", "step"),
     "int": ("type", "low", "high", "log", "step"),
@@ -104,6 +105,8 @@ class SearchSpace:
     search_epochs: int  # per-trial epoch budget
     params: dict[str, ParamSpec]  # in file order
     ablation: dict[str, Any]  # factor -> its "off" value
+    # most parameters a trial's network may have ([search] max_params; default: the recipe's)
+    cost_cap: int
 
     def recipe_config(self, **overrides: Any) -> TrainConfig:
         """The recipe as a TrainConfig, with some flat keys overridden (e.g. trial params)."""
@@ -119,6 +122,7 @@ class SearchSpace:
             "recipe": dict(self.recipe),
             "search": {
                 "epochs": self.search_epochs,
+                "max_params": self.cost_cap,
                 "params": {name: spec.to_dict() for name, spec in self.params.items()},
             },
             "ablation": dict(self.ablation),
@@ -177,6 +181,7 @@ class _Parser:
             if key not in _SEARCH_KEYS:
                 self.fail(f"search.{key}", f"unknown key (expected: {', '.join(_SEARCH_KEYS)})")
         epochs = self._search_epochs(search)
+        cost_cap = self._cost_cap(search)
         params = self._params(search)
         ablation = self._ablation(self._table(data, "ablation") if "ablation" in data else {})
         return SearchSpace(
@@ -188,6 +193,7 @@ class _Parser:
             search_epochs=epochs,
             params=params,
             ablation=ablation,
+            cost_cap=cost_cap,
         )
 
     def _read(self) -> dict[str, Any]:
@@ -267,6 +273,22 @@ class _Parser:
         if epochs < 1:
             self.fail("search.epochs", f"must be >= 1, got {epochs}")
         return epochs
+
+    def _cost_cap(self, search: dict[str, Any]) -> int:
+        recipe = TrainConfig.from_flat(self.recipe).model
+        recipe_params = count_params(recipe)
+        if "max_params" not in search:
+            return recipe_params  # never bigger than the network the recipe was planned for
+        cap = search["max_params"]
+        if not _is_int(cap) or cap < 1:
+            self.fail("search.max_params", f"expected a positive integer, got {cap!r}")
+        if recipe_params > cap:
+            self.fail(
+                "search.max_params",
+                f"the recipe's own {network_name(recipe)} has {recipe_params:,} parameters "
+                f"({millions(recipe_params)}), over the cap of {cap:,} ({millions(cap)})",
+            )
+        return cap
 
     def _params(self, search: dict[str, Any]) -> dict[str, ParamSpec]:
         if "params" not in search:

@@ -15,8 +15,10 @@ from search_spaces import (
     ParamSpec,
     SearchSpace,
     SpaceError,
+    count_params,
     list_spaces,
     load_space,
+    over_cap,
 )
 from wrn.config import TrainConfig
 
@@ -37,9 +39,12 @@ WRN28_10_RECIPE = {
     "depth": 28,
     "width": 10,
     "dropout": 0.3,
+    "dropout_position": "between",
     "first_dropout": 0.0,
     "label_smoothing": 0.1,
     "augmentation": "albumentations",
+    "extra_rotate": True,
+    "aug_fill": "zero",
     "batch_size": 256,
     "epochs": 200,
     "lr": 0.3,
@@ -48,6 +53,7 @@ WRN28_10_RECIPE = {
     "weight_decay": 5e-4,
     "warmup_frac": 0.3,
     "final_lr": 1e-5,
+    "cycle_momentum": False,
     "mix_alpha": 1.0,
     "cutmix_prob": 0.2,
     "mixup_prob": 1.0,
@@ -58,6 +64,7 @@ LIGHT_RECIPE = {
     "depth": 16,
     "width": 8,
     "dropout": 0.25,
+    "dropout_position": "between",
     "first_dropout": 0.1,
     "label_smoothing": 0.15,
     "augmentation": "randaugment",
@@ -73,6 +80,7 @@ LIGHT_RECIPE = {
     "lr": 0.1,
     "warmup_frac": 0.3,
     "final_lr": 1e-5,
+    "cycle_momentum": False,
 }
 
 
@@ -383,6 +391,23 @@ ERROR_CASES = {
         space_text(recipe=RECIPE.replace("depth = 16", "depth = 18")),
         ["recipe.depth", "6n+4"],
     ),
+    # cost cap
+    "max_params_not_int": (
+        space_text(search=SEARCH + 'max_params = "3M"\n'),
+        ["search.max_params", "positive integer", "'3M'"],
+    ),
+    "max_params_zero": (
+        space_text(search=SEARCH + "max_params = 0\n"),
+        ["search.max_params", "positive integer"],
+    ),
+    "recipe_over_cap": (
+        space_text(search=SEARCH + "max_params = 1_000_000\n"),
+        [
+            "search.max_params",
+            "the recipe's own WRN-16-4 has 2,772,020 parameters (2.8 M)",
+            "over the cap of 1,000,000 (1.0 M)",
+        ],
+    ),
     "recipe_cross_key": (
         space_text(recipe=RECIPE + "lr = 1e-4\n"),
         ["recipe.final_lr", "lr / initial_lr_div"],
@@ -440,3 +465,67 @@ def test_unknown_space_name_lists_builtins() -> None:
         load_space("wrn40_4")
     message = str(info.value)
     assert "wrn40_4" in message and all(name in message for name in BUILTIN)
+
+
+# -- cost caps -----------------------------------------------------------------------------
+
+
+def test_count_params_matches_the_built_model() -> None:
+    from wrn.model import WideResNet, count_parameters
+
+    recipe = load_space("wrn28_10").recipe_config()
+    assert count_params(recipe.model) == 36_536_884  # the README's WRN-28-10 figure
+    small = recipe.replace(depth=10, width=1, num_classes=10).model
+    assert count_params(small) == count_parameters(WideResNet.from_config(small))
+
+
+@pytest.mark.parametrize(("name", "cap"), [("wrn28_10", 36_536_884), ("light", 11_007_540)])
+def test_builtin_cap_is_the_recipe_network(name: str, cap: int) -> None:
+    space = load_space(name)
+    assert space.cost_cap == cap == count_params(space.recipe_config().model)
+    assert over_cap(space, space.recipe_config()) is None
+    assert space.to_dict()["search"]["max_params"] == cap
+
+
+@pytest.mark.parametrize("name", BUILTIN)
+def test_builtin_ranges_agree_with_the_cap(name: str) -> None:
+    # each space's comments say which depth x width pairs its cap cuts
+    space = load_space(name)
+    depth, width = space.params["depth"], space.params["width"]
+    assert depth.low is not None and depth.high is not None and depth.step is not None
+    assert width.low is not None and width.high is not None and width.step is not None
+    over = {
+        (d, w)
+        for d in range(depth.low, depth.high + 1, depth.step)
+        for w in range(width.low, width.high + 1, width.step)
+        if over_cap(space, space.recipe_config(depth=d, width=w)) is not None
+    }
+    expected = {"wrn28_10": set(), "light": {(16, 10), (22, 8), (22, 10)}}
+    assert over == expected[name]
+
+
+def test_over_cap_gives_the_reason() -> None:
+    space = load_space("wrn28_10")
+    assert over_cap(space, space.recipe_config(depth=28, width=12)) == (
+        "WRN-28-12 has 52.6 M parameters, over the space's cap of 36.5 M "
+        "(the recipe's WRN-28-10)"
+    )
+    assert over_cap(space, space.recipe_config(depth=22, width=10)) is None
+    light = load_space("light")
+    reason = over_cap(light, light.recipe_config(depth=22, width=10))
+    assert reason == (
+        "WRN-22-10 has 26.9 M parameters, over the space's cap of 11.0 M (the recipe's WRN-16-8)"
+    )
+
+
+def test_declared_cap(tmp_path: Path) -> None:
+    path = tmp_path / "tiny.toml"
+    path.write_text(space_text(search=SEARCH + "max_params = 5_000_000\n"))
+    space = load_space(path)
+    assert space.cost_cap == 5_000_000
+    assert over_cap(space, space.recipe_config(depth=16, width=6)) == (
+        "WRN-16-6 has 6.2 M parameters, over the space's cap of 5.0 M (search.max_params)"
+    )
+    assert over_cap(space, space.recipe_config(depth=22, width=4)) is None  # 4.3 M
+    path.write_text(space_text())  # no max_params: the recipe's WRN-16-4
+    assert load_space(path).cost_cap == count_params(load_space(path).recipe_config().model)
