@@ -1,0 +1,292 @@
+"""What the storage holds for the report: search studies with their ablation and reruns."""
+
+from __future__ import annotations
+
+import datetime
+import math
+import re
+import shlex
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from study.ablation.effects import BASE, Effect, compute_effects
+from study.cli import UsageError
+from study.records import StudyAttrs, StudyKind, TrialAttrs, study_kind, trial_seconds
+from study.storage import DEFAULT_STORAGE, redact
+
+COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf")
+_RERUN_KEY = re.compile(r"^rerun_trial(\d+)_e(\d+)$")
+
+
+def storage_flags(storage_url: str) -> list[str]:
+    """``--storage URL`` (password masked) unless it is the default."""
+    return [] if storage_url == DEFAULT_STORAGE else ["--storage", redact(storage_url)]
+
+
+def command(*words: Any) -> str:
+    return " ".join(shlex.quote(str(w)) for w in words)
+
+
+@dataclass
+class AblationData:
+    name: str
+    attrs: dict[str, Any]
+    trials: list[FrozenTrial]
+    effects: list[Effect]
+
+    @property
+    def base_effect(self) -> Effect | None:
+        return next((e for e in self.effects if e.variant == BASE), None)
+
+    @property
+    def path(self) -> list[dict[str, Any]]:
+        return list(self.attrs.get(StudyAttrs.PATH) or [])
+
+    @property
+    def running(self) -> int:
+        return sum(t.state == TrialState.RUNNING for t in self.trials)
+
+    @property
+    def seeds(self) -> list[int]:
+        return list(self.attrs.get(StudyAttrs.SEEDS) or [])
+
+    def planned(self) -> list[str]:
+        """The variants the ablation plans: the base and one per factor not already off."""
+        skipped = set(self.attrs.get(StudyAttrs.SKIPPED) or [])
+        factors = self.attrs.get(StudyAttrs.FACTORS) or {}
+        return [BASE, *(f"{k}-off" for k in factors if k not in skipped)]
+
+    def unfinished(self) -> list[str]:
+        """Planned variants without a complete run for every seed."""
+        done = {e.variant: e.n for e in self.effects}
+        need = max(1, len(self.seeds))
+        return [v for v in self.planned() if done.get(v, 0) < need]
+
+
+@dataclass(frozen=True)
+class RankPoint:
+    """One search trial rerun at full length: its proxy value and its test accuracies."""
+
+    trial: int
+    val_acc: float  # the search trial's value (short-budget validation accuracy)
+    test_accs: tuple[float, ...]  # one per seed, at ``epochs``
+    epochs: int
+
+    @property
+    def test_acc(self) -> float:
+        return statistics.fmean(self.test_accs)
+
+
+@dataclass
+class StudyData:
+    name: str
+    study: optuna.Study
+    trials: list[FrozenTrial]
+    settings: dict[str, Any]
+    colour: str
+    storage_url: str = DEFAULT_STORAGE
+    reruns: list[dict[str, Any]] = field(default_factory=list)
+    ablation: AblationData | None = None
+    ranks: list[RankPoint] = field(default_factory=list)
+
+    def with_state(self, state: TrialState) -> list[FrozenTrial]:
+        return [t for t in self.trials if t.state == state]
+
+    @property
+    def complete(self) -> list[FrozenTrial]:
+        return [t for t in self.with_state(TrialState.COMPLETE) if t.value is not None]
+
+    @property
+    def best(self) -> FrozenTrial | None:
+        complete = self.complete
+        return max(complete, key=lambda t: t.value) if complete else None
+
+    @property
+    def seconds(self) -> float:
+        return sum(trial_seconds(t) for t in self.trials)
+
+    @property
+    def devices(self) -> set[str]:
+        return {
+            str(t.user_attrs[TrialAttrs.DEVICE])
+            for t in self.trials
+            if TrialAttrs.DEVICE in t.user_attrs
+        }
+
+    def seconds_per_epoch(self) -> float | None:
+        per_epoch = [
+            s for t in self.trials for s in t.user_attrs.get(TrialAttrs.EPOCH_SECONDS, [])
+        ]
+        return statistics.median(per_epoch) if per_epoch else None
+
+    def cost_curve(self) -> tuple[list[float], list[float], list[int]]:
+        """Best value so far against cumulative seconds, over trials in order of finishing."""
+        finished = sorted(
+            (t for t in self.trials if t.state.is_finished()),
+            key=lambda t: (t.datetime_complete or datetime.datetime.max, t.number),
+        )
+        spent, best = 0.0, -math.inf
+        xs: list[float] = []
+        ys: list[float] = []
+        numbers: list[int] = []
+        for t in finished:
+            spent += trial_seconds(t)
+            if t.state == TrialState.COMPLETE and t.value is not None and t.value > best:
+                best = t.value
+            if best > -math.inf:
+                xs.append(spent)
+                ys.append(best)
+                numbers.append(t.number)
+        return xs, ys, numbers
+
+    def seconds_to_best(self) -> float | None:
+        xs, ys, _ = self.cost_curve()
+        best = self.best
+        if best is None:
+            return None
+        return next(x for x, y in zip(xs, ys, strict=True) if y >= best.value)
+
+    def label(self) -> str:
+        space = self.settings.get("space", {}).get("name")
+        return self.name if not space or space == self.name else f"{self.name} ({space})"
+
+    def run_flags(self) -> list[str]:
+        """The flags the search was started with, as far as its settings record them."""
+        s = self.settings
+        flags: list[str] = []
+        for key, flag, default in (
+            ("dataset", "--dataset", "cifar100"),
+            ("epochs", "--epochs", None),
+            ("val_size", "--val-size", 5000),
+            ("seed", "--seed", 0),
+            ("pruner", "--pruner", "median"),
+            ("sampler", "--sampler", "tpe"),
+        ):
+            if key in s and s[key] != default and not (key == "epochs" and s[key] == self.budget):
+                flags += [flag, str(s[key])]
+        for key, value in (s.get("fixed") or {}).items():
+            flags += ["--set", f"{key}={value}"]
+        return flags + storage_flags(self.storage_url)
+
+    @property
+    def budget(self) -> int | None:
+        """The space's own epochs per trial (what ``--epochs`` defaults to)."""
+        return (self.settings.get("space") or {}).get("search", {}).get("epochs")
+
+    def rerun_command(self, top: int = 5, seeds: int = 2) -> str:
+        return command(
+            "python", "-m", "study.rerun", "--study-name", self.name,
+            *storage_flags(self.storage_url), "--top", top, "--seeds", seeds,
+        )  # fmt: skip
+
+
+def time_unit(studies: Sequence[StudyData]) -> str:
+    """What the summed epoch times are: "GPU-seconds", "CPU-seconds" or, mixed or unknown,
+    "device-seconds"."""
+    devices = {d.split(":")[0] for s in studies for d in s.devices}
+    if devices == {"cuda"}:
+        return "GPU-seconds"
+    if devices == {"cpu"}:
+        return "CPU-seconds"
+    return "device-seconds"
+
+
+def collect(
+    storage: optuna.storages.BaseStorage,
+    names: Sequence[str] | None,
+    storage_url: str = DEFAULT_STORAGE,
+) -> list[StudyData]:
+    """The chosen search studies (default: all), each with its ablation and reruns."""
+    summaries = {s.study_name: s for s in storage.get_all_studies()}
+    search = [
+        n for n, s in summaries.items() if study_kind(s.user_attrs) == StudyKind.SEARCH.value
+    ]
+    if names:
+        for n in names:
+            if n not in summaries:
+                raise UsageError(
+                    f"--studies: no study {n!r} in the storage "
+                    f"(search studies: {', '.join(search) or 'none'})"
+                )
+            if n not in search:
+                raise UsageError(f"--studies: {n!r} is not a search study made by study.run")
+        chosen = list(dict.fromkeys(names))
+    else:
+        chosen = sorted(search)
+    if not chosen:
+        raise UsageError(
+            "the storage holds no search study (run python -m study.run first; studies: "
+            f"{', '.join(summaries) or 'none'})"
+        )
+    result = []
+    for i, name in enumerate(chosen):
+        study = optuna.load_study(study_name=name, storage=storage)
+        attrs = study.user_attrs
+        data = StudyData(
+            name=name,
+            study=study,
+            trials=study.get_trials(deepcopy=False),
+            settings=attrs.get(StudyAttrs.SETTINGS, {}),
+            colour=COLOURS[i % len(COLOURS)],
+            storage_url=storage_url,
+            reruns=_reruns(attrs),
+        )
+        ablation_name = f"{name}-ablation"
+        if ablation_name in summaries:
+            ablation = optuna.load_study(study_name=ablation_name, storage=storage)
+            trials = ablation.get_trials(deepcopy=False)
+            data.ablation = AblationData(
+                ablation_name, ablation.user_attrs, trials, compute_effects(trials)
+            )
+        if f"{name}-rerun" in summaries:
+            rerun = optuna.load_study(study_name=f"{name}-rerun", storage=storage)
+            data.ranks = rank_points(data.trials, rerun.get_trials(deepcopy=False))
+        result.append(data)
+    return result
+
+
+def _reruns(attrs: dict[str, Any]) -> list[dict[str, Any]]:
+    runs = []
+    for key, value in attrs.items():
+        match = _RERUN_KEY.match(key)
+        if match and isinstance(value, dict) and value.get("runs"):
+            runs.append({**value, "trial": int(match[1]), "epochs": int(match[2])})
+    return sorted(runs, key=lambda r: (r["trial"], r["epochs"]))
+
+
+def rank_points(search: Sequence[FrozenTrial], reruns: Sequence[FrozenTrial]) -> list[RankPoint]:
+    """Each rerun search trial's proxy value and mean test accuracy over its seeds.
+
+    Only the longest rerun length is used (the full-length question); a seed rerun twice at
+    that length counts once (the latest).
+    """
+    values = {
+        t.number: t.value
+        for t in search
+        if t.state == TrialState.COMPLETE and t.value is not None
+    }
+    runs: dict[int, dict[int, tuple[int, float]]] = {}  # trial -> seed -> (epochs, test acc)
+    for t in reruns:
+        a = t.user_attrs
+        if t.state != TrialState.COMPLETE or TrialAttrs.TEST_ACC not in a:
+            continue
+        source = a.get(TrialAttrs.SOURCE_TRIAL)
+        if source not in values:
+            continue
+        epochs = int((a.get(TrialAttrs.CONFIG) or {}).get("epochs", 0))
+        seed = a.get(TrialAttrs.SEED, t.number)
+        runs.setdefault(source, {})[seed] = (epochs, float(a[TrialAttrs.TEST_ACC]))
+    if not runs:
+        return []
+    full = max(e for seeds in runs.values() for e, _ in seeds.values())
+    points = []
+    for source, seeds in sorted(runs.items()):
+        accs = tuple(acc for epochs, acc in seeds.values() if epochs == full)
+        if accs:
+            points.append(RankPoint(source, float(values[source]), accs, full))
+    return points

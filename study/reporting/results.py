@@ -1,0 +1,269 @@
+"""The report's sections on what the searches found: parameter importances, reruns on the test
+set, whether the ranking holds at full length, and ablations."""
+
+from __future__ import annotations
+
+import html
+import warnings
+from collections.abc import Sequence
+
+import plotly.graph_objects as go
+
+from study.ablation.effects import effects_figure, format_points, path_figure
+from study.reporting import ranking
+from study.reporting.data import StudyData, command, storage_flags
+from study.reporting.sections import Part, slug, table
+
+# Fewer complete trials than this and an importance is noise: fANOVA's forest has almost
+# nothing to split, and PED-ANOVA wants at least 5 trials in its top quantile (its docs), which
+# with the widest quantile used here, the top half, takes 10.
+MIN_IMPORTANCE_TRIALS = 10
+
+
+def plural(n: object, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def compute_importances(
+    s: StudyData, min_trials: int | None = None
+) -> tuple[dict[str, dict[str, float]], str | None]:
+    """PED-ANOVA and fANOVA importances, or why they cannot be computed yet."""
+    from optuna.importance import (
+        FanovaImportanceEvaluator,
+        PedAnovaImportanceEvaluator,
+        get_param_importances,
+    )
+
+    needed = MIN_IMPORTANCE_TRIALS if min_trials is None else min_trials
+    n = len(s.complete)
+    if n < needed:
+        return {}, (
+            f"not enough trials for parameter importances (needs ≥{needed} complete, has {n})"
+        )
+    # PED-ANOVA's default top 10 % needs 50 trials for 5 in it; smaller studies use the top
+    # 5 trials' share, at most half
+    quantile = min(0.5, max(0.1, 5 / n))
+    evaluators = {
+        f"PED-ANOVA (top {quantile:.0%})": PedAnovaImportanceEvaluator(target_quantile=quantile),
+        "fANOVA": FanovaImportanceEvaluator(seed=0),
+    }
+    result: dict[str, dict[str, float]] = {}
+    reasons = []
+    for label, evaluator in evaluators.items():
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # experimental-feature and few-trials notices
+                result[label] = {
+                    k: float(v)
+                    for k, v in get_param_importances(s.study, evaluator=evaluator).items()
+                }
+        except Exception as e:  # a failed analysis is reported, not fatal
+            reasons.append(f"{label} failed: {e}")
+    return result, "; ".join(reasons) or None
+
+
+def importance_part(studies: Sequence[StudyData], min_trials: int | None = None) -> Part:
+    part = Part(
+        "importance",
+        "Parameter importances",
+        "How much each searched parameter accounts for: PED-ANOVA (how differently the best "
+        "trials set it from the rest) and fANOVA (variance explained in a random-forest fit of "
+        "accuracy). Normalised to sum to 1 per method.",
+    )
+    for s in studies:
+        values, problem = compute_importances(s, min_trials)
+        if problem:
+            part.missing.append(f"{s.name}: {problem}")
+        if not values:
+            continue
+        params = sorted({p for v in values.values() for p in v})
+        fig = go.Figure()
+        for label, imp in values.items():
+            fig.add_trace(
+                go.Bar(y=params, x=[imp.get(p, 0.0) for p in params], name=label, orientation="h")
+            )
+        fig.update_layout(
+            title=f"{s.name}: parameter importances ({len(s.complete)} complete trials)",
+            barmode="group",
+            xaxis_title="importance",
+            height=max(320, 45 * len(params) + 140),
+            margin={"l": 140},
+        )
+        part.figures.append((f"fig-importance-{slug(s.name)}", fig))
+    return part
+
+
+def reruns_part(studies: Sequence[StudyData]) -> Part:
+    part = Part(
+        "reruns",
+        "Reruns on the test set",
+        "Trials retrained on the full training set for the recipe's length "
+        "(python -m study.rerun), test accuracy per seed and mean ± std.",
+    )
+    labels, means, stds, points_x, points_y = [], [], [], [], []
+    rows = []
+    for s in studies:
+        if not s.reruns:
+            part.missing.append(
+                f"{s.name}: no rerun yet ({s.rerun_command()})"
+            )
+        for r in s.reruns:
+            label = f"{s.name} trial {r['trial']}, {r['epochs']} epochs"
+            accs = [run["test_acc"] for run in r["runs"]]
+            labels.append(label)
+            means.append(r["test_acc_mean"])
+            stds.append(r["test_acc_std"])
+            points_x += [label] * len(accs)
+            points_y += accs
+            rows.append(
+                [
+                    s.name,
+                    str(r["trial"]),
+                    str(r["epochs"]),
+                    str(len(accs)),
+                    f"{r['test_acc_mean']:.4f} ± {r['test_acc_std']:.4f}",
+                    ", ".join(f"{a:.4f}" for a in accs),
+                ]
+            )
+    if not rows:
+        return part
+    fig = go.Figure(
+        [
+            go.Bar(
+                x=labels,
+                y=means,
+                error_y={"type": "data", "array": stds},
+                name="mean ± std",
+                marker_color="#9ecae1",
+            ),
+            go.Scatter(x=points_x, y=points_y, mode="markers", name="each seed"),
+        ]
+    )
+    fig.update_layout(title="Test accuracy of reruns", yaxis_title="test acc", height=400)
+    part.figures.append(("fig-reruns", fig))
+    part.html.append(
+        table(["study", "trial", "epochs", "seeds", "test acc", "per seed"], rows, "reruns")
+    )
+    return part
+
+
+def ranking_part(studies: Sequence[StudyData]) -> Part:
+    part = Part(
+        "ranking",
+        "Does the ranking hold?",
+        "The search scores each configuration on a short proxy (a few epochs, validation "
+        "split). Trials rerun at full length (python -m study.rerun --top K) show whether the "
+        "proxy ranks configurations as the full-length test accuracy does: rank correlations "
+        "over the rerun trials with a 95 % bootstrap interval (trials resampled with "
+        f"replacement, {ranking.BOOTSTRAP_RESAMPLES:,} times).",
+    )
+    for s in studies:
+        if len(s.ranks) < 2:
+            part.missing.append(ranking.winner_sentence(s))
+            continue
+        correlations = ranking.rank_correlations(s.ranks)
+        words = (
+            "; ".join(c.words() for c in correlations)
+            if correlations
+            else f"rank correlation needs ≥{ranking.MIN_RANK_TRIALS} rerun trials"
+        )
+        part.html.append(
+            f"<h3>{html.escape(s.name)}</h3><p>{html.escape(ranking.winner_sentence(s))} "
+            f"{html.escape(words)}.</p>"
+        )
+        part.html.append(
+            table(
+                ["trial", "proxy rank", "search val acc", "full rank", "rerun test acc", "seeds"],
+                ranking.rank_rows(s),
+                f"ranking-{s.name}",
+            )
+        )
+        part.figures.append((f"fig-ranking-{slug(s.name)}", ranking.rank_figure(s)))
+    return part
+
+
+def ablation_command(s: StudyData) -> str:
+    """The command that resumes (or completes) the study's ablation, with the flags it ran with."""
+    a = s.ablation
+    flags: list[object] = []
+    if a is not None:
+        flags += ["--base", a.attrs.get("base", "best")]
+        if a.seeds:
+            flags += ["--seeds", len(a.seeds)]
+        if a.attrs.get("epochs") and a.attrs.get("epochs") != s.settings.get("epochs"):
+            flags += ["--epochs", a.attrs["epochs"]]
+        if a.path or a.attrs.get("path_target"):
+            flags.append("--path")
+    where = storage_flags(s.storage_url)
+    return command("python", "-m", "study.ablate", "--study-name", s.name, *where, *flags)
+
+
+def ablation_part(studies: Sequence[StudyData]) -> Part:
+    part = Part(
+        "ablation",
+        "Ablations",
+        "Each factor switched off in turn from the base configuration (python -m study.ablate), "
+        "validation accuracy over seeds, and its difference from the base with a 95 % Welch "
+        "t interval, sorted by effect: the most harmful removal first.",
+    )
+    for s in studies:
+        a = s.ablation
+        if a is None:
+            part.missing.append(f"{s.name}: no ablation yet ({ablation_command(s)})")
+            continue
+        if not a.effects:
+            part.missing.append(f"{a.name}: no complete run yet (resume: {ablation_command(s)})")
+            continue
+        base_text = (
+            f"base: trial {a.attrs.get('base_trial')} (the best)"
+            if a.attrs.get("base") == "best"
+            else "base: the recipe"
+        )
+        rows = [
+            [
+                e.label,
+                str(e.n),
+                f"{e.mean:.4f} ± {e.std:.4f}",
+                "" if e.diff is None else format_points(e.diff, e.interval),
+            ]
+            for e in a.effects
+        ]
+        part.html.append(
+            f"<h3>{html.escape(a.name)}</h3><p>{html.escape(base_text)}, "
+            f"{html.escape(plural(a.attrs.get('epochs'), 'epoch'))} per run, seeds "
+            f"{html.escape(', '.join(str(x) for x in a.seeds))}"
+            + (
+                f"; already off in the base: {html.escape(', '.join(a.attrs['skipped']))}"
+                if a.attrs.get("skipped")
+                else ""
+            )
+            + (f"; {a.running} run(s) in progress" if a.running else "")
+            + ".</p>"
+        )
+        unfinished = a.unfinished()
+        if unfinished:
+            part.html.append(
+                f'<p class="missing">Partial: {len(unfinished)} of {len(a.planned())} planned '
+                f"variants not finished for every seed ({html.escape(', '.join(unfinished))}); "
+                f"resume with <code>{html.escape(ablation_command(s))}</code></p>"
+            )
+        part.html.append(
+            table(["variant", "n", "val acc", "difference from base"], rows, f"ablation-{s.name}")
+        )
+        if any(e.diff is not None for e in a.effects):
+            part.figures.append(
+                (
+                    f"fig-ablation-{slug(s.name)}",
+                    effects_figure(a.effects, f"{s.name}: effect of switching each factor off"),
+                )
+            )
+        else:
+            part.missing.append(f"{a.name}: no variant besides the base has finished yet")
+        if a.path:
+            part.figures.append(
+                (
+                    f"fig-path-{slug(s.name)}",
+                    path_figure(a.path, f"{s.name}: ablation path from the recipe to the best"),
+                )
+            )
+    return part

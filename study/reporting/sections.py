@@ -1,0 +1,373 @@
+"""The report's figure sections on the searches themselves: cost, histories, per-epoch curves
+and parallel coordinates. Each returns a Part: figures and tables, or what is missing."""
+
+from __future__ import annotations
+
+import html
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import plotly.graph_objects as go
+from optuna.distributions import CategoricalDistribution
+from optuna.trial import TrialState
+from plotly.subplots import make_subplots
+
+from study.records import TrialAttrs, trial_seconds
+from study.reporting.data import StudyData, time_unit
+
+MIN_PARALLEL_TRIALS = 2  # one line shows no relation between parameters and accuracy
+# a colour scale with no near-white end: every trial's line stays visible on a white page
+ACCURACY_SCALE = "Viridis"
+
+
+@dataclass
+class Part:
+    """One section of the page: figures and tables, or what is missing for them."""
+
+    id: str
+    title: str
+    intro: str = ""
+    figures: list[tuple[str, go.Figure]] = field(default_factory=list)
+    html: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+
+
+def slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]+", "-", name)
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[str]], name: str) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows
+    )
+    return (
+        f'<table data-table="{html.escape(name)}"><thead><tr>{head}</tr></thead>'
+        f"<tbody>{body}</tbody></table>"
+    )
+
+
+def pareto_front(points: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Points (cost, accuracy) that no cheaper point matches or beats in accuracy."""
+    front: list[tuple[float, float]] = []
+    for cost, acc in sorted(points, key=lambda p: (p[0], -p[1])):
+        if not front or acc > front[-1][1]:
+            front.append((cost, acc))
+    return front
+
+
+def cost_part(studies: Sequence[StudyData]) -> Part:
+    unit = time_unit(studies)
+    part = Part(
+        "cost",
+        "Accuracy against cost",
+        f"Best validation accuracy so far against the {unit} the study has spent (the sum of "
+        "its epoch times; every finished trial counts, pruned ones too); then each complete "
+        "trial's accuracy against its own time and its parameter count, with the Pareto front "
+        "across all studies.",
+    )
+    history = go.Figure()
+    for s in studies:
+        xs, ys, numbers = s.cost_curve()
+        if xs:
+            history.add_trace(
+                go.Scatter(
+                    x=xs,
+                    y=ys,
+                    name=s.name,
+                    mode="lines+markers",
+                    line={"shape": "hv", "color": s.colour},
+                    customdata=numbers,
+                    hovertemplate="%{x:,.0f} s: best %{y:.4f} (after trial %{customdata})"
+                    "<extra>" + html.escape(s.name) + "</extra>",
+                )
+            )
+        else:
+            part.missing.append(f"{s.name}: no finished trial yet")
+    history.update_layout(
+        title=f"Best validation accuracy against {unit} spent",
+        xaxis_title=f"{unit} spent by the study (sum of epoch times)",
+        yaxis_title="best val acc so far",
+        height=420,
+    )
+    part.figures.append(("fig-cost", history))
+
+    fig = make_subplots(
+        rows=1,
+        cols=2,
+        subplot_titles=(f"per trial: {unit}", "per trial: parameters"),
+        shared_yaxes=True,
+    )
+    by_cost: list[tuple[float, float]] = []
+    by_size: list[tuple[float, float]] = []
+    for s in studies:
+        complete = s.complete
+        if not complete:
+            continue
+        costs = [trial_seconds(t) for t in complete]
+        sizes = [t.user_attrs.get(TrialAttrs.NUM_PARAMS) for t in complete]
+        values = [t.value for t in complete]
+        common = {
+            "mode": "markers",
+            "name": s.name,
+            "legendgroup": s.name,
+            "marker": {"color": s.colour, "size": 8},
+            "customdata": [t.number for t in complete],
+        }
+        fig.add_trace(
+            go.Scatter(
+                x=costs,
+                y=values,
+                hovertemplate="trial %{customdata}: %{y:.4f} in %{x:,.0f} s<extra></extra>",
+                **common,
+            ),
+            row=1,
+            col=1,
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=sizes,
+                y=values,
+                showlegend=False,
+                hovertemplate="trial %{customdata}: %{y:.4f}, %{x:,} params<extra></extra>",
+                **common,
+            ),
+            row=1,
+            col=2,
+        )
+        by_cost += list(zip(costs, values, strict=True))
+        by_size += [(n, v) for n, v in zip(sizes, values, strict=True) if n]
+    for col, points in ((1, by_cost), (2, by_size)):
+        front = pareto_front(points)
+        if front:
+            fig.add_trace(
+                go.Scatter(
+                    x=[p[0] for p in front],
+                    y=[p[1] for p in front],
+                    mode="lines+markers",
+                    line={"color": "black", "dash": "dash", "shape": "hv"},
+                    marker={"color": "black", "size": 4},
+                    name="Pareto front (all studies)",
+                    legendgroup="front",
+                    showlegend=col == 1,
+                ),
+                row=1,
+                col=col,
+            )
+    fig.update_xaxes(title_text=f"{unit} of the trial", type="log", row=1, col=1)
+    fig.update_xaxes(title_text="parameters", type="log", row=1, col=2)
+    fig.update_yaxes(title_text="val acc", row=1, col=1)
+    fig.update_layout(title="Pareto front: accuracy against cost and size", height=440)
+    part.figures.append(("fig-pareto", fig))
+    return part
+
+
+def history_part(studies: Sequence[StudyData]) -> Part:
+    part = Part(
+        "history",
+        "Optimisation histories",
+        "Each complete trial's validation accuracy by trial number, with the best so far; "
+        "pruned trials (×) at the last accuracy they reported.",
+    )
+    fig = go.Figure()
+    for s in studies:
+        complete = sorted(s.complete, key=lambda t: t.number)
+        pruned = [t for t in s.with_state(TrialState.PRUNED) if t.intermediate_values]
+        if not complete and not pruned:
+            part.missing.append(f"{s.name}: no trial has finished yet")
+            continue
+        fig.add_trace(
+            go.Scatter(
+                x=[t.number for t in complete],
+                y=[t.value for t in complete],
+                mode="markers",
+                name=f"{s.name}: complete",
+                legendgroup=s.name,
+                marker={"color": s.colour, "size": 8},
+            )
+        )
+        if pruned:
+            fig.add_trace(
+                go.Scatter(
+                    x=[t.number for t in pruned],
+                    y=[t.intermediate_values[max(t.intermediate_values)] for t in pruned],
+                    mode="markers",
+                    name=f"{s.name}: pruned",
+                    legendgroup=s.name,
+                    marker={"color": s.colour, "symbol": "x", "size": 8, "opacity": 0.7},
+                )
+            )
+        best, xs, ys = -math.inf, [], []
+        for t in complete:
+            best = max(best, t.value)
+            xs.append(t.number)
+            ys.append(best)
+        last = max(t.number for t in s.trials)
+        if xs and xs[-1] < last:  # the best holds to the latest trial
+            xs.append(last)
+            ys.append(ys[-1])
+        fig.add_trace(
+            go.Scatter(
+                x=xs,
+                y=ys,
+                mode="lines",
+                name=f"{s.name}: best so far",
+                legendgroup=s.name,
+                line={"color": s.colour, "shape": "hv"},
+            )
+        )
+    fig.update_layout(
+        title="Optimisation history", xaxis_title="trial", yaxis_title="val acc", height=420
+    )
+    part.figures.append(("fig-history", fig))
+    return part
+
+
+def _colour_at(value: float, low: float, high: float) -> str:
+    from plotly.colors import sample_colorscale
+
+    where = 0.5 if high <= low else (value - low) / (high - low)
+    return sample_colorscale(ACCURACY_SCALE, [min(1.0, max(0.0, where))])[0]
+
+
+def curves_part(studies: Sequence[StudyData]) -> Part:
+    part = Part(
+        "curves",
+        "Per-epoch validation accuracy",
+        "Every trial's accuracy after each epoch, one line per trial coloured by its last "
+        "accuracy (the colour bar): complete trials solid, pruned ones dotted and ending in ×, "
+        "running ones dashed, failed ones dotted ending in □. Hover a line for its trial.",
+    )
+    styles = {
+        TrialState.COMPLETE: ("solid", "circle"),
+        TrialState.PRUNED: ("dot", "x"),
+        TrialState.RUNNING: ("dash", "circle-open"),
+        TrialState.FAIL: ("dot", "square-open"),
+    }
+    for s in studies:
+        trials = [t for t in s.trials if t.intermediate_values and t.state in styles]
+        if not trials:
+            part.missing.append(f"{s.name}: no trial has reported an epoch yet")
+            continue
+        last = {t.number: t.intermediate_values[max(t.intermediate_values)] for t in trials}
+        low, high = min(last.values()), max(last.values())
+        fig = go.Figure()
+        for t in sorted(trials, key=lambda t: last[t.number]):  # the best drawn on top
+            dash, symbol = styles[t.state]
+            steps = sorted(t.intermediate_values)
+            state = t.state.name.lower()
+            colour = _colour_at(last[t.number], low, high)
+            fig.add_trace(
+                go.Scatter(
+                    x=steps,
+                    y=[t.intermediate_values[e] for e in steps],
+                    mode="lines+markers",
+                    name=f"trial {t.number} ({state})",
+                    showlegend=len(trials) <= 12,  # beyond that the colour bar says enough
+                    line={"dash": dash, "color": colour, "width": 2},
+                    marker={
+                        "color": colour,
+                        "symbol": [symbol if e == steps[-1] else "circle" for e in steps],
+                        "size": [11 if e == steps[-1] else 5 for e in steps],
+                    },
+                    hovertemplate=f"trial {t.number} ({state}): "
+                    "epoch %{x}, %{y:.4f}<extra></extra>",
+                )
+            )
+        # an invisible trace carries the colour bar (accuracy at each trial's last epoch)
+        fig.add_trace(
+            go.Scatter(
+                x=[None],
+                y=[None],
+                mode="markers",
+                showlegend=False,
+                hoverinfo="skip",
+                marker={
+                    "color": [low, high],
+                    "colorscale": ACCURACY_SCALE,
+                    "cmin": low,
+                    "cmax": high if high > low else low + 1e-9,
+                    "showscale": True,
+                    "colorbar": {"title": "last val acc", "x": 1.02, "len": 0.8},
+                },
+            )
+        )
+        epochs = max(max(t.intermediate_values) for t in trials)
+        fig.update_layout(
+            title=f"{s.name}: per-epoch validation accuracy ({len(trials)} trials)",
+            xaxis={"title": "epoch", "tick0": 1, "dtick": max(1, epochs // 10)},
+            yaxis_title="val acc",
+            legend={"x": 1.18},
+            height=420,
+        )
+        part.figures.append((f"fig-curves-{slug(s.name)}", fig))
+    return part
+
+
+def _axis(name: str, values: list[Any], distribution: Any) -> dict[str, Any]:
+    """One parallel-coordinates axis: categories as ticks, log-scaled floats as log10."""
+    if isinstance(distribution, CategoricalDistribution):
+        choices = list(distribution.choices)
+        return {
+            "label": name,
+            "values": [choices.index(v) for v in values],
+            "tickvals": list(range(len(choices))),
+            "ticktext": [str(c) for c in choices],
+        }
+    if getattr(distribution, "log", False):
+        return {"label": f"log10 {name}", "values": [math.log10(v) for v in values]}
+    return {"label": name, "values": values}
+
+
+def parallel_figure(s: StudyData) -> go.Figure:
+    """Each complete trial as a line through its parameters, coloured on a Viridis scale.
+
+    Optuna's own plot colours by "Blues", which fades the worst trials to white on white.
+    """
+    complete = [t for t in s.complete if t.params]
+    names = sorted(set.intersection(*(set(t.params) for t in complete)))
+    dims = [
+        _axis(n, [t.params[n] for t in complete], complete[-1].distributions[n]) for n in names
+    ]
+    values = [t.value for t in complete]
+    dims.append({"label": "val acc", "values": values})
+    return go.Figure(
+        go.Parcoords(
+            dimensions=dims,
+            line={
+                "color": values,
+                "colorscale": ACCURACY_SCALE,
+                "showscale": True,
+                "colorbar": {"title": "val acc"},
+            },
+            labelangle=-20,
+        ),
+        layout={"height": 460, "margin": {"l": 80, "r": 80, "t": 110}},
+    )
+
+
+def parallel_part(studies: Sequence[StudyData]) -> Part:
+    part = Part(
+        "parallel",
+        "Parallel coordinates",
+        "Each complete trial as a line through its parameter values, coloured by validation "
+        "accuracy (yellow best, dark blue worst).",
+    )
+    for s in studies:
+        n = len(s.complete)
+        if n < MIN_PARALLEL_TRIALS:
+            part.missing.append(
+                f"{s.name}: parallel coordinates need ≥{MIN_PARALLEL_TRIALS} complete trials, "
+                f"has {n}"
+            )
+            continue
+        if not any(t.params for t in s.complete):
+            part.missing.append(f"{s.name}: no searched parameters (all fixed with --set)")
+            continue
+        fig = parallel_figure(s)
+        fig.update_layout(title=f"{s.name}: parallel coordinates ({n} complete trials)")
+        part.figures.append((f"fig-parallel-{slug(s.name)}", fig))
+    return part

@@ -1,0 +1,202 @@
+"""The report's written answers: one paragraph each, at the top of the page and on stdout."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from optuna.trial import FrozenTrial, TrialState
+
+from study.ablation.effects import Effect
+from study.records import TrialAttrs
+from study.reporting import ranking
+from study.reporting.data import StudyData, command, time_unit
+from study.reporting.results import ablation_command, plural
+
+FEW_TRIALS = 10  # below this many complete trials the summary calls a ranking preliminary
+SPACES = ("wrn28_10", "light")  # the two built-in configurations the report compares
+
+
+def seconds(value: float) -> str:
+    return f"{value:,.0f}" if value >= 10 else f"{value:.1f}"
+
+
+def counts(s: StudyData) -> str:
+    parts = []
+    for state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.FAIL):
+        n = len(s.with_state(state))
+        if n:
+            parts.append(f"{n} {state.name.lower()}")
+    return ", ".join(parts) or "no trials"
+
+
+def network(trial: FrozenTrial) -> str:
+    config = trial.user_attrs.get(TrialAttrs.CONFIG, {})
+    size = trial.user_attrs.get(TrialAttrs.NUM_PARAMS)
+    net = f"WRN-{config['depth']}-{config['width']}" if "depth" in config else "network"
+    return f"{net}, {size:,} parameters" if size else net
+
+
+def effect_words(e: Effect) -> str:
+    assert e.diff is not None
+    points = 100 * e.diff
+    if e.interval is None:
+        return f"{e.label}: {points:+.2f} points (95% CI n/a: one seed)"
+    half = 100 * (e.interval[1] - e.interval[0]) / 2
+    if e.significant:
+        verb = "costs" if e.diff < 0 else "gains"
+        return f"{e.label} {verb} {abs(points):.2f} ± {half:.2f} points (95% CI)"
+    return f"{e.label}: no clear effect ({points:+.2f} ± {half:.2f} points, 95% CI spans 0)"
+
+
+def other_space_command(s: StudyData) -> str:
+    """The search of the other built-in configuration, with this study's flags."""
+    space = s.settings.get("space", {}).get("name", s.name)
+    other = SPACES[1] if space != SPACES[1] else SPACES[0]
+    finished = sum(t.state.is_finished() for t in s.trials)
+    trials = ["--trials", str(finished)] if finished else []
+    return command("python", "-m", "study.run", "--space", other, *trials, *s.run_flags())
+
+
+def comparison(studies: Sequence[StudyData], unit: str) -> str | None:
+    ranked = sorted((s for s in studies if s.best), key=lambda s: -s.best.value)
+    if len(studies) == 1:
+        return (
+            f"Only one search study ({studies[0].name}): comparing configurations needs the "
+            f"other one in the same storage: {other_space_command(studies[0])}"
+        )
+    if len(ranked) < 2:
+        return None
+    first, second = ranked[0], ranked[1]
+    gap = 100 * (first.best.value - second.best.value)
+    verdict = (
+        "a tie"
+        if first.best.value == second.best.value
+        else f"{first.name} is ahead by {gap:.2f} points"
+    )
+    text = (
+        f"{first.name} reaches {first.best.value:.4f} val acc at "
+        f"{seconds(first.seconds_to_best() or 0.0)} {unit} vs {second.name} "
+        f"{second.best.value:.4f} at {seconds(second.seconds_to_best() or 0.0)}: {verdict}."
+    )
+    spe_first, spe_second = first.seconds_per_epoch(), second.seconds_per_epoch()
+    if spe_first and spe_second:
+        text += (
+            f" An epoch of {first.name} costs {spe_first / spe_second:.2f}× one of "
+            f"{second.name} ({seconds(spe_first)} vs {seconds(spe_second)} s, median)."
+        )
+    few = [s.name for s in ranked if len(s.complete) < FEW_TRIALS]
+    if few:
+        text += (
+            f" With fewer than {FEW_TRIALS} complete trials in {', '.join(few)}, "
+            "treat this ranking as preliminary."
+        )
+    return text
+
+
+def ablation_words(s: StudyData) -> str | None:
+    a = s.ablation
+    if a is None:
+        return None
+    effects = [e for e in a.effects if e.diff is not None]
+    unfinished = a.unfinished()
+    planned = len(a.planned()) - 1  # factors, the base aside
+    measured = len(effects)
+    if not effects:
+        return (
+            f"The ablation of {s.name} has no finished variant besides the base yet "
+            f"(0 of {planned} factors measured); resume it with {ablation_command(s)}."
+        )
+    base = a.base_effect
+    base_text = (
+        f"the best trial ({a.attrs.get('base_trial')})"
+        if a.attrs.get("base") == "best"
+        else "the recipe"
+    )
+    words = "; ".join(effect_words(e) for e in effects)
+    text = (
+        f"Ablation of {s.name} from {base_text}, {plural(base.n, 'seed')} of "
+        f"{plural(a.attrs.get('epochs'), 'epoch')}, base {base.mean:.4f} val acc: {words}."
+        if base
+        else f"Ablation of {s.name}: {words}."
+    )
+    significant = [e for e in effects if e.significant and e.diff < 0]
+    if significant:
+        text += f" The factor that matters most so far: {', '.join(significant[0].changed)}."
+    if unfinished:
+        text += (
+            f" Partial answer: {measured} of {planned} factors measured; not yet run for every "
+            f"seed: {', '.join(unfinished)} (resume: {ablation_command(s)})."
+        )
+    elif not significant and all(e.interval is not None for e in effects):
+        text += " No factor's removal is distinguishable from noise at this budget."
+    if a.path:
+        gains = [
+            f"{step['param']} ({100 * (step['mean'] - prev['mean']):+.2f})"
+            for prev, step in zip(a.path, a.path[1:], strict=False)
+        ]
+        text += (
+            f" The ablation path from the recipe ({a.path[0]['mean']:.4f}) to the best "
+            f"configuration ({a.path[-1]['mean']:.4f}) changes, greedily by gain: "
+            f"{', '.join(gains)} points."
+        )
+    return text
+
+
+def summary(studies: Sequence[StudyData]) -> list[str]:
+    """The answers in words, one paragraph each."""
+    unit = time_unit(studies)
+    names = (
+        " and ".join(s.name for s in studies)
+        if len(studies) <= 2
+        else ", ".join(s.name for s in studies)
+    )
+    out = [
+        f"{len(studies)} search {'study' if len(studies) == 1 else 'studies'}: {names}. "
+        + " ".join(f"{s.name}: {counts(s)}." for s in studies)
+    ]
+    for s in studies:
+        best = s.best
+        if best is None:
+            out.append(f"{s.name} has no complete trial yet, so no best result.")
+            continue
+        epochs = s.settings.get("epochs")
+        budget = f", {plural(epochs, 'epoch')} per trial" if epochs else ""
+        out.append(
+            f"{s.name} reaches {best.value:.4f} val acc (trial {best.number}, {network(best)}"
+            f"{budget}) at {seconds(s.seconds_to_best() or 0.0)} {unit}, of "
+            f"{seconds(s.seconds)} spent so far."
+        )
+    compared = comparison(studies, unit)
+    if compared:
+        out.append(compared)
+    for s in studies:
+        if s.best is None:
+            continue
+        text = ranking.winner_sentence(s)
+        correlations = ranking.rank_correlations(s.ranks)
+        if correlations:
+            text += (
+                f" Proxy against full-length rank correlation over {len(s.ranks)} trials: "
+                + "; ".join(c.words() for c in correlations)
+                + "."
+            )
+        out.append(text)
+    for s in studies:
+        words = ablation_words(s)
+        if words:
+            out.append(words)
+    for s in studies:
+        for r in s.reruns:
+            out.append(
+                f"{s.name} trial {r['trial']} retrained for {plural(r['epochs'], 'epoch')}: "
+                f"test acc {r['test_acc_mean']:.4f} ± {r['test_acc_std']:.4f} over "
+                f"{plural(len(r['runs']), 'seed')}."
+            )
+    for s in studies:
+        running = len(s.with_state(TrialState.RUNNING))
+        if running:
+            out.append(
+                f"{s.name} is still running ({running} trial(s) in progress): this report "
+                "shows what has finished so far."
+            )
+    return out
