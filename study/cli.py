@@ -88,6 +88,8 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         text = strip_rst(action.help or "")
         if not _shows_default(action) or re.search(r"%\(default\)|default:|\(default", text):
             return text
+        if f"({action.default})" in text:
+            return text  # the help already names it, as "(VALUE)"
         default = "%(default)s" if not isinstance(action.default, list) else "%(default)r"
         return f"{text} (default: {default})" if text else f"default: {default}"
 

@@ -141,8 +141,8 @@ def _prepare_sqlite(path: Path, create: bool, read_only: bool | None) -> bool:
             raise StorageError(f"{path}: an empty SQLite file, no Optuna storage in it yet")
         # WAL needs to write -wal and -shm files beside the database
         writable = _writable(path) and _writable(path.parent)
-        if read_only is None:
-            read_only = not writable
+        if read_only is None:  # a command that may create a storage means to write to it
+            read_only = not writable and not create
         if read_only:
             if not tables:
                 raise StorageError(f"{path}: read-only and empty, no Optuna storage in it")
@@ -250,8 +250,9 @@ def open_storage(
     With ``heartbeat_interval`` (seconds), running trials send heartbeats; a trial silent for
     three intervals is failed and retried by whichever worker looks next. ``read_only``: True
     opens a SQLite file without ever writing to it (``status``, ``report``); False refuses one
-    that cannot be written; None (default) opens read-only exactly when it cannot be written.
-    A refused storage is left byte-identical.
+    that cannot be written (commands that write: pass it with ``create=False``); None
+    (default): read-only when it cannot be written and ``create`` is False. A refused storage
+    is left byte-identical.
     """
     url = normalize_storage(url)
     if url.startswith("grpc://"):

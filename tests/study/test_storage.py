@@ -109,6 +109,9 @@ def test_errors_leave_the_file_byte_identical(tmp_path: Path) -> None:
     with pytest.raises(StorageError, match="empty"):
         open_storage(str(empty), create=False)
     assert empty.read_bytes() == b""
+    with pytest.raises(StorageError, match="is a directory") as info:
+        open_storage(str(tmp_path))  # a bare directory: not taken for a file
+    assert "sqlite:///PATH.db" in str(info.value)
 
 
 def test_read_only_file_is_readable_and_untouched(tmp_path: Path) -> None:
@@ -123,6 +126,8 @@ def test_read_only_file_is_readable_and_untouched(tmp_path: Path) -> None:
         storage.engine.dispose()
         with pytest.raises(StorageError, match="read-only"):
             open_storage(str(path), create=False, read_only=False)
+        with pytest.raises(StorageError, match="read-only"):  # study.run would write to it
+            open_storage(str(path), heartbeat_interval=60)
     finally:
         path.chmod(0o644)
     assert path.read_bytes() == before
