@@ -12,8 +12,10 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import math
 import shlex
 import tempfile
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -73,6 +75,27 @@ def learning_curve_csv(history: Sequence[EpochStats | Mapping[str, Any]]) -> str
     return out.getvalue()
 
 
+def accuracy_range(values: Sequence[float]) -> tuple[float, float]:
+    """An axis range around the data, on a round step, within [0, 1]: a run at 1-6 % fills
+    the plot instead of lying flat at the bottom of a 0-1 axis."""
+    lo, hi = min(values), max(values)
+    spread = max(hi - lo, 0.01)  # one point of accuracy at least: a flat curve stays readable
+    step = 10 ** math.floor(math.log10(spread / 4))
+    step *= next(m for m in (1, 2, 2.5, 5, 10) if spread / (step * m) <= 4)
+    low = max(0.0, math.floor(lo / step) * step)
+    high = min(1.0, math.ceil(hi / step) * step)
+    if high - low < 4 * step:  # pad an almost flat curve to four grid steps
+        high = min(1.0, low + 4 * step)
+        low = max(0.0, high - 4 * step)
+    return round(low, 6), round(high, 6)  # no float residue such as 0.19999999999999996
+
+
+def _tick(value: float) -> str:
+    """An axis label: as many decimals as the grid step needs (2 to 4)."""
+    text = f"{value:.4f}".rstrip("0")
+    return text + "0" * max(0, 2 - len(text.split(".")[1]))
+
+
 def learning_curve_svg(
     history: Sequence[EpochStats | Mapping[str, Any]], title: str, eval_name: str = "val"
 ) -> str:
@@ -82,10 +105,11 @@ def learning_curve_svg(
     epochs = [r["epoch"] for r in rows]
     first, last = min(epochs), max(epochs)
     span = max(last - first, 1)
+    low, high = accuracy_range([r[k] for r in rows for k in ("train_acc", "eval_acc")])
 
     def xy(epoch: float, acc: float) -> str:
         x = pad + (epoch - first) / span * (width - 2 * pad)
-        y = height - pad - acc * (height - 2 * pad)  # accuracy axis fixed to [0, 1]
+        y = height - pad - (acc - low) / (high - low) * (height - 2 * pad)
         return f"{x:.1f},{y:.1f}"
 
     parts = [
@@ -94,11 +118,12 @@ def learning_curve_svg(
         f'<rect width="{width}" height="{height}" fill="white"/>',
         f'<text x="{pad}" y="20" font-size="14">{escape(title)}</text>',
     ]
-    for tick in (0.0, 0.25, 0.5, 0.75, 1.0):
-        y = height - pad - tick * (height - 2 * pad)
+    for k in range(5):
+        tick = low + k * (high - low) / 4
+        y = height - pad - k / 4 * (height - 2 * pad)
         parts.append(
             f'<line x1="{pad}" y1="{y:.1f}" x2="{width - pad}" y2="{y:.1f}" stroke="#ddd"/>'
-            f'<text x="{pad - 6}" y="{y + 4:.1f}" text-anchor="end">{tick:.2f}</text>'
+            f'<text x="{pad - 6}" y="{y + 4:.1f}" text-anchor="end">{_tick(tick)}</text>'
         )
     parts.append(
         f'<text x="{width / 2:.0f}" y="{height - 10}" text-anchor="middle">'
@@ -164,6 +189,19 @@ def upload_checkpoint(
     )
 
 
+METRIC_NAMES = {"search": "val_acc", "ablation": "val_acc", "rerun": "test_acc"}
+
+
+def name_metric(study: optuna.Study, kind: str) -> None:
+    """Name the study's objective ("val_acc", or "test_acc" for a rerun) so optuna-dashboard
+    does not call it "Objective 0". Call it once the study is created or loaded."""
+    name = METRIC_NAMES.get(kind, "val_acc")
+    if study.metric_names != [name]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names([name])
+
+
 def save_figure(study: optuna.Study, figure: Any, figure_id: str) -> None:
     """Show a plotly figure on the study's page in the dashboard (replaced on each call)."""
     save_plotly_graph_object(study, figure, graph_object_id=figure_id)
@@ -201,6 +239,13 @@ def _counts(study: optuna.Study) -> tuple[str, optuna.trial.FrozenTrial | None]:
     return text, best
 
 
+def _network(fixed: Mapping[str, Any], recipe: Mapping[str, Any]) -> str:
+    """The network a search trains: ``--set`` depth/width first, then the recipe's."""
+    depth = fixed.get("depth", recipe.get("depth", "?"))
+    width = fixed.get("width", recipe.get("width", "?"))
+    return f"WRN-{depth}-{width}"
+
+
 def _search_note(study: optuna.Study, storage_url: str) -> list[str]:
     attrs = study.user_attrs
     settings = attrs.get("settings", {})
@@ -209,10 +254,14 @@ def _search_note(study: optuna.Study, storage_url: str) -> list[str]:
     params = space.get("search", {}).get("params", {})
     recipe = space.get("recipe", {})
     counts, best = _counts(study)
+    network = _network(fixed, recipe)
+    description = space.get("description", "")
+    if any(k in fixed for k in ("depth", "width")):
+        description = f"{network} (fixed with `--set`) in place of the recipe's: {description}"
     lines = [
-        f"## {study.study_name}: search over `{space.get('name', '?')}`",
+        f"## {study.study_name}: search over `{space.get('name', '?')}`, {network}",
         "",
-        space.get("description", ""),
+        description,
         "",
         "### Budget",
         f"- {_plural(settings.get('epochs'), 'epoch')} per trial; the recipe trains "
@@ -249,18 +298,37 @@ def _search_note(study: optuna.Study, storage_url: str) -> list[str]:
         lines.append(f"Trial {best.number}: val acc **{best.value:.4f}**{size}; {shown or '-'}")
     flags = _storage_flags(storage_url)
     name = study.study_name
+    epochs = settings.get("epochs")
+    budget = space.get("search", {}).get("epochs")
+    # a study run at other than its space's budget (a smoke run) is rerun at its own length
+    short = ["--epochs", str(epochs)] if epochs and budget and epochs != budget else []
+    rerun = ["--study-name", name, *flags, *short]
+    length = f"{epochs} epochs, as this study" if short else "the recipe's full length"
     lines += [
         "",
         "### Next",
         "```",
-        _command("python", "-m", "study.rerun", "--study-name", name, *flags, "--seeds", "3"),
-        _command("python", "-m", "study.ablate", "--study-name", name, *flags),
+        _command("python", "-m", "study.rerun", *rerun, "--top", "5", "--seeds", "2"),
+        _command("python", "-m", "study.ablate", "--study-name", name, *flags, *short),
         _command("python", "-m", "study.report", *flags, "--out", "report.html"),
         "```",
-        "`study.rerun` retrains the best trial for the recipe's full length and tests it; "
+        f"`study.rerun` retrains the 5 best trials for {length} and tests them; "
         "`study.ablate` switches each regulariser off in turn.",
     ]
     return lines
+
+
+def ablation_flags(attrs: Mapping[str, Any], storage_url: str) -> list[str]:
+    """The flags an ablation was started with, from what it records: its resume command."""
+    flags = ["--study-name", str(attrs.get("source_study", "?")), *_storage_flags(storage_url)]
+    flags += ["--base", str(attrs.get("base", "best"))]
+    if attrs.get("seeds"):
+        flags += ["--seeds", str(len(attrs["seeds"]))]
+    if attrs.get("epochs"):  # explicit even when it is the study's default: the same runs
+        flags += ["--epochs", str(attrs["epochs"])]
+    if attrs.get("path") or attrs.get("path_target"):
+        flags.append("--path")
+    return flags
 
 
 def _ablation_note(study: optuna.Study, storage_url: str, effects_md: str | None) -> list[str]:
@@ -290,14 +358,11 @@ def _ablation_note(study: optuna.Study, storage_url: str, effects_md: str | None
         for step in path:
             change = step.get("param") or "start (recipe)"
             lines.append(f"{step['step']}. {change}: {step['mean']:.4f}")
-    flags = _storage_flags(storage_url)
     lines += [
         "",
         "### Resume or extend",
         "```",
-        _command(
-            "python", "-m", "study.ablate", "--study-name", source, "--base", str(base), *flags
-        ),
+        _command("python", "-m", "study.ablate", *ablation_flags(attrs, storage_url)),
         "```",
     ]
     return lines
@@ -330,6 +395,7 @@ def write_study_note(study: optuna.Study, storage_url: str, effects_md: str | No
     """Save (or refresh) the study's markdown note, shown on its page in optuna-dashboard."""
     body = study_note(study, storage_url, effects_md)
     save_note(study, body)
+    name_metric(study, str(study.user_attrs.get("kind", "search")))
     return body
 
 
