@@ -8,6 +8,7 @@ parameters use (``depth``, ``lr``, ``mixup_prob`` ...).
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import types
 import typing
@@ -21,6 +22,15 @@ EVAL_SPLITS = ("val", "test")
 PIPELINES = ("auto", "gpu", "cpu")
 DROPOUT_POSITIONS = ("between", "after")
 AUG_FILLS = ("zero", "reflect")
+
+
+# seeds must be valid for every seeding call they reach: np.random.seed needs < 2**32, and
+# torch/NumPy/Python take the per-epoch and per-image seeds derived from them; 2**31 leaves room
+SEED_LIMIT = 2**31
+
+# marks a field that changes how a run executes, not what it computes: two configs that differ
+# only in such keys train the same model (a checkpoint of one resumes the other)
+_EXEC = {"execution": True}
 
 
 class ConfigError(ValueError):
@@ -68,20 +78,22 @@ class ModelConfig:
 @dataclass(frozen=True)
 class DataConfig:
     dataset: Literal["cifar100", "synthetic"] = "cifar100"
-    data_dir: str = "./data"
-    download: bool = True  # fetch the official archive when the pickles are missing
+    data_dir: str = field(default="./data", metadata=_EXEC)
+    # fetch the official archive when the pickles are missing
+    download: bool = field(default=True, metadata=_EXEC)
     val_size: int = 5000  # held out of the training set; what trials score on
     eval_split: Literal["val", "test"] = "val"  # "test" only for full reruns
     augmentation: Literal["albumentations", "randaugment", "basic"] = "albumentations"
     # "gpu": images held on the GPU as uint8 and augmented there, per image, batch at a time;
     # "cpu": a DataLoader with per-image augmentation in worker processes; "auto": gpu on CUDA
-    pipeline: Literal["auto", "gpu", "cpu"] = "auto"
+    pipeline: Literal["auto", "gpu", "cpu"] = field(default="auto", metadata=_EXEC)
     # albumentations recipe: how the affine warp fills the border ("zero", Albumentations 2.x's
     # default; "reflect", 1.x's, which the seed notebook likely ran), and whether the separate
     # Rotate(±15) is stacked on the Affine's own rotation (up to ±30° together)
     aug_fill: Literal["zero", "reflect"] = "zero"
     extra_rotate: bool = True
-    workers: int = -1  # DataLoader worker processes; -1 = one per CPU core, at most 8
+    # DataLoader worker processes; -1 = one per CPU core, at most 8
+    workers: int = field(default=-1, metadata=_EXEC)
     synthetic_train_size: int = 50_000  # CIFAR-100 sized by default
     synthetic_test_size: int = 10_000
 
@@ -162,16 +174,21 @@ class RunConfig:
     epochs: int = 200
     batch_size: int = 256  # images per micro-batch (optimiser step = batch_size * grad_accum)
     seed: int = 0
-    device: Literal["auto", "cuda", "cpu"] = "auto"
+    device: Literal["auto", "cuda", "cpu"] = field(default="auto", metadata=_EXEC)
     bf16: bool = True  # autocast to bfloat16 on CUDA; CPU always runs fp32
     channels_last: bool = True  # on CUDA only
-    compile: bool = False  # torch.compile the model
-    checkpoint_every: int = 1  # epochs between checkpoints (the last epoch is always saved)
+    compile: bool = field(default=False, metadata=_EXEC)  # torch.compile the model
+    # epochs between checkpoints (the last epoch is always saved)
+    checkpoint_every: int = field(default=1, metadata=_EXEC)
 
     def __post_init__(self) -> None:
         _check(self.epochs >= 1, "epochs", f"must be >= 1, got {self.epochs}")
         _check(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
-        _check(self.seed >= 0, "seed", f"must be >= 0, got {self.seed}")
+        _check(
+            0 <= self.seed < SEED_LIMIT,
+            "seed",
+            f"must be in [0, {SEED_LIMIT - 1}] (2**31 - 1), got {self.seed}",
+        )
         _check(self.device in DEVICES, "device", f"must be one of {DEVICES}")
         _check(self.checkpoint_every >= 1, "checkpoint_every", "must be >= 1")
 
@@ -213,7 +230,7 @@ class TrainConfig:
         for key, value in values.items():
             section = FLAT_KEYS.get(key)
             if section is None:
-                raise ConfigError(f"unknown config key {key!r} (known: {', '.join(FLAT_KEYS)})")
+                raise ConfigError(unknown_key_message(key))
             by_section[section][key] = coerce(key, value)
         return dataclasses.replace(
             self,
@@ -235,6 +252,28 @@ for _section, _cls in _section_types().items():
         FLAT_KEYS[_name] = _section
         KEY_TYPES[_name] = _hint
 
+# keys marked ``metadata={"execution": True}``: device, workers, compile, data_dir, download,
+# pipeline, checkpoint_every (in declaration order)
+EXECUTION_KEYS: tuple[str, ...] = tuple(
+    f.name
+    for s in SECTIONS
+    for f in dataclasses.fields(_section_types()[s])
+    if f.metadata.get("execution", False)
+)
+
+
+def comparable(flat: dict[str, Any]) -> dict[str, Any]:
+    """A flat config without its execution-only keys: equal for runs that compute the same."""
+    return {k: v for k, v in flat.items() if k not in EXECUTION_KEYS}
+
+
+def unknown_key_message(key: str) -> str:
+    """"unknown config key 'depht' (did you mean 'depth'?)", or the known keys if none is near."""
+    near = difflib.get_close_matches(key, FLAT_KEYS, n=1)
+    if near:
+        return f"unknown config key {key!r} (did you mean {near[0]!r}?)"
+    return f"unknown config key {key!r} (known: {', '.join(FLAT_KEYS)})"
+
 
 def key_kind(key: str) -> tuple[type, tuple[Any, ...] | None]:
     """The base type of a flat key and, for a Literal, its allowed values."""
@@ -250,7 +289,7 @@ def key_kind(key: str) -> tuple[type, tuple[Any, ...] | None]:
 def coerce(key: str, value: Any) -> Any:
     """Convert a value (possibly a string from the command line) to ``key``'s type."""
     if key not in KEY_TYPES:
-        raise ConfigError(f"unknown config key {key!r}")
+        raise ConfigError(unknown_key_message(key))
     kind, choices = key_kind(key)
     try:
         if kind is bool:

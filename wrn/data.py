@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import pickle
 import random
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,16 +78,45 @@ def cifar100_present(data_dir: Path) -> bool:
     return all((root / name).is_file() for name in ("train", "test", "meta"))
 
 
-def download_cifar100(data_dir: Path) -> None:
-    """Fetch and unpack the official archive; its MD5 is verified before extraction."""
+def _shown(data_dir: str | Path, name: str = "") -> str:
+    """A path as the user gave it (``./data``, not ``data``), optionally with a child."""
+    text = os.fspath(data_dir)
+    return f"{text.rstrip('/')}/{name}" if name else text
+
+
+def download_cifar100(data_dir: str | Path) -> None:
+    """Fetch and unpack the official archive; its MD5 is verified before extraction.
+
+    On failure, whatever the attempt created (the directory itself, the archive, a partial
+    ``cifar-100-python``) is removed again.
+    """
     from torchvision.datasets.utils import download_and_extract_archive
 
+    folder = Path(data_dir)
+    # the outermost missing ancestor: removing it removes every directory the download made
+    missing = [p for p in (folder, *folder.parents) if not p.exists()]
+    created = missing[-1] if missing else None
+    leftovers = [
+        p
+        for p in (folder / CIFAR100_DIR, folder / CIFAR100_URL.rsplit("/", 1)[1])
+        if not p.exists()
+    ]
     try:
-        download_and_extract_archive(CIFAR100_URL, str(data_dir), md5=CIFAR100_MD5)
-    except Exception as e:
+        download_and_extract_archive(CIFAR100_URL, str(folder), md5=CIFAR100_MD5)
+    except BaseException as e:
+        if created is not None:
+            shutil.rmtree(created, ignore_errors=True)
+        else:
+            for p in leftovers:
+                if p.is_dir():
+                    shutil.rmtree(p, ignore_errors=True)
+                else:
+                    p.unlink(missing_ok=True)
+        if not isinstance(e, Exception):
+            raise  # Ctrl-C: cleaned up, still an interrupt
         raise DataError(
-            f"CIFAR-100 is not in {data_dir} and could not be downloaded from {CIFAR100_URL} "
-            f"({type(e).__name__}: {e}); put the cifar-100-python folder there"
+            f"CIFAR-100 is not in {_shown(data_dir)} and could not be downloaded from "
+            f"{CIFAR100_URL} ({type(e).__name__}: {e}); put the cifar-100-python folder there"
         ) from None
 
 
@@ -94,14 +124,18 @@ def load_cifar100(data_dir: str | Path, download: bool = True) -> tuple[ImageSet
     """The training (50,000) and test (10,000) sets from ``data_dir/cifar-100-python``.
 
     The pickles themselves are not checksummed, so any directory of the same layout loads.
+    Errors name the directory as given (``./data``).
     """
+    given = data_dir
     data_dir = Path(data_dir)
     if not cifar100_present(data_dir):
         if not download:
-            raise DataError(f"{data_dir / CIFAR100_DIR}: CIFAR-100 files train/test/meta missing")
+            raise DataError(
+                f"{_shown(given, CIFAR100_DIR)}: CIFAR-100 files train/test/meta missing"
+            )
         if data_dir.exists() and not data_dir.is_dir():
-            raise DataError(f"{data_dir}: not a directory")
-        download_cifar100(data_dir)
+            raise DataError(f"{_shown(given)}: not a directory")
+        download_cifar100(given)
     root = data_dir / CIFAR100_DIR
     meta = _read_pickle(root / "meta")
     if not isinstance(meta, dict) or len(meta.get("fine_label_names", ())) != 100:

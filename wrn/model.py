@@ -5,14 +5,28 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from wrn.config import ConfigError, ModelConfig, valid_depth
+from wrn.config import DROPOUT_POSITIONS, ConfigError, ModelConfig, valid_depth
 
 
 class BasicBlock(nn.Module):
-    """BN-ReLU-conv3x3, dropout, BN-ReLU-conv3x3, plus an identity or 1x1 projection shortcut."""
+    """BN-ReLU-conv3x3, BN-ReLU-conv3x3, plus an identity or 1x1 projection shortcut.
 
-    def __init__(self, in_ch: int, out_ch: int, stride: int, dropout: float) -> None:
+    Dropout sits "between" the two convs (after the second BN-ReLU, as in the WRN paper's code)
+    or "after" the second conv, before the residual add.
+    """
+
+    def __init__(
+        self,
+        in_ch: int,
+        out_ch: int,
+        stride: int,
+        dropout: float,
+        dropout_position: str = "between",
+    ) -> None:
         super().__init__()
+        if dropout_position not in DROPOUT_POSITIONS:
+            raise ConfigError(f"dropout_position: must be one of {DROPOUT_POSITIONS}")
+        self.dropout_after = dropout_position == "after"
         self.bn1 = nn.BatchNorm2d(in_ch)
         self.conv1 = nn.Conv2d(in_ch, out_ch, 3, stride=stride, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(out_ch)
@@ -26,9 +40,10 @@ class BasicBlock(nn.Module):
         pre = torch.relu(self.bn1(x))
         # a projection shortcut sees the pre-activated input, as in the original WRN code
         residual = x if self.shortcut is None else self.shortcut(pre)
-        out = self.conv1(pre)
-        out = self.dropout(torch.relu(self.bn2(out)))
-        return self.conv2(out) + residual
+        out = torch.relu(self.bn2(self.conv1(pre)))
+        if self.dropout_after:
+            return self.dropout(self.conv2(out)) + residual
+        return self.conv2(self.dropout(out)) + residual
 
 
 class WideResNet(nn.Module):
@@ -41,6 +56,7 @@ class WideResNet(nn.Module):
         dropout: float = 0.3,
         first_dropout: float = 0.0,
         num_classes: int = 100,
+        dropout_position: str = "between",
     ) -> None:
         super().__init__()
         if not valid_depth(depth):
@@ -59,6 +75,7 @@ class WideResNet(nn.Module):
                     channels[i + 1],
                     stride if j == 0 else 1,
                     dropout,
+                    dropout_position,
                 )
                 for j in range(n)
             ]
@@ -71,7 +88,14 @@ class WideResNet(nn.Module):
 
     @classmethod
     def from_config(cls, cfg: ModelConfig) -> WideResNet:
-        return cls(cfg.depth, cfg.width, cfg.dropout, cfg.first_dropout, cfg.num_classes)
+        return cls(
+            cfg.depth,
+            cfg.width,
+            cfg.dropout,
+            cfg.first_dropout,
+            cfg.num_classes,
+            cfg.dropout_position,
+        )
 
     def _init_weights(self) -> None:
         for m in self.modules():
