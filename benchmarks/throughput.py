@@ -348,7 +348,10 @@ def measure(
     seconds = time.perf_counter() - start
     idle = None
     if device.type == "cuda" and settings.profile_steps > 0:
-        idle = gpu_idle_fraction(run, settings.profile_steps, device)
+        try:
+            idle = gpu_idle_fraction(run, settings.profile_steps, device)
+        except Exception as e:  # the profiler is an extra: its failure must not lose the row
+            print(f"GPU idle window failed ({type(e).__name__}: {e}); gpu_idle_frac null")
     images_per_s = settings.steps * batch_size / seconds
     return {
         "images_per_s": images_per_s,
@@ -515,11 +518,78 @@ def start_to_first_step(
     return time.perf_counter() - start, step, source
 
 
+def measure_model(
+    model: str,
+    settings: Settings,
+    data: ImageSet,
+    peak_flops: float,
+    paths: Sequence[str] | None = None,
+    on_row: Callable[[dict[str, Any]], None] | None = None,
+    time_start: bool = True,
+) -> tuple[list[dict[str, Any]], float | None]:
+    """One recipe's rows (by default every path) and its trial start to first step (s).
+
+    ``paths`` may name ``cpu`` for the recipe's ``cpu-<augmentation>`` path; ``on_row`` gets
+    each row as soon as it is measured; ``time_start=False`` skips the trial start (None).
+    """
+    cfg = recipe(model, settings)
+    if settings.images < cfg.run.batch_size:
+        # the notebook loader drops the last partial batch: it needs one full batch
+        raise SystemExit(f"--images must be >= the batch size {cfg.run.batch_size}")
+    flops = forward_flops(WideResNet.from_config(cfg.model))
+    seconds = None
+    if time_start:
+        # a new trial's start: its shapes not yet autotuned (or compiled), the process warm
+        seconds, step, source = start_to_first_step(cfg, data, settings)
+        del step, source
+        free_memory(settings.device)
+    cpu_path = f"cpu-{cfg.data.augmentation}"
+    wanted = paths if paths is not None else ("model-only", "gpu", cpu_path, "seed-baseline")
+    rows = []
+    for path in wanted:
+        path = cpu_path if path == "cpu" else path
+        row = run_path(path, model, cfg, data, settings, flops, peak_flops)
+        rows.append(row)
+        print(
+            f"{model:9s} {path:22s} {row['images_per_s']:10.1f} images/s "
+            f"{row['s_per_epoch']:8.1f} s/epoch",
+            flush=True,
+        )
+        if on_row is not None:
+            on_row(row)
+    return rows, seconds
+
+
+def _process_rss_gib() -> float:
+    """Resident memory of this process (GiB), from /proc (Linux); 0.0 where unreadable."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0.0
+    return pages * os.sysconf("SC_PAGE_SIZE") / BYTES_PER_GIB
+
+
+# a leaked WRN-28-10 alone is 139 MiB of weights: 1 MiB of growth in what stays allocated, or
+# 16 MiB in the peak (cuDNN may pick workspaces of other sizes per trial), is far below one
+FLAT_ALLOCATED_MIB = 1.0
+FLAT_PEAK_MIB = 16.0
+# on CPU the measure is the process's resident memory, which the allocator's caching moves by
+# tens of MiB: only a growth of several models' size would be a leak
+FLAT_RSS_MIB = 256.0
+
+
 def memory_check(cfg: TrainConfig, data: ImageSet, settings: Settings) -> dict[str, Any]:
-    """Memory allocated after each of N consecutive mini trials (build, a few steps, free)."""
+    """Memory after, and peak during, each of N consecutive mini trials (build, steps, free).
+
+    On CUDA: memory still allocated after each trial and each trial's peak allocation. On CPU
+    (only to exercise the code): the process's resident memory after each trial, as both.
+    """
     device = settings.device
-    allocated = []
+    on_cuda = device.type == "cuda"
+    allocated, peaks = [], []
     for _ in range(settings.trials):
+        if on_cuda:
+            torch.cuda.reset_peak_memory_stats(device)
         _, step, source = start_to_first_step(cfg, data, settings)
         batches = endless(source)
         for _ in range(2 * cfg.optim.grad_accum):
@@ -527,14 +597,28 @@ def memory_check(cfg: TrainConfig, data: ImageSet, settings: Settings) -> dict[s
         synchronize(device)
         del step, source, batches
         free_memory(device)
-        allocated.append(torch.cuda.memory_allocated(device) / BYTES_PER_GIB)
+        if on_cuda:
+            allocated.append(torch.cuda.memory_allocated(device) / BYTES_PER_GIB)
+            peaks.append(torch.cuda.max_memory_allocated(device) / BYTES_PER_GIB)
+        else:
+            allocated.append(_process_rss_gib())
+            peaks.append(allocated[-1])
     growth_mib = (allocated[-1] - allocated[0]) * 1024
+    # a leak raises every later peak; the first trial's may be the highest (autotuning)
+    peak_growth_mib = (peaks[-1] - min(peaks)) * 1024
+    if on_cuda:
+        flat = growth_mib < FLAT_ALLOCATED_MIB and peak_growth_mib < FLAT_PEAK_MIB
+    else:
+        flat = growth_mib < FLAT_RSS_MIB
     return {
         "model": f"WRN-{cfg.model.depth}-{cfg.model.width}",
         "trials": settings.trials,
+        "measure": "cuda_allocated" if on_cuda else "process_rss",
         "allocated_gib": allocated,
+        "peak_gib": peaks,
         "growth_mib": growth_mib,
-        "flat": abs(growth_mib) < 1.0,  # a leak of one trial's model would be far above 1 MiB
+        "peak_growth_mib": peak_growth_mib,
+        "flat": bool(flat),
     }
 
 
@@ -661,24 +745,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows: list[dict[str, Any]] = []
     first_step: dict[str, float] = {}
     for model in settings.models:
-        cfg = recipe(model, settings)
-        if settings.images < cfg.run.batch_size:
-            # the notebook loader drops the last partial batch: it needs one full batch
-            raise SystemExit(f"--images must be >= the batch size {cfg.run.batch_size}")
-        flops = forward_flops(WideResNet.from_config(cfg.model))
-        # a new trial's start: its shapes not yet autotuned (or compiled), the process warm
-        seconds, step, source = start_to_first_step(cfg, data, settings)
-        first_step[model] = seconds
-        del step, source
-        paths = ("model-only", "gpu", f"cpu-{cfg.data.augmentation}", "seed-baseline")
-        for path in paths:
-            row = run_path(path, model, cfg, data, settings, flops, peak)
-            rows.append(row)
-            print(
-                f"{model:9s} {path:22s} {row['images_per_s']:10.1f} images/s "
-                f"{row['s_per_epoch']:8.1f} s/epoch",
-                flush=True,
-            )
+        model_rows, seconds = measure_model(model, settings, data, peak)
+        rows += model_rows
+        first_step[model] = seconds if seconds is not None else math.nan
 
     memory = None
     if device.type == "cuda":
