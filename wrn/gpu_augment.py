@@ -30,8 +30,6 @@ matmul may run in TF32 on CUDA, whose 10-bit mantissa would blur exact integer s
 from __future__ import annotations
 
 import functools
-import re
-import warnings
 from collections.abc import Callable
 
 import torch
@@ -114,7 +112,7 @@ def _map(matrix: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> tuple[torch.
 
 
 # Constants per device, made once (an upload per batch would also wait for the host). Under
-# torch.compile, Dynamo traces through the cache wrapper: :func:`compiled` silences its note.
+# torch.compile, Dynamo traces through the cache wrapper (wrn.gpu_data.compiled).
 @functools.cache
 def _arange(n: int, device: torch.device) -> torch.Tensor:
     return torch.arange(n, device=device)
@@ -443,17 +441,3 @@ APPLIERS: dict[str, Applier] = {
     "randaugment": apply_randaugment,
     "basic": apply_basic,
 }
-
-
-@functools.cache
-def compiled(name: str, backend: str = "inductor") -> Applier:
-    """``APPLIERS[name]`` through ``torch.compile`` (fixed shapes: every training batch has the
-    same size; a last partial batch compiles once more). Meant for CUDA, where it fuses the
-    recipe's elementwise chains into a few kernels; ``backend="eager"`` only traces (tests)."""
-    # the per-device constant caches above are traced through, which is what we want
-    warnings.filterwarnings("ignore", message=re.escape(_CACHE_NOTE))
-    # fullgraph: a graph break would be a host round trip; better an error at the first batch
-    return torch.compile(APPLIERS[name], backend=backend, dynamic=False, fullgraph=True)
-
-
-_CACHE_NOTE = "Dynamo detected a call to a `functools.lru_cache`-wrapped"

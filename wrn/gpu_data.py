@@ -8,9 +8,10 @@ float32 normalised images and int64 labels. Training batches are augmented with 
 (``torchvision.transforms.v2`` applied to a batch draws one parameter set for the whole batch).
 
 Per batch: ONE ``torch.rand(N, K)`` draws every parameter of every image (plus one
-``torch.randn`` for GaussNoise), the ``sample_*_params`` functions derive them from its
-columns, and the recipe is applied, through ``torch.compile`` on CUDA. No ``.item()``, no
-boolean indexing, no Python loop over images, no host-to-device copy: no host sync.
+``torch.randn`` for GaussNoise, :func:`draw`); the ``derive_*`` functions turn its columns
+into parameters and the recipe is applied, both through ``torch.compile`` on CUDA. No
+``.item()``, no boolean indexing, no Python loop over images, no host-to-device copy: no host
+sync.
 
 Randomness. Each epoch reseeds one ``torch.Generator`` on the device from ``(seed, epoch)``; it
 draws the epoch's order and then, batch after batch, every augmentation parameter. An epoch is
@@ -23,12 +24,16 @@ Evaluation batches (``train=False``) are only normalised, in order, every image 
 
 from __future__ import annotations
 
+import functools
 import math
+import re
+import warnings
 from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
 
+from wrn import seeding
 from wrn.augment_spec import (
     AFFINE,
     AUG_FILLS,
@@ -43,7 +48,7 @@ from wrn.augment_spec import (
     ROTATE,
 )
 from wrn.data import ImageSet
-from wrn.gpu_augment import APPLIERS, Params, compiled, normalize
+from wrn.gpu_augment import APPLIERS, Params, normalize
 
 GPU_AUGMENTATIONS = AUGMENTATION_NAMES
 _SEED_SALT = 0x6A75_D47A  # keeps these streams apart from other users of (seed, epoch)
@@ -70,10 +75,10 @@ def resolve_pipeline(pipeline: str, device: torch.device) -> str:
 
 
 class Draws:
-    """The columns of one ``torch.rand((n, width))``, handed out in order (one launch)."""
+    """Hands out the columns of one uniform draw ``u`` (n, width) in order, derived on the way."""
 
-    def __init__(self, n: int, width: int, gen: torch.Generator) -> None:
-        self.u = torch.rand((n, width), generator=gen, device=gen.device)
+    def __init__(self, u: torch.Tensor) -> None:
+        self.u = u
         self.used = 0
 
     def take(self, count: int = 1) -> torch.Tensor:
@@ -83,6 +88,11 @@ class Draws:
         cols = self.u[:, self.used : self.used + count]
         self.used += count
         return cols[:, 0] if count == 1 else cols
+
+    def done(self) -> None:
+        """Check that every column was used: COLUMNS matches what the recipe derives."""
+        if self.used != self.u.shape[1]:
+            raise ValueError(f"{self.u.shape[1]} columns drawn, {self.used} used")
 
     def uniform(self, low: float, high: float, count: int = 1) -> torch.Tensor:
         return self.take(count) * (high - low) + low
@@ -109,10 +119,25 @@ class Draws:
         return torch.stack([top, left, heights, widths], dim=1)
 
 
-CROP_FLIP_COLUMNS = 3
-ALBUMENTATIONS_COLUMNS = CROP_FLIP_COLUMNS + 14
-ERASING_COLUMNS = 2 * ERASING.attempts + 3
-RANDAUGMENT_COLUMNS = CROP_FLIP_COLUMNS + 2 * RANDAUGMENT.num_ops + 6 + ERASING_COLUMNS
+# uniform columns each recipe derives its parameters from (Draws.done checks the count)
+_ERASING_COLUMNS = 2 * ERASING.attempts + 3
+COLUMNS = {
+    "basic": 3,
+    "albumentations": 3 + 14,
+    "randaugment": 3 + 2 * RANDAUGMENT.num_ops + 6 + _ERASING_COLUMNS,
+}
+
+
+def draw(
+    augmentation: str, n: int, gen: torch.Generator, size: int = IMAGE_SIZE
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """A batch's random numbers: ONE ``torch.rand`` (n, COLUMNS) and, for the albumentations
+    recipe's GaussNoise, one ``torch.randn`` (n, 3, size, size)."""
+    u = torch.rand((n, COLUMNS[augmentation]), generator=gen, device=gen.device)
+    noise = None
+    if augmentation == "albumentations":
+        noise = torch.randn((n, 3, size, size), generator=gen, device=gen.device)
+    return u, noise
 
 
 def _crop_flip(draws: Draws) -> Params:
@@ -123,14 +148,17 @@ def _crop_flip(draws: Draws) -> Params:
     }
 
 
-def sample_basic_params(n: int, gen: torch.Generator, size: int = IMAGE_SIZE) -> Params:
-    """Per-image crop offsets and flips (``size`` is taken for a signature like the others)."""
-    return _crop_flip(Draws(n, CROP_FLIP_COLUMNS, gen))
+def derive_basic(u: torch.Tensor, noise: torch.Tensor | None, size: int) -> Params:
+    """Per-image crop offsets and flips."""
+    draws = Draws(u)
+    params = _crop_flip(draws)
+    draws.done()
+    return params
 
 
-def sample_albumentations_params(n: int, gen: torch.Generator, size: int = IMAGE_SIZE) -> Params:
+def derive_albumentations(u: torch.Tensor, noise: torch.Tensor | None, size: int) -> Params:
     """Per-image parameters of the WRN-28-10 recipe (ranges: :mod:`wrn.augment_spec`)."""
-    draws = Draws(n, ALBUMENTATIONS_COLUMNS, gen)
+    draws = Draws(u)
     params = _crop_flip(draws)
     params["rotate_on"] = draws.chance(ROTATE.p)
     params["rotate_deg"] = draws.uniform(-ROTATE.limit, ROTATE.limit)
@@ -145,7 +173,8 @@ def sample_albumentations_params(n: int, gen: torch.Generator, size: int = IMAGE
     sides = draws.below(high - low + 1, 2) + low
     params["hole"] = draws.boxes(sides[:, 0], sides[:, 1], size)
     params["noise_std"] = draws.uniform(*ONE_OF.noise_std_range) * 255.0  # 0..255 units
-    params["noise"] = torch.randn((n, 3, size, size), generator=gen, device=gen.device)
+    params["noise"] = noise
+    draws.done()
     return params
 
 
@@ -166,14 +195,9 @@ def _erasing(draws: Draws, size: int) -> Params:
     }
 
 
-def sample_erasing_params(n: int, gen: torch.Generator, size: int = IMAGE_SIZE) -> Params:
-    """RandomErasing's per-image box and on/off flag."""
-    return _erasing(Draws(n, ERASING_COLUMNS, gen), size)
-
-
-def sample_randaugment_params(n: int, gen: torch.Generator, size: int = IMAGE_SIZE) -> Params:
+def derive_randaugment(u: torch.Tensor, noise: torch.Tensor | None, size: int) -> Params:
     """Per-image parameters of the light recipe."""
-    draws = Draws(n, RANDAUGMENT_COLUMNS, gen)
+    draws = Draws(u)
     params = _crop_flip(draws)
     slots = RANDAUGMENT.num_ops
     params["ops"] = draws.below(len(RANDAUGMENT_OPS), slots)  # indices into RANDAUGMENT_OPS
@@ -183,15 +207,67 @@ def sample_randaugment_params(n: int, gen: torch.Generator, size: int = IMAGE_SI
     params["jitter"] = torch.stack([draws.uniform(1.0 - s, 1.0 + s) for s in strengths], 1)
     params["jitter_order"] = draws.take(3).argsort(dim=1)
     params.update(_erasing(draws, size))
+    draws.done()
     return params
 
 
-Sampler = Callable[[int, torch.Generator, int], Params]
-SAMPLERS: dict[str, Sampler] = {
-    "albumentations": sample_albumentations_params,
-    "randaugment": sample_randaugment_params,
-    "basic": sample_basic_params,
+Deriver = Callable[[torch.Tensor, torch.Tensor | None, int], Params]
+DERIVERS: dict[str, Deriver] = {
+    "albumentations": derive_albumentations,
+    "randaugment": derive_randaugment,
+    "basic": derive_basic,
 }
+
+
+def sample_params(
+    augmentation: str, n: int, gen: torch.Generator, size: int = IMAGE_SIZE
+) -> Params:
+    """Draw and derive the per-image parameters of one batch of ``n`` images."""
+    return DERIVERS[augmentation](*draw(augmentation, n, gen, size), size)
+
+
+def sample_basic_params(n: int, gen: torch.Generator, size: int = IMAGE_SIZE) -> Params:
+    return sample_params("basic", n, gen, size)
+
+
+def sample_albumentations_params(n: int, gen: torch.Generator, size: int = IMAGE_SIZE) -> Params:
+    return sample_params("albumentations", n, gen, size)
+
+
+def sample_randaugment_params(n: int, gen: torch.Generator, size: int = IMAGE_SIZE) -> Params:
+    return sample_params("randaugment", n, gen, size)
+
+
+def augment_drawn(
+    images: torch.Tensor,
+    u: torch.Tensor,
+    noise: torch.Tensor | None,
+    augmentation: str,
+    fill: str = "zero",
+    extra_rotate: bool = True,
+) -> torch.Tensor:
+    """Derive the parameters from the batch's draws and apply the recipe: everything after
+    the random number generation, the part :func:`compiled` compiles."""
+    params = DERIVERS[augmentation](u, noise, images.shape[-1])
+    if augmentation == "albumentations":
+        return APPLIERS[augmentation](images, params, fill=fill, extra_rotate=extra_rotate)
+    return APPLIERS[augmentation](images, params)
+
+
+@functools.cache
+def compiled(backend: str = "inductor") -> Callable[..., torch.Tensor]:
+    """:func:`augment_drawn` through ``torch.compile`` (one graph per recipe and options).
+
+    Fixed shapes: every training batch has the same size (a last partial batch compiles once
+    more). Meant for CUDA, where it fuses the derivations and the recipe's elementwise chains
+    into a few kernels; ``backend="eager"`` only traces (tests)."""
+    # wrn.gpu_augment's per-device constant caches are traced through, which is what we want
+    warnings.filterwarnings("ignore", message=re.escape(_CACHE_NOTE))
+    # fullgraph: a graph break would be a host round trip; better an error at the first batch
+    return torch.compile(augment_drawn, backend=backend, dynamic=False, fullgraph=True)
+
+
+_CACHE_NOTE = "Dynamo detected a call to a `functools.lru_cache`-wrapped"
 
 
 def augment_batch(
@@ -206,28 +282,40 @@ def augment_batch(
     """uint8 (N, 3, H, W) on ``gen``'s device -> augmented, normalised float32.
 
     ``fill`` and ``extra_rotate``: the albumentations recipe's options (``DataConfig.aug_fill``,
-    ``.extra_rotate``). ``compile_backend``: apply through ``torch.compile`` with this backend
-    (None: eager).
+    ``.extra_rotate``). ``compile_backend``: derive and apply through ``torch.compile`` with
+    this backend (None: eager). Should compiling fail (say, no compiler toolchain on the
+    machine), this warns once and goes on eagerly with the same draws: the run's augmentations
+    do not change.
     """
-    if augmentation not in SAMPLERS:
+    if augmentation not in DERIVERS:
         raise ValueError(f"unknown GPU augmentation {augmentation!r} (known: {GPU_AUGMENTATIONS})")
     if fill not in AUG_FILLS:
         raise ValueError(f"unknown aug_fill {fill!r} (known: {', '.join(AUG_FILLS)})")
-    params = SAMPLERS[augmentation](images.shape[0], gen, images.shape[-1])
-    apply = (
-        APPLIERS[augmentation]
-        if compile_backend is None
-        else compiled(augmentation, compile_backend)
-    )
-    if augmentation == "albumentations":
-        return apply(images, params, fill=fill, extra_rotate=extra_rotate)
-    return apply(images, params)
+    u, noise = draw(augmentation, images.shape[0], gen, images.shape[-1])
+    args = (images, u, noise, augmentation, fill, extra_rotate)
+    if compile_backend is not None and (augmentation, compile_backend) not in _COMPILE_FAILED:
+        try:
+            return compiled(compile_backend)(*args)
+        except torch.OutOfMemoryError:
+            raise
+        except Exception as exc:  # any compiler failure: fall back, once
+            _COMPILE_FAILED.add((augmentation, compile_backend))
+            warnings.warn(
+                f"torch.compile ({compile_backend}) of the {augmentation} augmentation failed, "
+                f"augmenting eagerly: {type(exc).__name__}: {str(exc).splitlines()[0]}",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+    return augment_drawn(*args)
+
+
+_COMPILE_FAILED: set[tuple[str, str]] = set()  # (augmentation, backend) that did not compile
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
-    """The generator seed of one epoch: distinct per (seed, epoch), fixed across runs."""
-    state = np.random.SeedSequence([seed, epoch, _SEED_SALT]).generate_state(2, np.uint32)
-    return (int(state[0]) << 31) ^ int(state[1])
+    """The generator seed of one epoch: distinct per (seed, epoch), fixed across runs; the
+    pipeline's own stream of :func:`wrn.seeding.epoch_seed` (apart from the training loop's)."""
+    return seeding.epoch_seed(seed, epoch, _SEED_SALT)
 
 
 class GpuBatches:

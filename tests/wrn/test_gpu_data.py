@@ -168,32 +168,31 @@ def test_randaugment_params_spread_over_every_op_and_erase_a_fifth() -> None:
 
 
 def test_draws_hand_out_each_column_once() -> None:
-    draws = G.Draws(5, 3, gen())
+    u = torch.rand(5, 3, generator=gen())
+    draws = G.Draws(u)
     first, rest = draws.take(), draws.take(2)
     assert first.shape == (5,) and rest.shape == (5, 2)
-    assert torch.equal(torch.cat([first[:, None], rest], 1), draws.u)
-    with pytest.raises(ValueError, match="3 columns drawn"):
+    assert torch.equal(torch.cat([first[:, None], rest], 1), u)
+    draws.done()
+    with pytest.raises(ValueError, match="3 columns drawn, 4 wanted"):
         draws.take()
+    short = G.Draws(u)
+    short.take()
+    with pytest.raises(ValueError, match="3 columns drawn, 1 used"):
+        short.done()
 
 
 @pytest.mark.parametrize("augmentation", AUGMENTATIONS)
-def test_parameters_come_from_one_fused_draw(augmentation: str, monkeypatch) -> None:
-    made: list[G.Draws] = []
-
-    class Recorded(G.Draws):
-        def __init__(self, *args: object) -> None:
-            super().__init__(*args)
-            made.append(self)
-
-    monkeypatch.setattr(G, "Draws", Recorded)
+def test_parameters_come_from_one_fused_draw(augmentation: str) -> None:
     with OpCounter() as counter:
-        G.SAMPLERS[augmentation](64, gen())
+        params = G.sample_params(augmentation, 64, gen())  # Draws.done: every column used
     assert counter.ops["rand"] == 1  # every uniform of every image: one launch
-    assert counter.ops["randn"] == (augmentation == "albumentations")  # GaussNoise's noise
-    assert sum(n for op, n in counter.ops.items() if "rand" in op) == counter.ops["rand"] + (
-        augmentation == "albumentations"
-    )
-    assert len(made) == 1 and made[0].used == made[0].u.shape[1]  # no column drawn for nothing
+    noise = augmentation == "albumentations"  # GaussNoise's per-pixel noise
+    assert counter.ops["randn"] == noise and ("noise" in params) == noise
+    assert sum(n for op, n in counter.ops.items() if "rand" in op) == 1 + noise
+    u = torch.rand(64, G.COLUMNS[augmentation] - 1)
+    with pytest.raises(ValueError, match="columns drawn"):
+        G.DERIVERS[augmentation](u, None, 32)  # a column short
 
 
 def test_aten_ops_per_batch_stay_few() -> None:
@@ -321,3 +320,15 @@ def test_cpu_light_pipeline_and_gpu_levels_read_the_spec() -> None:
         S.ERASING.scale,
         S.ERASING.ratio,
     )
+
+
+def test_a_failing_compile_falls_back_to_eager_with_the_same_draws() -> None:
+    data = image_set(32)
+    eager = G.GpuBatches(data, torch.device("cpu"), 16, True, "basic", 2)
+    broken = G.GpuBatches(
+        data, torch.device("cpu"), 16, True, "basic", 2, compile=True, compile_backend="nope"
+    )
+    with pytest.warns(RuntimeWarning, match="augmenting eagerly"):
+        got = list(broken)
+    for (a, la), (b, lb) in zip(eager, got, strict=True):
+        assert torch.equal(a, b) and torch.equal(la, lb)
