@@ -23,7 +23,7 @@ nav { position: sticky; top: 0; background: #fff; padding: 0.4rem 0; z-index: 10
 nav a { margin-right: 1rem; color: #1f5fa8; text-decoration: none; }
 #summary ul.answers { padding-left: 1.2rem; }
 #summary ul.answers li { margin: 0.45rem 0; max-width: 70rem; }
-code { background: #f4f4f4; padding: 0 0.25rem; font-size: 0.9em; word-break: break-all; }
+code { background: #f4f4f4; padding: 0 0.25rem; font-size: 0.9em; overflow-wrap: anywhere; }
 .missing { color: #6b4600; background: #fff6e0; padding: 0.3rem 0.6rem; margin: 0.3rem 0;
            list-style: none; border-left: 3px solid #e0a800; }
 ul.missing-list { padding-left: 0; }

@@ -116,8 +116,10 @@ def rank_figure(s: StudyData) -> go.Figure:
                 x=[p.val_acc] * len(p.test_accs),
                 y=list(p.test_accs),
                 mode="markers",
-                marker={"color": s.colour, "size": 6, "opacity": 0.35},
-                showlegend=False,
+                marker={"color": s.colour, "size": 6, "opacity": 0.4},
+                name="each seed",
+                legendgroup="seeds",
+                showlegend=p is points[0],
                 hovertemplate=f"trial {p.trial}: seed %{{y:.4f}}<extra></extra>",
             )
         )

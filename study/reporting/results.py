@@ -105,7 +105,7 @@ def reruns_part(studies: Sequence[StudyData]) -> Part:
     for s in studies:
         if not s.reruns:
             part.missing.append(
-                f"{s.name}: no rerun yet ({s.rerun_command()})"
+                f"{s.name}: no rerun yet (the command is under 'Does the ranking hold?')"
             )
         for r in s.reruns:
             label = f"{s.name} trial {r['trial']}, {r['epochs']} epochs"
@@ -129,14 +129,22 @@ def reruns_part(studies: Sequence[StudyData]) -> Part:
         return part
     fig = go.Figure(
         [
-            go.Bar(
+            # points, not bars from zero: reruns differ by tenths of a point, not by 80
+            go.Scatter(
                 x=labels,
                 y=means,
-                error_y={"type": "data", "array": stds},
+                error_y={"type": "data", "array": stds, "thickness": 1.5, "width": 8},
+                mode="markers",
                 name="mean ± std",
-                marker_color="#9ecae1",
+                marker={"color": "#1f77b4", "size": 12, "symbol": "diamond"},
             ),
-            go.Scatter(x=points_x, y=points_y, mode="markers", name="each seed"),
+            go.Scatter(
+                x=points_x,
+                y=points_y,
+                mode="markers",
+                name="each seed",
+                marker={"color": "#ff7f0e", "size": 7, "opacity": 0.7},
+            ),
         ]
     )
     fig.update_layout(title="Test accuracy of reruns", yaxis_title="test acc", height=400)

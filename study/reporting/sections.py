@@ -318,8 +318,18 @@ def _axis(name: str, values: list[Any], distribution: Any) -> dict[str, Any]:
             "ticktext": [str(c) for c in choices],
         }
     if getattr(distribution, "log", False):
-        return {"label": f"log10 {name}", "values": [math.log10(v) for v in values]}
-    return {"label": name, "values": values}
+        # log-scaled values spread evenly; the ticks show the values themselves
+        low, high = math.log10(min(values)), math.log10(max(values))
+        ticks = [10**e for e in range(math.floor(low), math.ceil(high) + 1)]
+        ticks += [3 * t for t in ticks]
+        ticks = sorted(t for t in ticks if low <= math.log10(t) <= high) or [min(values)]
+        return {
+            "label": f"{name} (log)",
+            "values": [math.log10(v) for v in values],
+            "tickvals": [math.log10(t) for t in ticks],
+            "ticktext": [f"{t:.3g}" for t in ticks],
+        }
+    return {"label": name, "values": values, "tickformat": ".3~g"}
 
 
 def parallel_figure(s: StudyData) -> go.Figure:
@@ -333,7 +343,7 @@ def parallel_figure(s: StudyData) -> go.Figure:
         _axis(n, [t.params[n] for t in complete], complete[-1].distributions[n]) for n in names
     ]
     values = [t.value for t in complete]
-    dims.append({"label": "val acc", "values": values})
+    dims.append({"label": "val acc", "values": values, "tickformat": ".3f"})
     return go.Figure(
         go.Parcoords(
             dimensions=dims,
@@ -354,7 +364,7 @@ def parallel_part(studies: Sequence[StudyData]) -> Part:
         "parallel",
         "Parallel coordinates",
         "Each complete trial as a line through its parameter values, coloured by validation "
-        "accuracy (yellow best, dark blue worst).",
+        "accuracy (Viridis: yellow best, dark purple worst).",
     )
     for s in studies:
         n = len(s.complete)

@@ -186,11 +186,23 @@ def summary(studies: Sequence[StudyData]) -> list[str]:
         if words:
             out.append(words)
     for s in studies:
-        for r in s.reruns:
+        if len(s.reruns) == 1:
+            r = s.reruns[0]
             out.append(
                 f"{s.name} trial {r['trial']} retrained for {plural(r['epochs'], 'epoch')}: "
                 f"test acc {r['test_acc_mean']:.4f} ± {r['test_acc_std']:.4f} over "
                 f"{plural(len(r['runs']), 'seed')}."
+            )
+        elif s.reruns:  # one line for a top-K rerun, best first
+            ranked = sorted(s.reruns, key=lambda r: -r["test_acc_mean"])
+            out.append(
+                f"{s.name} retrained on the full training set, test acc (mean ± std over seeds): "
+                + "; ".join(
+                    f"trial {r['trial']} {r['test_acc_mean']:.4f} ± {r['test_acc_std']:.4f} "
+                    f"({plural(r['epochs'], 'epoch')}, {plural(len(r['runs']), 'seed')})"
+                    for r in ranked
+                )
+                + "."
             )
     for s in studies:
         running = len(s.with_state(TrialState.RUNNING))
