@@ -14,48 +14,33 @@ with its variant and seed; rerunning the command runs only the (variant, seed) p
 
 from __future__ import annotations
 
-import statistics
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Any
 
 import optuna
-import torch
-from optuna.distributions import (
-    BaseDistribution,
-    CategoricalDistribution,
-    FloatDistribution,
-    IntDistribution,
-)
 from optuna.trial import FrozenTrial, TrialState
 
-from study import dashboard
-from study.ablation.effects import (
-    BASE,
-    PATH_PREFIX,
-    PATH_START,
-    compute_effects,
-    effects_figure,
-    effects_markdown,
-    effects_table,
+from study.cli import (
+    Parser,
+    UsageError,
+    add_artifact_flag,
+    add_checkpoint_flags,
+    add_retrain_flags,
+    int_at_least,
+    run_command,
 )
-from study.cli import Parser, UsageError, add_retrain_flags, int_at_least, run_command
 from study.metadata import code_version, package_versions
-from study.objective import record_result, record_setup, report_epoch
-from study.progress import Progress
-from study.storage import open_storage, redact, study_names
-from wrn.config import ConfigError, TrainConfig, coerce, key_kind
-from wrn.data import Splits, load_splits
-from wrn.train import EpochStats, train
-
-# keys that change how a run executes, not what it computes: never a difference between configs
-EXECUTION_KEYS = ("device", "workers", "compile", "data_dir", "download", "pipeline")
-# what the path compares: the configuration itself, not the run's seed or length
-_NOT_PATH_KEYS = (*EXECUTION_KEYS, "seed", "epochs")
+from study.records import NoSuchStudyError, StudyAttrs, StudyKind, best_trial, require_study
+from study.records import TrialAttrs as A
+from study.storage import open_storage, redact, sqlite_path
 
 
 def build_parser() -> Parser:
-    p = Parser(prog="python -m study.ablate", description=__doc__.splitlines()[0])
+    p = Parser(
+        prog="python -m study.ablate",
+        description=__doc__.splitlines()[0],
+        examples=[line for line in __doc__.splitlines()[2:5] if line.startswith("python")],
+    )
     p.add_argument("--study-name", required=True, help="the search study to ablate")
     p.add_argument(
         "--base",
@@ -77,234 +62,29 @@ def build_parser() -> Parser:
         help="also the ablation path from the recipe to the best configuration",
     )
     add_retrain_flags(p)
+    add_checkpoint_flags(p, default=None)
+    add_artifact_flag(p)
     p.add_argument(
-        "--artifact-dir",
-        help="where learning-curve artifacts go (default: artifacts/ beside a SQLite storage)",
+        "--heartbeat",
+        type=int_at_least(1),
+        default=60,
+        help="seconds between a running trial's heartbeats; silent for 3 = dead",
     )
     return p
 
 
-# -- planning -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Variant:
-    name: str
-    config: TrainConfig  # the seed is set per run
-    changed: dict[str, list[Any]] = field(default_factory=dict)  # key -> [from, to]
-
-
-def config_diff(a: dict[str, Any], b: dict[str, Any], order: Sequence[str]) -> list[str]:
-    """Keys whose values differ between two flat configs, in ``order`` first, then the rest."""
-    keys = [k for k in a if k not in _NOT_PATH_KEYS and a[k] != b.get(k)]
-    ranked = {k: i for i, k in enumerate(order)}
-    return sorted(keys, key=lambda k: (ranked.get(k, len(ranked)), k))
-
-
-def make_config(flat: dict[str, Any], what: str) -> TrainConfig:
-    try:
-        return TrainConfig.from_flat(flat)
-    except ConfigError as e:
-        raise UsageError(f"{what} is not a valid config: {e}") from None
-
-
-def distribution_for(key: str, values: Sequence[Any]) -> BaseDistribution | None:
-    """How the dashboard shows ``key`` as a trial parameter (None: only as a user attr)."""
-    kind, choices = key_kind(key)
-    if kind is bool:
-        return CategoricalDistribution((False, True))
-    if choices is not None:  # the full Literal, so every trial of the study shares the choices
-        return CategoricalDistribution(choices)
-    if kind is int:
-        return IntDistribution(min(values), max(values))
-    if kind is float:
-        return FloatDistribution(min(values), max(values))
-    return None
-
-
-# -- running ------------------------------------------------------------------------------------
-
-
-class Runner:
-    """Trains (variant, seed) runs as trials of the ablation study, skipping those done."""
-
-    def __init__(
-        self,
-        study: optuna.Study,
-        splits: Splits,
-        seeds: Sequence[int],
-        distributions: dict[str, BaseDistribution],
-        store: Any,
-        progress: Progress,
-        after_trial: Callable[[], None],
-    ) -> None:
-        self.study = study
-        self.splits = splits
-        self.seeds = list(seeds)
-        self.distributions = distributions
-        self.store = store
-        self.progress = progress
-        self.after_trial = after_trial
-        self.done: dict[tuple[str, int], float] = {}
-        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-            if "variant" in t.user_attrs and t.value is not None:
-                self.done[(t.user_attrs["variant"], t.user_attrs["seed"])] = t.value
-        self.ran = 0
-
-    def missing(self, variants: Sequence[Variant]) -> int:
-        return sum((v.name, s) not in self.done for v in variants for s in self.seeds)
-
-    def evaluate(self, variant: Variant) -> list[float]:
-        """The variant's final val accuracy for every seed, training the missing ones."""
-        values = []
-        for seed in self.seeds:
-            if (variant.name, seed) not in self.done:
-                self.done[(variant.name, seed)] = self.run_one(variant, seed)
-                self.ran += 1
-                self.after_trial()
-            values.append(self.done[(variant.name, seed)])
-        return values
-
-    def run_one(self, variant: Variant, seed: int) -> float:
-        cfg = variant.config.replace(seed=seed)
-        flat = cfg.to_flat()
-        params = {k: flat[k] for k in self.distributions}
-        self.study.enqueue_trial(
-            params,
-            user_attrs={"variant": variant.name, "seed": seed, "changed": variant.changed},
-        )
-        trial = self.study.ask(fixed_distributions=self.distributions)
-        if trial.user_attrs.get("variant") != variant.name:
-            # ask() hands out the oldest waiting trial: another process is using this study
-            self.study.tell(trial, state=TrialState.FAIL)
-            raise UsageError(f"{self.study.study_name}: another process is running this ablation")
-        record_setup(trial, cfg)
-        epoch_seconds: list[float] = []
-        history: list[EpochStats] = []
-
-        def on_epoch_end(stats: EpochStats) -> None:
-            history.append(stats)
-            epoch_seconds.append(stats.seconds)
-            trial.set_user_attr("epoch_seconds", epoch_seconds)
-            trial.set_user_attr("images_per_s", stats.images_per_s)
-            report_epoch(trial, stats)
-            self.progress.epoch(
-                trial.number, stats.epoch, cfg.run.epochs, stats.eval_acc, stats.seconds
-            )
-
-        try:
-            try:
-                result = train(cfg, on_epoch_end=on_epoch_end, splits=self.splits)
-                record_result(trial, result)
-            finally:  # the curve so far, for a failed or interrupted run too
-                dashboard.upload_learning_curve(trial, self.store, history)
-        except BaseException:
-            self.study.tell(trial, state=TrialState.FAIL)
-            raise
-        self.study.tell(trial, result.final_acc)
-        print(
-            f"{variant.name} seed {seed}: val_acc {result.final_acc:.4f} "
-            f"({sum(epoch_seconds):.1f} s, trial {trial.number})",
-            flush=True,
-        )
-        return result.final_acc
-
-
-def run_path(
-    runner: Runner,
-    start: TrainConfig,
-    target: TrainConfig,
-    keys: Sequence[str],
-    start_variant: str,
-) -> list[dict[str, Any]]:
-    """Fawcett & Hoos's greedy ablation path from ``start`` to ``target``.
-
-    At each step every remaining single-parameter change is evaluated (K seeds) and the one
-    with the largest mean accuracy is kept; the last step therefore lands on ``target``.
-    """
-    current = start.to_flat()
-    goal = target.to_flat()
-    values = runner.evaluate(Variant(start_variant, start))
-    path = [_step(0, None, None, None, values, start_variant, {})]
-    remaining = list(keys)
-    step = 1
-    while remaining:
-        candidates: dict[str, list[float]] = {}
-        for key in remaining:
-            flat = {**current, key: goal[key]}
-            try:
-                cfg = TrainConfig.from_flat(flat)
-            except ConfigError:  # an invalid intermediate combination is not a candidate
-                continue
-            variant = Variant(f"{PATH_PREFIX}{step}-{key}", cfg, {key: [current[key], goal[key]]})
-            candidates[key] = runner.evaluate(variant)
-        if not candidates:
-            raise UsageError(
-                f"no single change of {', '.join(remaining)} from step {step - 1} of the path "
-                "gives a valid config"
-            )
-        # the largest mean gain; ties keep the earlier key (the space's order)
-        key = max(candidates, key=lambda k: statistics.fmean(candidates[k]))
-        means = {k: statistics.fmean(v) for k, v in candidates.items()}
-        path.append(
-            _step(
-                step,
-                key,
-                current[key],
-                goal[key],
-                candidates[key],
-                f"{PATH_PREFIX}{step}-{key}",
-                means,
-            )
-        )
-        current[key] = goal[key]
-        remaining.remove(key)
-        step += 1
-    return path
-
-
-def _step(
-    step: int,
-    key: str | None,
-    old: Any,
-    new: Any,
-    values: Sequence[float],
-    variant: str,
-    candidates: dict[str, float],
-) -> dict[str, Any]:
-    return {
-        "step": step,
-        "param": key,
-        "from": old,
-        "to": new,
-        "variant": variant,
-        "mean": statistics.fmean(values),
-        "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-        "n": len(values),
-        "candidates": candidates,
-    }
-
-
-# -- the command --------------------------------------------------------------------------------
-
-
 def _best_trial(study: optuna.Study) -> FrozenTrial | None:
-    complete = [
-        t
-        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        if t.value is not None and "config" in t.user_attrs
-    ]
-    return max(complete, key=lambda t: t.value) if complete else None
+    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    return best_trial(t for t in trials if A.CONFIG in t.user_attrs)
 
 
 def _source_study(storage: optuna.storages.BaseStorage, name: str) -> optuna.Study:
-    names = study_names(storage)
-    if name not in names:
-        raise UsageError(
-            f"no study {name!r} in the storage (studies: {', '.join(names) or 'none'})"
-        )
+    try:
+        require_study(storage, name)
+    except NoSuchStudyError as e:
+        raise UsageError(str(e)) from None
     source = optuna.load_study(study_name=name, storage=storage)
-    if source.user_attrs.get("kind") != "search" or not isinstance(
+    if source.user_attrs.get(StudyAttrs.KIND) != StudyKind.SEARCH or not isinstance(
         source.user_attrs.get("settings"), dict
     ):
         raise UsageError(f"study {name!r} is not a search study made by python -m study.run")
@@ -336,48 +116,17 @@ def _check_resumable(recorded: dict[str, Any], args: Any, epochs: int, dataset: 
     return restart
 
 
-def plan_variants(base: TrainConfig, factors: dict[str, Any]) -> tuple[list[Variant], list[str]]:
-    """The base and one variant per factor it uses; the factors already off in it."""
-    base_flat = base.to_flat()
-    variants = [Variant(BASE, base)]
-    skipped = []
-    for key, off in factors.items():
-        off = coerce(key, off)
-        if base_flat[key] == off:
-            skipped.append(key)
-            continue
-        cfg = make_config({**base_flat, key: off}, f"the base with {key}={off!r}")
-        variants.append(Variant(f"{key}-off", cfg, {key: [base_flat[key], off]}))
-    return variants, skipped
-
-
-def param_distributions(
-    base: TrainConfig,
-    variants: Sequence[Variant],
-    path_ends: Sequence[TrainConfig],
-    path_keys: Sequence[str],
-) -> dict[str, BaseDistribution]:
-    """Trial parameters for the dashboard: every key an ablation or path run changes."""
-    planned: dict[str, list[Any]] = {}
-    for v in variants:
-        for key, pair in v.changed.items():
-            planned.setdefault(key, []).extend(pair)
-    for key in path_keys:
-        planned.setdefault(key, []).extend(cfg.to_flat()[key] for cfg in path_ends)
-    base_flat = base.to_flat()
-    for key, values in planned.items():
-        values.append(base_flat[key])
-    return {
-        k: d for k, values in planned.items() if (d := distribution_for(k, values)) is not None
-    }
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own progress lines instead
-    if args.device == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda: no CUDA GPU is available")
-    storage = open_storage(args.storage, create=False)
+    storage = open_storage(args.storage, create=False, heartbeat_interval=args.heartbeat)
+    from study.ablation.plan import (
+        config_diff,
+        make_config,
+        param_distributions,
+        plan_variants,
+    )
+
     name = args.study_name
     source = _source_study(storage, name)
     settings = source.user_attrs["settings"]
@@ -391,6 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "data_dir": args.data_dir,
         "device": args.device,
         "eval_split": "val",  # an ablation is part of the search: never the test set
+        "checkpoint_every": args.checkpoint_every,
     }
     recipe = make_config(
         {
@@ -445,18 +195,42 @@ def main(argv: Sequence[str] | None = None) -> int:
     ends = [recipe] if best_cfg is None else [recipe, best_cfg]
     distributions = param_distributions(base_cfg, variants, ends, path_keys)
 
+    import torch  # after the input is checked: --help and bad flags answer without it
+
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda: no CUDA GPU is available")
+    from pathlib import Path
+
+    from study import dashboard
+    from study.ablation.effects import (
+        BASE,
+        PATH_START,
+        compute_effects,
+        effects_figure,
+        effects_markdown,
+        effects_table,
+    )
+    from study.ablation.runner import Runner, run_path
+    from study.lifecycle import Lifecycle, splits_loader
+    from study.progress import Progress
+
     # the data and the artifact folder last among the checks, before anything is written
-    splits = load_splits(base_cfg.data, base_cfg.model.num_classes, settings["seed"])
+    splits_for = splits_loader(settings["seed"])
+    splits_for(base_cfg)
     seeds = [settings["seed"] + k for k in range(args.seeds)]
     store = dashboard.artifact_store(
         args.artifact_dir or dashboard.default_artifact_dir(args.storage)
+    )
+    folder = sqlite_path(args.storage)
+    checkpoints = args.checkpoint_dir or (
+        "studies/checkpoints" if folder is None else folder.parent / "checkpoints"
     )
 
     ablation = optuna.create_study(
         storage=storage, study_name=ablation_name, direction="maximize", load_if_exists=True
     )
     attrs: dict[str, Any] = {
-        "kind": "ablation",
+        "kind": StudyKind.ABLATION.value,
         "source_study": name,
         "base": args.base,
         "base_trial": base_trial,
@@ -479,13 +253,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     for key, value in attrs.items():
         ablation.set_user_attr(key, value)
 
-    # a trial left RUNNING or WAITING was cut off (kill, power loss): it will be rerun
-    stale = ablation.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING))
-    for t in stale:
-        storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
-    if stale:
-        print(f"marked {len(stale)} interrupted trial(s) of {ablation_name!r} as failed")
-
     def refresh_dashboard() -> None:
         effects = compute_effects(ablation.get_trials(deepcopy=False))
         dashboard.write_study_note(ablation, args.storage, effects_markdown(effects))
@@ -494,7 +261,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 ablation, effects_figure(effects, f"{ablation_name}: effects"), "effects"
             )
 
-    runner = Runner(ablation, splits, seeds, distributions, store, Progress(), refresh_dashboard)
+    life = Lifecycle(
+        checkpoint_dir=Path(checkpoints),
+        keep_checkpoints=args.keep_checkpoints,
+        artifact_store=store,
+        progress=Progress(),
+    )
+    runner = Runner(ablation, storage, splits_for, seeds, distributions, life, refresh_dashboard)
     described = (
         "the recipe" if args.base == "recipe" else f"trial {base_trial} (the best when started)"
     )
@@ -505,8 +278,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if skipped:
         print(f"not ablated, already off in the base: {', '.join(skipped)}")
-    for v in variants:
-        runner.evaluate(v)
+    runner.evaluate_many(variants)
 
     if args.path:
         assert best_cfg is not None

@@ -81,6 +81,7 @@ class TrialAttrs:
     FAIL_TRACEBACK = "fail_traceback"
     PREVIOUS_FAILURE = "previous_failure"
     INTERRUPTED = "interrupted"  # stopped by Ctrl-C/SIGTERM; queued, not a failure
+    NOT_RUN = "not_run"  # a worker found the study full before training: not a failure
     CHECKPOINT_DISCARDED = "checkpoint_discarded"  # why a bad checkpoint was set aside
     # rerun
     SOURCE_TRIAL = "source_trial"
@@ -213,3 +214,17 @@ def require_study(storage: optuna.storages.BaseStorage, name: str) -> list[str]:
     if name not in names:
         raise NoSuchStudyError(name, names)
     return names
+
+
+def is_failure(trial: FrozenTrial) -> bool:
+    """A failed attempt that really failed: not one interrupted (queued to resume) nor one a
+    full study never ran."""
+    return (
+        trial.state == TrialState.FAIL
+        and not trial.user_attrs.get(TrialAttrs.INTERRUPTED)
+        and not trial.user_attrs.get(TrialAttrs.NOT_RUN)
+    )
+
+
+def failures(trials: Iterable[FrozenTrial]) -> list[FrozenTrial]:
+    return [t for t in trials if is_failure(t)]

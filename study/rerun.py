@@ -1,40 +1,49 @@
-"""``python -m study.rerun``: retrain a study's best (or chosen) trial in full and test it.
+"""``python -m study.rerun``: retrain a study's best (or chosen, or K best) trials in full, tested.
 
-The config is trained on the whole training set for the recipe's full length, scored on the
+python -m study.rerun --study-name light                      # the best trial, 1 seed
+python -m study.rerun --study-name light --top 3 --seeds 3    # the 3 best, 3 seeds each
+python -m study.rerun --study-name light --trial 12 --epochs 50
+
+Each config is trained on the whole training set for the recipe's full length, scored on the
 test set once per epoch, and recorded in the study ``NAME-rerun`` of the same storage, one trial
-per seed. The source study gets a ``rerun`` summary (test accuracy per seed, mean and std).
+per (trial, seed). The source study gets a ``rerun`` summary per trial (test accuracy per seed,
+mean and std). A killed or interrupted rerun resumes where it stopped, and several rerun
+commands on one study share the work.
 """
 
 from __future__ import annotations
 
 import statistics
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import optuna
-import torch
 
-from study.cli import Parser, UsageError, add_retrain_flags, int_at_least, run_command
-from study.dashboard import (
-    artifact_store,
-    default_artifact_dir,
-    upload_checkpoint,
-    upload_learning_curve,
+from study.cli import (
+    Parser,
+    UsageError,
+    add_artifact_flag,
+    add_checkpoint_flags,
+    add_retrain_flags,
+    int_at_least,
+    run_command,
 )
-from study.metadata import code_version, device_name, package_versions
-from study.objective import record_result, report_epoch
-from study.progress import Progress
-from study.storage import open_storage, study_names
-from wrn.config import ConfigError, TrainConfig
-from wrn.data import load_splits
-from wrn.train import EpochStats, resolve_device, train
+from study.metadata import code_version, package_versions
+from study.records import NoSuchStudyError, StudyAttrs, StudyKind, require_study, top_trials
+from study.records import TrialAttrs as A
+from study.storage import open_storage, sqlite_path
 
 
 def build_parser() -> Parser:
-    p = Parser(prog="python -m study.rerun", description=__doc__.splitlines()[0])
+    p = Parser(
+        prog="python -m study.rerun",
+        description=__doc__.splitlines()[0],
+        examples=[line for line in __doc__.splitlines()[2:5] if line.startswith("python")],
+    )
     p.add_argument("--study-name", required=True)
-    p.add_argument("--trial", type=int_at_least(0), help="trial number (default: the best)")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--trial", type=int_at_least(0), help="trial number (default: the best)")
+    which.add_argument("--top", type=int_at_least(1), metavar="K", help="the K best trials")
     p.add_argument(
         "--epochs",
         type=int_at_least(1),
@@ -47,63 +56,87 @@ def build_parser() -> Parser:
         help="independent training runs, seeds 0..K-1 offset by the study's seed",
     )
     add_retrain_flags(p)
+    add_checkpoint_flags(p, default=None)
+    add_artifact_flag(p)
     p.add_argument(
-        "--checkpoint-dir",
-        default="studies/checkpoints",
-        help="final checkpoints; an interrupted rerun resumes from them",
-    )
-    p.add_argument(
-        "--artifact-dir",
-        help="learning curves and checkpoints for optuna-dashboard "
-        "(default: artifacts/ beside a SQLite storage)",
+        "--heartbeat",
+        type=int_at_least(1),
+        default=60,
+        help="seconds between a running trial's heartbeats; silent for 3 = dead",
     )
     return p
 
 
-def pick_trial(study: optuna.Study, number: int | None) -> optuna.trial.FrozenTrial:
+def pick_trials(
+    study: optuna.Study, number: int | None, top: int | None
+) -> list[optuna.trial.FrozenTrial]:
     trials = study.get_trials(deepcopy=False)
     if number is None:
-        complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
-        if not complete:
+        chosen = top_trials(trials, top or 1)
+        if not chosen:
             raise UsageError(f"study {study.study_name!r} has no complete trial to rerun")
-        return max(complete, key=lambda t: t.value)
+        return chosen
     match = [t for t in trials if t.number == number]
     if not match:
         raise UsageError(
             f"--trial {number}: study {study.study_name!r} has trials 0..{len(trials) - 1}"
         )
-    if "config" not in match[0].user_attrs:
+    if A.CONFIG not in match[0].user_attrs:
         raise UsageError(f"--trial {number}: trial has no recorded config")
-    return match[0]
+    return match
+
+
+def base_config(source: optuna.trial.FrozenTrial, epochs: int, args: Any) -> Any:
+    from wrn.config import ConfigError, TrainConfig
+
+    recorded = source.user_attrs[A.CONFIG]
+    try:
+        return TrainConfig.from_flat(recorded).replace(
+            epochs=epochs,
+            eval_split="test",  # the only place the test set is used
+            dataset=args.dataset or recorded["dataset"],
+            data_dir=args.data_dir,
+            device=args.device,
+            checkpoint_every=args.checkpoint_every,
+        )
+    except ConfigError as e:
+        raise UsageError(f"trial {source.number}'s recorded config is not usable: {e}") from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own progress lines instead
+    storage = open_storage(args.storage, create=False, heartbeat_interval=args.heartbeat)
+    try:
+        require_study(storage, args.study_name)
+    except NoSuchStudyError as e:
+        raise UsageError(str(e)) from None
+    study = optuna.load_study(study_name=args.study_name, storage=storage)
+    sources = pick_trials(study, args.trial, args.top)
+    settings = study.user_attrs.get(StudyAttrs.SETTINGS, {})
+    epochs = (
+        args.epochs or settings.get("recipe_epochs") or sources[0].user_attrs[A.CONFIG]["epochs"]
+    )
+    bases = {s.number: base_config(s, epochs, args) for s in sources}
+    import torch  # after the input is checked: --help and bad flags answer without it
+
     if args.device == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda: no CUDA GPU is available")
-    storage = open_storage(args.storage, create=False)
-    names = study_names(storage)
-    if args.study_name not in names:
-        raise UsageError(
-            f"no study {args.study_name!r} in the storage (studies: {', '.join(names) or 'none'})"
-        )
-    study = optuna.load_study(study_name=args.study_name, storage=storage)
-    source = pick_trial(study, args.trial)
-    settings = study.user_attrs.get("settings", {})
-    epochs = args.epochs or settings.get("recipe_epochs") or source.user_attrs["config"]["epochs"]
-    try:
-        base = TrainConfig.from_flat(source.user_attrs["config"]).replace(
-            epochs=epochs,
-            eval_split="test",  # the only place the test set is used
-            dataset=args.dataset or source.user_attrs["config"]["dataset"],
-            data_dir=args.data_dir,
-            device=args.device,
-        )
-    except ConfigError as e:
-        raise UsageError(f"trial {source.number}'s recorded config is not usable: {e}") from None
-    splits = load_splits(base.data, base.model.num_classes, base.run.seed)
+    from pathlib import Path
+
+    from study.dashboard import artifact_store, default_artifact_dir
+    from study.lifecycle import Lifecycle, PlannedRun, run_planned, splits_loader
+    from study.progress import Progress
+
+    # the study's seed: what the search split with (rerun seeds only change the training)
+    splits_for = splits_loader(next(iter(bases.values())).run.seed)
+    for cfg in bases.values():  # a bad data directory fails here, before anything is written
+        splits_for(cfg)
     store = artifact_store(args.artifact_dir or default_artifact_dir(args.storage))
+    folder = sqlite_path(args.storage)
+    checkpoints = args.checkpoint_dir or (
+        "studies/checkpoints" if folder is None else folder.parent / "checkpoints"
+    )
 
     rerun = optuna.create_study(
         storage=storage,
@@ -111,81 +144,79 @@ def main(argv: Sequence[str] | None = None) -> int:
         direction="maximize",
         load_if_exists=True,
     )
-    rerun.set_user_attr("kind", "rerun")
-    rerun.set_user_attr("source_study", args.study_name)
-    rerun.set_user_attr("code_version", code_version())
-    rerun.set_user_attr("packages", package_versions())
+    rerun.set_user_attr(StudyAttrs.KIND, StudyKind.RERUN.value)
+    rerun.set_user_attr(StudyAttrs.SOURCE_STUDY, args.study_name)
+    rerun.set_user_attr(StudyAttrs.CODE_VERSION, code_version())
+    rerun.set_user_attr(StudyAttrs.PACKAGES, package_versions())
 
+    runs: list[PlannedRun] = []
+    for source in sources:
+        base = bases[source.number]
+        for k in range(args.seeds):
+            seed = base.run.seed + k
+            runs.append(
+                PlannedRun(
+                    key=f"trial{source.number}-seed{seed}-e{epochs}",
+                    cfg=base.replace(seed=seed),
+                    params=dict(source.params),
+                    attrs={A.SOURCE_TRIAL: source.number, A.SEED: seed},
+                    value_attr=A.TEST_ACC,
+                )
+            )
+    distributions: dict[str, Any] = {}
+    for source in sources:
+        distributions.update(source.distributions)
+    shown = ", ".join(f"{s.number} (val_acc {s.value})" for s in sources)
     print(
-        f"rerunning trial {source.number} of {args.study_name!r} "
-        f"(val_acc {source.value}) for {epochs} epochs, {args.seeds} seed(s)"
+        f"rerunning trial(s) {shown} of {args.study_name!r} for {epochs} epochs, "
+        f"{args.seeds} seed(s) each",
+        flush=True,
     )
-    progress = Progress()
-    accuracies: list[float] = []
-    runs: list[dict[str, Any]] = []
-    for k in range(args.seeds):
-        cfg = base.replace(seed=base.run.seed + k)
-        checkpoint = Path(args.checkpoint_dir) / (
-            f"{args.study_name}-trial{source.number}-seed{cfg.run.seed}-e{epochs}.pt"
+    life = Lifecycle(
+        checkpoint_dir=Path(checkpoints),
+        keep_checkpoints=True,  # the final weights are what a rerun is for
+        artifact_store=store,
+        eval_name="test",
+        progress=Progress(),
+    )
+
+    def done(trial: optuna.trial.FrozenTrial) -> None:
+        if trial.state == optuna.trial.TrialState.COMPLETE:
+            print(
+                f"trial {trial.user_attrs[A.SOURCE_TRIAL]} seed {trial.user_attrs[A.SEED]}: "
+                f"test_acc {trial.value:.4f}  checkpoint {trial.user_attrs.get(A.CHECKPOINT)}",
+                flush=True,
+            )
+
+    run_planned(rerun, storage, runs, distributions, splits_for, life, after_trial=done)
+    from study.lifecycle import completed_runs
+
+    recorded = completed_runs(rerun.get_trials(deepcopy=False))
+    for source in sources:
+        mine = [recorded[r.key] for r in runs if r.key.startswith(f"trial{source.number}-")]
+        accuracies = [float(t.value) for t in mine]
+        mean = statistics.fmean(accuracies)
+        std = statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0
+        summary = {
+            "trial": source.number,
+            "epochs": epochs,
+            "runs": [
+                {
+                    "seed": t.user_attrs[A.SEED],
+                    "test_acc": t.value,
+                    "checkpoint": t.user_attrs.get(A.CHECKPOINT),
+                }
+                for t in mine
+            ],
+            "test_acc_mean": mean,
+            "test_acc_std": std,
+        }
+        study.set_user_attr(StudyAttrs.rerun_summary(source.number, epochs), summary)
+        print(
+            f"trial {source.number}: test accuracy: {mean:.4f} ± {std:.4f} "
+            f"over {len(accuracies)} seed(s)"
         )
-        acc = rerun_one(rerun, source, cfg, splits, checkpoint, progress, store)
-        accuracies.append(acc)
-        runs.append({"seed": cfg.run.seed, "test_acc": acc, "checkpoint": str(checkpoint)})
-        print(f"seed {cfg.run.seed}: test_acc {acc:.4f}  checkpoint {checkpoint}")
-
-    mean = statistics.fmean(accuracies)
-    std = statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0
-    summary = {
-        "trial": source.number,
-        "epochs": epochs,
-        "runs": runs,
-        "test_acc_mean": mean,
-        "test_acc_std": std,
-    }
-    study.set_user_attr(f"rerun_trial{source.number}_e{epochs}", summary)
-    print(f"test accuracy: {mean:.4f} ± {std:.4f} over {len(accuracies)} seed(s)")
     return 0
-
-
-def rerun_one(
-    rerun: optuna.Study,
-    source: optuna.trial.FrozenTrial,
-    cfg: TrainConfig,
-    splits: Any,
-    checkpoint: Path,
-    progress: Progress,
-    store: Any,
-) -> float:
-    """Train one seed as a trial of the rerun study (its params are the source trial's)."""
-    rerun.enqueue_trial(source.params, skip_if_exists=False)
-    trial = rerun.ask(fixed_distributions=source.distributions)
-    trial.set_user_attr("source_trial", source.number)
-    trial.set_user_attr("seed", cfg.run.seed)
-    trial.set_user_attr("config", cfg.to_flat())
-    trial.set_user_attr("checkpoint", str(checkpoint))
-    trial.set_user_attr("device_name", device_name(str(resolve_device(cfg.run.device))))
-
-    reported: set[int] = set()
-
-    def on_epoch_end(stats: EpochStats) -> None:
-        report_epoch(trial, stats)
-        reported.add(stats.epoch)
-        progress.epoch(trial.number, stats.epoch, cfg.run.epochs, stats.eval_acc, stats.seconds)
-
-    try:
-        result = train(cfg, on_epoch_end=on_epoch_end, splits=splits, checkpoint_path=checkpoint)
-    except BaseException:
-        rerun.tell(trial, state=optuna.trial.TrialState.FAIL)
-        raise
-    for stats in result.history:  # epochs restored from a checkpoint were not reported yet
-        if stats.epoch not in reported:
-            report_epoch(trial, stats)
-    record_result(trial, result)
-    trial.set_user_attr("test_acc", result.final_acc)
-    upload_learning_curve(trial, store, result.history, eval_name="test")
-    upload_checkpoint(trial, store, checkpoint)
-    rerun.tell(trial, result.final_acc)
-    return result.final_acc
 
 
 if __name__ == "__main__":

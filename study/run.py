@@ -8,41 +8,51 @@ python -m study.run --dataset synthetic --set depth=10 --set width=1 --trials 4 
 from __future__ import annotations
 
 import datetime
+import gc
 import os
+import secrets
 import signal
 import subprocess
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import optuna
-import torch
 
 from search_spaces import SearchSpace, list_spaces, load_space
 from study.cli import (
+    SEED_LIMIT,
     Parser,
-    StudyStoppedError,
     UsageError,
+    add_artifact_flag,
+    add_checkpoint_flags,
+    add_data_flags,
+    add_device_flag,
+    add_storage_flag,
     int_at_least,
     positive_float,
     run_command,
+    seed_type,
 )
-from study.dashboard import artifact_store, default_artifact_dir, note_callback, write_study_note
 from study.metadata import code_version, package_versions
-from study.objective import Objective, TrialFailedError, searched_params, worker_alive
-from study.progress import Progress
-from study.storage import DEFAULT_STORAGE, open_storage, redact, retry_callback
+from study.records import SearchSettings, StudyAttrs, StudyKind, counts_by_state, failures
+from study.storage import open_storage, redact, sqlite_path
 from wrn.config import ConfigError, TrainConfig, parse_assignment
-from wrn.data import load_splits
 
 WORKER_ENV = "WRN_STUDY_WORKER"  # set in the processes that --workers starts
+SAMPLER_SEED_ENV = "WRN_STUDY_SAMPLER_SEED"  # the parent's sampler seed, for its workers
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-# settings that change what a study's trials mean; a resumed study must keep them
-_PINNED = ("space", "fixed", "epochs", "dataset", "val_size", "seed")
+PRUNERS = ("median", "hyperband", "percentile", "patient", "none")
 
 
 def build_parser() -> Parser:
-    p = Parser(prog="python -m study.run", description=__doc__.splitlines()[0])
+    p = Parser(
+        prog="python -m study.run",
+        description=__doc__.splitlines()[0],
+        examples=[line for line in __doc__.splitlines()[2:] if line.startswith("python")],
+    )
     p.add_argument(
         "--space",
         default="wrn28_10",
@@ -54,40 +64,46 @@ def build_parser() -> Parser:
         default=50,
         help="the study's total number of finished trials (a rerun finishes the rest)",
     )
-    p.add_argument("--storage", default=DEFAULT_STORAGE, help="Optuna RDB storage URL")
+    add_storage_flag(p)
     p.add_argument("--study-name", help="default: the space's name")
     p.add_argument(
         "--epochs",
         type=int_at_least(1),
         help="epochs per trial (default: the space's search budget)",
     )
-    p.add_argument("--data-dir", default="./data", help="holds (or receives) cifar-100-python/")
-    p.add_argument("--dataset", choices=("cifar100", "synthetic"), default="cifar100")
+    add_data_flags(p)
     p.add_argument(
         "--val-size",
         type=int_at_least(1),
         default=5000,
         help="validation images held out of the training set, stratified",
     )
-    p.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto")
+    add_device_flag(p)
     p.add_argument(
         "--seed",
-        type=int_at_least(0),
+        type=seed_type,
         default=0,
-        help="training seed of every trial, validation split and sampler",
+        help="training seed of every trial and of the validation split; with a fresh random "
+        "salt per process, the sampler's",
     )
-    p.add_argument("--pruner", choices=("median", "hyperband", "none"), default="median")
+    p.add_argument(
+        "--sampler-seed",
+        type=seed_type,
+        help="the sampler's seed exactly, to replay a recorded stream (each trial records its "
+        "sampler_seed); default: --seed with a fresh salt, so that processes differ",
+    )
+    p.add_argument("--pruner", choices=PRUNERS, default="median")
     p.add_argument(
         "--pruner-startup-trials",
         type=int_at_least(0),
         default=5,
-        help="median pruner: trials that finish before any is pruned",
+        help="trials that finish before any is pruned",
     )
     p.add_argument(
         "--pruner-warmup-epochs",
         type=int_at_least(0),
-        help="median pruner: epochs every trial runs before it may be pruned "
-        "(default: a sixth of the epochs)",
+        help="epochs every trial runs before it may be pruned (default: until its learning "
+        "rate peaks)",
     )
     p.add_argument("--sampler", choices=("tpe", "random"), default="tpe")
     p.add_argument("--timeout", type=positive_float, help="stop starting trials after this many s")
@@ -103,19 +119,8 @@ def build_parser() -> Parser:
         default=5,
         help="stop after this many failed trials in a row",
     )
-    p.add_argument(
-        "--checkpoint-dir",
-        default="studies/checkpoints",
-        help="per-trial checkpoints, saved every epoch; a retried trial resumes there",
-    )
-    p.add_argument(
-        "--keep-checkpoints", action="store_true", help="keep the checkpoints of finished trials"
-    )
-    p.add_argument(
-        "--artifact-dir",
-        help="per-trial learning curves (and kept checkpoints) for optuna-dashboard "
-        "(default: artifacts/ beside a SQLite storage, else studies/artifacts)",
-    )
+    add_checkpoint_flags(p, default=None)
+    add_artifact_flag(p)
     p.add_argument(
         "--heartbeat",
         type=int_at_least(1),
@@ -131,6 +136,13 @@ def build_parser() -> Parser:
         help="fix a searched or base value, e.g. --set depth=10 (repeatable)",
     )
     return p
+
+
+def default_checkpoint_dir(storage_url: str) -> Path:
+    """checkpoints/ beside a SQLite file (studies/checkpoints for studies/wrn.db), else
+    studies/checkpoints."""
+    path = sqlite_path(storage_url)
+    return Path("studies/checkpoints") if path is None else path.parent / "checkpoints"
 
 
 def parse_fixed(assignments: list[str]) -> dict[str, Any]:
@@ -156,11 +168,15 @@ def base_values(space: SearchSpace, args: Any, epochs: int) -> dict[str, Any]:
         "eval_split": "val",
         "device": args.device,
         "seed": args.seed,
+        "checkpoint_every": args.checkpoint_every,
     }
 
 
 def check_config(space: SearchSpace, base: dict[str, Any], fixed: dict[str, Any]) -> TrainConfig:
     """Fail before any storage is touched if the fixed values cannot make a valid config."""
+    from study.objective import searched_params
+    from wrn.config import ConfigError, TrainConfig
+
     try:
         cfg = TrainConfig.from_flat({**base, **fixed})
         for spec in searched_params(space, fixed):
@@ -172,19 +188,19 @@ def check_config(space: SearchSpace, base: dict[str, Any], fixed: dict[str, Any]
     return cfg
 
 
-def make_pruner(args: Any, epochs: int) -> optuna.pruners.BasePruner:
-    if args.pruner == "median":
-        warmup = args.pruner_warmup_epochs
-        return optuna.pruners.MedianPruner(
-            n_startup_trials=args.pruner_startup_trials,
-            # steps are epochs counted from 1, and a step below n_warmup_steps is never pruned
-            n_warmup_steps=1 + (max(1, epochs // 6) if warmup is None else warmup),
+def make_pruner(args: Any, epochs: int, warmup_frac: float) -> optuna.pruners.BasePruner:
+    from study.pruning import build_pruner
+
+    try:
+        return build_pruner(
+            args.pruner,
+            epochs=epochs,
+            warmup_frac=warmup_frac,
+            startup_trials=args.pruner_startup_trials,
+            warmup_epochs=args.pruner_warmup_epochs,
         )
-    if args.pruner == "hyperband":
-        return optuna.pruners.HyperbandPruner(
-            min_resource=1, max_resource=epochs, reduction_factor=3
-        )
-    return optuna.pruners.NopPruner()
+    except ValueError as e:
+        raise UsageError(f"--pruner: {e}") from None
 
 
 def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
@@ -194,78 +210,106 @@ def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
     return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True)
 
 
-def study_settings(space: SearchSpace, fixed: dict[str, Any], args: Any, epochs: int) -> dict:
-    return {
-        "space": space.to_dict(),
-        "fixed": fixed,
-        "epochs": epochs,
-        "recipe_epochs": space.recipe["epochs"],
-        "dataset": args.dataset,
-        "val_size": args.val_size,
-        "seed": args.seed,
-        "pruner": args.pruner,
-        "sampler": args.sampler,
-    }
+def sampler_seed(seed: int, pinned: int | None) -> int:
+    """This process's sampler seed: ``--sampler-seed`` if given, else ``--seed`` mixed with a
+    fresh random salt, so that processes started together (workers, machines) draw different
+    points; it is recorded on every trial, so a stream can be replayed."""
+    if pinned is not None:
+        return pinned
+    inherited = os.environ.get(SAMPLER_SEED_ENV)
+    worker = int(os.environ.get(WORKER_ENV, "0"))
+    if inherited is not None:  # a --workers child: the parent's seed, offset per worker
+        return (int(inherited) + 10_007 * worker) % SEED_LIMIT
+    return (seed * 1_000_003 + secrets.randbelow(SEED_LIMIT)) % SEED_LIMIT
 
 
-def open_study(args: Any, name: str, settings: dict, epochs: int, worker: int = 0) -> optuna.Study:
-    storage = open_storage(args.storage, heartbeat_interval=args.heartbeat)
+@dataclass(frozen=True)
+class StudyOptions:
+    """What opening or resuming a search study takes, from the command line."""
+
+    storage: str
+    name: str
+    settings: SearchSettings
+    sampler: str
+    sampler_seed: int
+    heartbeat: int
+
+
+def open_study(opts: StudyOptions, pruner: optuna.pruners.BasePruner) -> tuple[Any, Any]:
+    """The study (created, or resumed with the same pinned settings) and its storage."""
+    storage = open_storage(opts.storage, heartbeat_interval=opts.heartbeat)
     existing = {s.study_name: s for s in storage.get_all_studies()}
-    if name in existing:
-        recorded = existing[name].user_attrs.get("settings", {})
-        changed = [k for k in _PINNED if k in recorded and recorded[k] != settings[k]]
+    if opts.name in existing:
+        recorded = existing[opts.name].user_attrs.get(StudyAttrs.SETTINGS, {})
+        changed = opts.settings.changed_from(recorded)
         if changed:
             raise UsageError(
-                f"study {name!r} was run with other {', '.join(changed)}; resume it with the "
-                "same settings or start a new one with --study-name"
+                f"study {opts.name!r} was run with {changed[0]}; resume it with the same "
+                "settings or start a new one with --study-name"
             )
-    # the sampler's seed moves on with the study, so a resumed study does not replay old draws
-    done = (
-        len(storage.get_all_trials(storage.get_study_id_from_name(name), deepcopy=False))
-        if name in existing
-        else 0
-    )
     study = optuna.create_study(
         storage=storage,
-        study_name=name,
+        study_name=opts.name,
         direction="maximize",
-        # workers of one study each draw their own stream
-        sampler=make_sampler(args.sampler, args.seed + done + 10_007 * worker),
-        pruner=make_pruner(args, epochs),
+        sampler=make_sampler(opts.sampler, opts.sampler_seed),
+        pruner=pruner,
         load_if_exists=True,
     )
-    if name not in existing:
-        study.set_user_attr("kind", "search")
-        study.set_user_attr("settings", settings)
-        study.set_user_attr("created", datetime.datetime.now(datetime.UTC).isoformat())
-        study.set_user_attr("code_version", code_version())
-        study.set_user_attr("packages", package_versions())
-    return study
+    if opts.name not in existing:
+        study.set_user_attr(StudyAttrs.KIND, StudyKind.SEARCH.value)
+        study.set_user_attr(StudyAttrs.SETTINGS, opts.settings.to_dict())
+        study.set_user_attr(StudyAttrs.CREATED, datetime.datetime.now(datetime.UTC).isoformat())
+        study.set_user_attr(StudyAttrs.CODE_VERSION, code_version())
+        study.set_user_attr(StudyAttrs.PACKAGES, package_versions())
+    return study, storage
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    if args.checkpoint_dir is None:
+        args.checkpoint_dir = str(default_checkpoint_dir(args.storage))
     # failures and progress are reported by this module, in one line each
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     space = load_space(args.space)
     name = args.study_name or space.name
-    if args.device == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda: no CUDA GPU is available")
     fixed = parse_fixed(args.assignments)
     epochs = args.epochs or space.search_epochs
     base = base_values(space, args, epochs)
     cfg = check_config(space, base, fixed)
+    pruner = make_pruner(args, epochs, cfg.optim.warmup_frac)
+    # torch only now: --help and bad flags answer without it
+    import torch
+
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda: no CUDA GPU is available")
+    from study.dashboard import artifact_store, default_artifact_dir, write_study_note
+    from wrn.data import load_splits
+
     # loading the data before opening storage: a bad data directory changes nothing recorded
     splits = load_splits(cfg.data, cfg.model.num_classes, cfg.run.seed)
-
     worker = int(os.environ.get(WORKER_ENV, "0"))
     # the artifact folder is checked with the other input, before the storage is touched
     store = artifact_store(args.artifact_dir or default_artifact_dir(args.storage))
-    study = open_study(args, name, study_settings(space, fixed, args, epochs), epochs, worker)
+    settings = SearchSettings(
+        space=space.to_dict(),
+        fixed=fixed,
+        epochs=epochs,
+        recipe_epochs=space.recipe["epochs"],
+        dataset=args.dataset,
+        val_size=args.val_size,
+        seed=args.seed,
+        pruner=args.pruner,
+        sampler=args.sampler,
+    )
+    seed = sampler_seed(args.seed, args.sampler_seed)
+    opts = StudyOptions(args.storage, name, settings, args.sampler, seed, args.heartbeat)
+    study, storage = open_study(opts, pruner)
     if worker == 0:
         write_study_note(study, args.storage)  # the dashboard's note: space, budget, best, next
-    recovered = recover_dead_trials(study)
+    from study.lifecycle import recover_dead_trials
+
+    recovered = recover_dead_trials(study, storage)
     if recovered:
         print(f"trials {', '.join(map(str, recovered))}: worker gone, queued to resume")
     finished = len(study.get_trials(deepcopy=False, states=FINISHED))
@@ -275,152 +319,40 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"study {name!r} in {redact(args.storage)}: {finished} of {args.trials} trials "
             f"finished, running {max(remaining, 0)}"
             + (f" with {args.workers} workers" if args.workers > 1 else "")
+            + f" (sampler seed {seed})",
+            flush=True,
         )
+    gc.freeze()  # start-up objects stay put: the collector skips them in every trial after
     if remaining > 0 and args.workers > 1:
-        code = run_workers(argv, args.workers, args.device)
+        code = run_workers(argv, args.workers, args.device, seed)
         print_summary(study)
         return code
     if remaining > 0:
-        optimize(study, args, space, base, fixed, splits, store)
+        from study.lifecycle.search import optimize
+
+        optimize(study, storage, args, space, base, fixed, splits, store, seed)
     if worker == 0:
         print_summary(study)
     return 0
 
 
-def optimize(
-    study: optuna.Study,
-    args: Any,
-    space: SearchSpace,
-    base: dict[str, Any],
-    fixed: dict[str, Any],
-    splits: Any,
-    store: Any,
-) -> None:
-    progress = Progress()
-    objective = Objective(
-        space,
-        base,
-        fixed,
-        splits=splits,
-        progress=progress,
-        checkpoint_dir=args.checkpoint_dir,
-        keep_checkpoints=args.keep_checkpoints,
-        artifact_store=store,
-    )
-    failures = FailureGuard(args.max_failures)
-
-    def report_end(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        progress.trial_end(trial.number, trial.state.name, trial.value)
-        if trial.state == optuna.trial.TrialState.FAIL:
-            reason = trial.user_attrs.get("fail_reason", "unknown error")
-            print(f"trial {trial.number} failed: {reason}", file=sys.stderr)
-        elif trial.state == optuna.trial.TrialState.PRUNED and progress.enabled:
-            print(
-                f"trial {trial.number} pruned: {trial.user_attrs.get('pruned_reason')}",
-                file=sys.stderr,
-            )
-
-    # SIGTERM (a scheduler, `kill`) stops like Ctrl-C: the trial's last epoch stays saved
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
-    try:
-        study.optimize(
-            objective,
-            # failed trials do not count towards --trials: run until the callbacks stop us
-            n_trials=None,
-            timeout=args.timeout,
-            catch=(TrialFailedError,),
-            callbacks=[
-                report_end,
-                failures,
-                note_callback(args.storage),  # best so far, refreshed after each trial
-                # with several workers on one study, stop at the study's total, not each's;
-                # trials running elsewhere count, so the workers together do not overshoot
-                optuna.study.MaxTrialsCallback(
-                    args.trials, states=(*FINISHED, optuna.trial.TrialState.RUNNING)
-                ),
-            ],
-            gc_after_trial=True,
-        )
-    except KeyboardInterrupt:
-        if objective.interrupted_trial is not None:
-            queue_interrupted(study, objective.interrupted_trial)
-        raise
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-    if failures.stopped:
-        raise StudyStoppedError(
-            f"stopped after {failures.in_a_row} failed trials in a row "
-            f"(last: {failures.last_reason}); see the trials' fail_reason"
-        )
-
-
-def _raise_interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
-
-
-class FailureGuard:
-    """Stops the study after ``limit`` failed trials in a row (a broken setup, not bad luck)."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.in_a_row = 0
-        self.stopped = False
-        self.last_reason = ""
-
-    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        if trial.state != optuna.trial.TrialState.FAIL:
-            self.in_a_row = 0
-            return
-        self.in_a_row += 1
-        self.last_reason = trial.user_attrs.get("fail_reason", "unknown error")
-        if self.in_a_row >= self.limit:
-            self.stopped = True
-            study.stop()
-
-
-def queue_interrupted(study: optuna.Study, number: int) -> None:
-    """Queue an interrupted trial to resume from its checkpoint in the next run."""
-    trial = next(t for t in study.get_trials(deepcopy=False) if t.number == number)
-    if trial.state == optuna.trial.TrialState.FAIL:
-        retry_callback(max_retry=None)(study, trial)
-
-
-def recover_dead_trials(study: optuna.Study) -> list[int]:
-    """Fail and requeue this host's RUNNING trials whose worker process is gone.
-
-    Trials of other hosts are left to the heartbeat; a trial whose worker is alive is left alone.
-    """
-    recovered = []
-    storage = study._storage
-    running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
-    for trial in running:
-        if worker_alive(trial.user_attrs) is not False:
-            continue
-        try:  # attrs first: a finished trial cannot be changed
-            storage.set_trial_user_attr(trial._trial_id, "fail_reason", "worker process died")
-            storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
-        except optuna.exceptions.UpdateFinishedTrialError:
-            continue  # another worker recovered it first
-        retry_callback()(study, storage.get_trial(trial._trial_id))
-        recovered.append(trial.number)
-    return recovered
-
-
-def run_workers(argv: list[str], workers: int, device: str) -> int:
+def run_workers(argv: list[str], workers: int, device: str, seed: int) -> int:
     """Run ``workers`` copies of this command on the study, spread over the visible GPUs."""
+    import torch
+
     gpus = list(range(torch.cuda.device_count())) if device != "cpu" else []
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     if visible:
         gpus = [int(g) if g.isdigit() else g for g in visible.split(",") if g][: len(gpus)]
     procs = []
     for i in range(workers):
-        env = {**os.environ, WORKER_ENV: str(i + 1)}
+        env = {**os.environ, WORKER_ENV: str(i + 1), SAMPLER_SEED_ENV: str(seed)}
         if gpus:
             env["CUDA_VISIBLE_DEVICES"] = str(gpus[i % len(gpus)])
         procs.append(
             subprocess.Popen([sys.executable, "-m", "study.run", *argv, "--workers", "1"], env=env)
         )
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    previous = signal.signal(signal.SIGTERM, raise_interrupt)
     try:
         codes = [p.wait() for p in procs]
     except KeyboardInterrupt:
@@ -434,11 +366,15 @@ def run_workers(argv: list[str], workers: int, device: str) -> int:
     return max(codes)
 
 
+def raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def print_summary(study: optuna.Study) -> None:
     trials = study.get_trials(deepcopy=False)
-    states = {s.name.lower(): 0 for s in optuna.trial.TrialState}
-    for t in trials:
-        states[t.state.name.lower()] += 1
+    states = counts_by_state(trials)
+    # an interrupted attempt (queued to resume) or one a full study never ran is no failure
+    states["fail"] = len(failures(trials))
     counts = ", ".join(f"{n} {s}" for s, n in states.items() if n)
     print(f"study {study.study_name!r}: {counts or 'no trials'}")
     complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]

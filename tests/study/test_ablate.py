@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import socket
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,9 @@ from scipy import stats as scipy_stats
 
 from study import ablate, run
 from study.ablation import effects as ablation_effects
+from study.ablation import plan
 from study.cli import run_command
+from study.lifecycle import attempt as attempt_module
 
 # mixing and the strong augmentation fixed off: the factors left are dropout, label smoothing
 # and weight decay, so an ablation is 4 variants
@@ -26,7 +30,7 @@ TINY_SET = [
     *("--set", "lr=0.1"),
 ]
 VARIANTS = {"base", "dropout-off", "label_smoothing-off", "weight_decay-off"}
-EXECUTION = (*ablate.EXECUTION_KEYS, "seed", "epochs")
+EXECUTION = (*plan.EXECUTION_KEYS, "seed", "epochs")
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -95,7 +99,7 @@ class CountingTrain:
     def __init__(self, interrupt_at: int | None = None) -> None:
         self.calls = 0
         self.interrupt_at = interrupt_at
-        self.real = ablate.train
+        self.real = attempt_module.train
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         self.calls += 1
@@ -114,25 +118,29 @@ def ablated(searched: Path, cifar_dir: Path, tmp_path_factory: pytest.TempPathFa
     calls = {}
     with pytest.MonkeyPatch.context() as mp:
         first = CountingTrain(interrupt_at=3)
-        mp.setattr(ablate, "train", first)
+        mp.setattr(attempt_module, "train", first)
         with pytest.raises(KeyboardInterrupt):
             ablate.main(argv)
         calls["interrupted"] = first.calls
         study = optuna.load_study(study_name="wrn28_10-ablation", storage=url(storage))
         calls["states_after_interrupt"] = [t.state for t in study.get_trials()]
-        # a process killed outright leaves its trial RUNNING
+        # a process killed outright leaves its trial RUNNING, with its host and (dead) pid
         stale = study.ask()
         stale.set_user_attr("variant", "weight_decay-off")
         stale.set_user_attr("seed", 1)
+        dead = subprocess.Popen(["true"])
+        dead.wait()
+        stale.set_user_attr("host", socket.gethostname())
+        stale.set_user_attr("pid", dead.pid)
         calls["stale_number"] = stale.number
 
         resumed = CountingTrain()
-        mp.setattr(ablate, "train", resumed)
+        mp.setattr(attempt_module, "train", resumed)
         assert ablate.main(argv) == 0
         calls["resumed"] = resumed.calls
 
         again = CountingTrain()
-        mp.setattr(ablate, "train", again)
+        mp.setattr(attempt_module, "train", again)
         assert ablate.main(argv) == 0
         calls["again"] = again.calls
     return {"storage": storage, "calls": calls}
@@ -189,7 +197,11 @@ def test_variants_and_seeds_are_recorded(ablated: dict, searched: Path) -> None:
 def test_resume_runs_only_what_is_missing(ablated: dict) -> None:
     calls = ablated["calls"]
     assert calls["interrupted"] == 3
-    assert calls["states_after_interrupt"] == [TrialState.COMPLETE] * 2 + [TrialState.FAIL]
+    # the interrupted run is queued to resume, as a search's is
+    assert calls["states_after_interrupt"] == [TrialState.COMPLETE] * 2 + [
+        TrialState.FAIL,
+        TrialState.WAITING,
+    ]
     # 8 runs in all, 2 finished before the interruption: the resume trains the other 6
     assert calls["resumed"] == 6 and calls["again"] == 0
     study = optuna.load_study(study_name="wrn28_10-ablation", storage=url(ablated["storage"]))
@@ -227,7 +239,7 @@ def test_path_ends_at_the_best_configuration(
     copy_db(ablated["storage"], storage)
     counting = CountingTrain()
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(ablate, "train", counting)
+        mp.setattr(attempt_module, "train", counting)
         assert ablate.main(ablate_args(storage, cifar_dir, "--seeds", "1", "--path")) == 0
     # the variants' seed 0 is done; the path trains its start and 3 + 2 + 1 candidates
     assert counting.calls == 7

@@ -6,7 +6,7 @@ import optuna
 import pytest
 
 from search_spaces import load_space
-from study import objective as objective_module
+from study.lifecycle import attempt as attempt_module
 from study.objective import Objective, searched_params, trial_config
 from wrn.config import TrainConfig
 from wrn.train import EpochStats, TrainResult
@@ -71,7 +71,7 @@ def fake_train(curves: dict[float, list[float]]) -> Any:
 
 
 def make_objective(monkeypatch: pytest.MonkeyPatch, curves: dict[float, list[float]]) -> Objective:
-    monkeypatch.setattr(objective_module, "train", fake_train(curves))
+    monkeypatch.setattr(attempt_module, "train", fake_train(curves))
     space = load_space("wrn28_10")
     fixed = {
         "depth": 10,

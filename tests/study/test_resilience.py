@@ -12,11 +12,10 @@ import optuna
 import pytest
 import torch
 
-from study import objective as objective_module
 from study import run as run_module
 from study.cli import run_command
-from study.objective import process_start_time
-from study.run import recover_dead_trials
+from study.lifecycle import attempt as attempt_module
+from study.lifecycle import process_start_time, recover_dead_trials
 from study.storage import open_storage
 from tests.study.workers import FAST_TRIAL, run, running_epochs, start, trials, wait_for
 from wrn.train import EpochStats, NonFiniteLossError, TrainResult
@@ -47,7 +46,7 @@ def chain(all_trials: list[optuna.trial.FrozenTrial], first: int) -> list:
 def test_killed_worker_resumes_from_its_last_epoch(backend: str, tmp_path: Path) -> None:
     url = storage_url(backend, tmp_path)
     name = f"kill-{uuid.uuid4().hex[:8]}"
-    common = [*FAST_TRIAL, "--epochs", "5", "--seed", "1"]
+    common = [*FAST_TRIAL, "--epochs", "5", "--seed", "1", "--sampler-seed", "1"]
     # the same first trial, uninterrupted, in a storage of its own
     ref_url = f"sqlite:///{tmp_path}/reference.db"
     done = run(
@@ -163,12 +162,12 @@ def test_recovery_touches_only_this_hosts_dead_workers(tmp_path: Path) -> None:
         trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
         for key, value in attrs.items():
             trial.set_user_attr(key, value)
-    assert recover_dead_trials(study) == [1, 3]
+    assert recover_dead_trials(study, storage) == [1, 3]
     states = [t.state for t in study.get_trials()]
     running = optuna.trial.TrialState.RUNNING
     waiting = optuna.trial.TrialState.WAITING
     assert states == [running, FAIL, running, FAIL, waiting, waiting]
-    assert recover_dead_trials(study) == []  # nothing twice
+    assert recover_dead_trials(study, storage) == []  # nothing twice
 
 
 def scripted_train(plan: dict[int, Any]) -> Any:
@@ -213,7 +212,7 @@ def test_oom_nan_and_errors_are_contained(
         1: NonFiniteLossError(1, float("nan")),
         2: RuntimeError("cudnn exploded"),
     }
-    monkeypatch.setattr(objective_module, "train", scripted_train(plan))
+    monkeypatch.setattr(attempt_module, "train", scripted_train(plan))
     assert run_module.main(in_process_args(tmp_path, "--trials", "3")) == 0
     result = trials(f"sqlite:///{tmp_path}/wrn.db", "s")
     # failures do not count towards --trials, the pruned trial does
@@ -230,7 +229,7 @@ def test_too_many_failures_in_a_row_stop_with_one_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
     plan = {i: RuntimeError("broken setup") for i in range(10)}
-    monkeypatch.setattr(objective_module, "train", scripted_train(plan))
+    monkeypatch.setattr(attempt_module, "train", scripted_train(plan))
     with pytest.raises(SystemExit) as exit_info:
         run_command(
             "python -m study.run",

@@ -1,0 +1,39 @@
+"""The one trial lifecycle of search, rerun and ablation (see ``attempt``, ``workers``,
+``planned``). Imports torch: commands import it after their arguments are checked."""
+
+from study.lifecycle.attempt import (
+    Lifecycle,
+    TrialFailedError,
+    free_memory,
+    record_result,
+    record_setup,
+    report_epoch,
+)
+from study.lifecycle.planned import PlannedRun, completed_runs, run_planned, splits_loader
+from study.lifecycle.workers import (
+    fail_and_requeue,
+    process_start_time,
+    queue_interrupted,
+    record_worker,
+    recover_dead_trials,
+    worker_alive,
+)
+
+__all__ = [
+    "Lifecycle",
+    "PlannedRun",
+    "TrialFailedError",
+    "completed_runs",
+    "fail_and_requeue",
+    "free_memory",
+    "process_start_time",
+    "queue_interrupted",
+    "record_result",
+    "record_setup",
+    "record_worker",
+    "recover_dead_trials",
+    "report_epoch",
+    "run_planned",
+    "splits_loader",
+    "worker_alive",
+]

@@ -1,0 +1,218 @@
+"""One attempt of a trial: train a config as an Optuna trial, resuming its checkpoint.
+
+Reports epochs (the only caller of ``trial.report``), checkpoints, records the result, and ends
+in a value, a prune, a failure with its reason, or an interruption that keeps the checkpoint.
+"""
+
+from __future__ import annotations
+
+import datetime
+import gc
+import traceback
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NoReturn
+
+import optuna
+import torch
+
+from study.dashboard import upload_checkpoint, upload_learning_curve
+from study.lifecycle.workers import record_worker
+from study.metadata import device_name
+from study.progress import Progress
+from study.records import TrialAttrs as A
+from wrn.checkpoint import CheckpointError, saved_history
+from wrn.config import TrainConfig
+from wrn.data import Splits
+from wrn.model import count_parameters
+from wrn.train import EpochStats, NonFiniteLossError, TrainResult, build_model, resolve_device
+from wrn.train import train as _train
+
+train = _train  # module attribute, so tests can stand a scripted run in for it
+
+
+class TrialFailedError(RuntimeError):
+    """A trial failed; the reason is recorded on it and the study goes on."""
+
+
+@dataclass(frozen=True)
+class Lifecycle:
+    """What the lifecycle needs, built by each command from its arguments."""
+
+    checkpoint_dir: Path | None = None
+    keep_checkpoints: bool = False
+    artifact_store: Any | None = None  # learning curves (and kept checkpoints) go here
+    prune: bool = False  # search trials may be pruned by the study's pruner
+    eval_name: str = "val"  # the split the reported value is measured on
+    progress: Progress = field(default_factory=lambda: Progress(enabled=False))
+    say: Callable[[str], None] = field(default=lambda text: print(text, flush=True))
+
+    # -- one attempt -------------------------------------------------------------------------
+
+    def checkpoint_path(self, trial: optuna.Trial) -> Path | None:
+        if self.checkpoint_dir is None:
+            return None
+        # every retry of a trial inherits its user attrs, so shares the first attempt's file
+        root = trial.user_attrs.get(A.FIRST_ATTEMPT, trial.number)
+        trial.set_user_attr(A.FIRST_ATTEMPT, root)
+        return self.checkpoint_dir / trial.study.study_name / f"trial-{root}.pt"
+
+    def run(self, trial: optuna.Trial, cfg: TrainConfig, splits: Splits | None) -> float:
+        """Train ``cfg`` as ``trial`` (resuming its checkpoint) and return the final value.
+
+        Raises ``optuna.TrialPruned`` (pruned, or a non-finite loss), ``TrialFailedError``
+        (the reason recorded) or ``KeyboardInterrupt`` (checkpoint kept, ``interrupted`` set).
+        """
+        record_setup(trial, cfg)
+        record_worker(trial)
+        checkpoint = self.checkpoint_path(trial)
+        if checkpoint is not None:
+            trial.set_user_attr(A.CHECKPOINT, str(checkpoint))
+        history = self._resume(trial, checkpoint)
+        # this attempt's epochs only: restored epochs were counted by the attempt that ran them
+        epoch_seconds: list[float] = []
+        trial.set_user_attr(A.EPOCH_SECONDS, epoch_seconds)
+        self.progress.trial_start(trial.number, trial.params)
+
+        def on_epoch_end(stats: EpochStats) -> None:
+            history.append(stats)
+            epoch_seconds.append(stats.seconds)
+            trial.set_user_attr(A.EPOCH_SECONDS, epoch_seconds)
+            trial.set_user_attr(A.IMAGES_PER_S, stats.images_per_s)
+            report_epoch(trial, stats)
+            self.progress.epoch(
+                trial.number, stats.epoch, cfg.run.epochs, stats.eval_acc, stats.seconds
+            )
+            # after the last epoch the compute is spent: keep the result rather than prune it
+            if self.prune and stats.epoch < cfg.run.epochs and trial.should_prune():
+                raise optuna.TrialPruned(
+                    f"pruned at epoch {stats.epoch} (val_acc {stats.eval_acc:.4f})"
+                )
+
+        try:
+            result = self._train(
+                trial, cfg, splits, checkpoint, on_epoch_end, history, epoch_seconds
+            )
+        except optuna.TrialPruned as e:
+            trial.set_user_attr(A.PRUNED_REASON, str(e))
+            self._remove(checkpoint)
+            raise
+        except NonFiniteLossError as e:
+            # a diverged run cannot recover: prune it now rather than train on NaNs
+            trial.set_user_attr(A.PRUNED_REASON, f"non-finite loss: {e}")
+            self._remove(checkpoint)
+            raise optuna.TrialPruned(f"non-finite loss: {e}") from None
+        except KeyboardInterrupt:
+            trial.set_user_attr(A.INTERRUPTED, True)  # checkpoint kept: the next run resumes
+            raise
+        except torch.cuda.OutOfMemoryError:
+            self._fail(trial, checkpoint, f"CUDA out of memory (batch_size {cfg.run.batch_size})")
+        except Exception as e:
+            self._fail(trial, checkpoint, f"{type(e).__name__}: {e}", traceback.format_exc())
+        finally:
+            # before the trial is told (a finished trial takes no artifacts), so pruned,
+            # failed and interrupted trials get their curve too
+            if self.artifact_store is not None:
+                upload_learning_curve(
+                    trial, self.artifact_store, history, eval_name=self.eval_name
+                )
+        record_result(trial, result)
+        if self.artifact_store is not None and self.keep_checkpoints and checkpoint is not None:
+            upload_checkpoint(trial, self.artifact_store, checkpoint)
+        self._remove(checkpoint)
+        return result.final_acc
+
+    def _train(
+        self,
+        trial: optuna.Trial,
+        cfg: TrainConfig,
+        splits: Splits | None,
+        checkpoint: Path | None,
+        on_epoch_end: Callable[[EpochStats], None],
+        history: list[EpochStats],
+        epoch_seconds: list[float],
+    ) -> TrainResult:
+        try:
+            return train(cfg, on_epoch_end=on_epoch_end, splits=splits, checkpoint_path=checkpoint)
+        except CheckpointError as e:
+            # refused before any epoch ran (unreadable, another config): start over from zero;
+            # an error while saving (disk full) fails the trial instead
+            if checkpoint is None or epoch_seconds or not checkpoint.exists():
+                raise
+            self._set_aside(trial, checkpoint, str(e))
+            history.clear()
+            return train(cfg, on_epoch_end=on_epoch_end, splits=splits, checkpoint_path=checkpoint)
+
+    def _resume(self, trial: optuna.Trial, checkpoint: Path | None) -> list[EpochStats]:
+        """The epochs a checkpoint already holds, reporting any not yet reported."""
+        trial.set_user_attr(A.RESUMED_FROM_EPOCH, 0)
+        if checkpoint is None or not checkpoint.exists():
+            return []
+        try:
+            history = [EpochStats(**h) for h in saved_history(checkpoint)]
+        except (CheckpointError, TypeError) as e:
+            self._set_aside(trial, checkpoint, str(e))
+            return []
+        with warnings.catch_warnings():
+            # epochs the retried trial inherited are already reported; Optuna ignores the repeat
+            warnings.simplefilter("ignore")
+            for stats in history:
+                report_epoch(trial, stats)
+        trial.set_user_attr(A.RESUMED_FROM_EPOCH, len(history))
+        return history
+
+    def _set_aside(self, trial: optuna.Trial, checkpoint: Path, error: str) -> None:
+        """Keep a bad checkpoint for inspection under another name; the trial starts over."""
+        stamp = datetime.datetime.now().strftime("%Y%m%dT%H%M%S")
+        kept = checkpoint.with_name(f"{checkpoint.name}.corrupt-{stamp}")
+        checkpoint.replace(kept)
+        reason = f"checkpoint not usable ({error}); kept as {kept.name}, restarted from epoch 0"
+        trial.set_user_attr(A.CHECKPOINT_DISCARDED, reason[:500])
+        trial.set_user_attr(A.RESUMED_FROM_EPOCH, 0)
+        self.say(f"trial {trial.number}: {reason}")
+
+    def _fail(
+        self, trial: optuna.Trial, checkpoint: Path | None, reason: str, trace: str | None = None
+    ) -> NoReturn:
+        trial.set_user_attr(A.FAIL_REASON, reason[:500])
+        if trace:
+            trial.set_user_attr(A.FAIL_TRACEBACK, trace[-4000:])
+        self._remove(checkpoint, force=True)
+        free_memory()
+        raise TrialFailedError(reason) from None
+
+    def _remove(self, checkpoint: Path | None, force: bool = False) -> None:
+        if checkpoint is not None and (force or not self.keep_checkpoints):
+            checkpoint.unlink(missing_ok=True)
+
+
+def free_memory() -> None:
+    """Release what a failed trial left on the GPU before the next one starts."""
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def report_epoch(trial: optuna.Trial, stats: EpochStats) -> None:
+    """The per-epoch value a study prunes on and plots: accuracy on the scored split."""
+    trial.report(stats.eval_acc, step=stats.epoch)
+
+
+def record_setup(trial: optuna.Trial, cfg: TrainConfig) -> None:
+    """What a trial is, recorded before it trains so pruned and failed trials carry it too."""
+    device = str(resolve_device(cfg.run.device))
+    with torch.device("meta"):  # counts parameters without allocating them
+        num_params = count_parameters(build_model(cfg))
+    trial.set_user_attr(A.CONFIG, cfg.to_flat())
+    trial.set_user_attr(A.NUM_PARAMS, num_params)
+    trial.set_user_attr(A.DEVICE, device)
+    trial.set_user_attr(A.DEVICE_NAME, device_name(device))
+
+
+def record_result(trial: optuna.Trial, result: TrainResult) -> None:
+    trial.set_user_attr(A.IMAGES_PER_S, result.images_per_s)
+    trial.set_user_attr(A.BEST_ACC, result.best_acc)
+    trial.set_user_attr(A.BEST_EPOCH, result.best_epoch)
+    trial.set_user_attr(A.HISTORY, result.to_dict()["history"])

@@ -1,0 +1,202 @@
+"""Planned runs (rerun seeds, ablation variants): each one trial, whoever trains it.
+
+``run_planned`` trains a list of runs and cooperates with other processes working on the same
+study: a queued retry is taken first and resumes from its checkpoint, a run RUNNING elsewhere is
+waited for, and each run is recorded once.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
+from optuna.trial import FrozenTrial, TrialState
+
+from study.lifecycle.attempt import Lifecycle, TrialFailedError
+from study.lifecycle.workers import (
+    Heartbeat,
+    queue_interrupted,
+    recover_dead_trials,
+    trial_id,
+)
+from study.records import TrialAttrs as A
+from wrn.config import TrainConfig
+from wrn.data import Splits
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """One training run a command wants, identified across processes and restarts by ``key``."""
+
+    key: str
+    cfg: TrainConfig
+    params: dict[str, Any]  # shown as trial parameters (the dashboard's columns)
+    attrs: dict[str, Any]  # user attrs recorded on the trial (variant, seed, source_trial ...)
+    value_attr: str | None = None  # also record the final value under this attr (test_acc)
+
+
+def suggest(trial: optuna.Trial, name: str, dist: BaseDistribution) -> Any:
+    if isinstance(dist, CategoricalDistribution):
+        return trial.suggest_categorical(name, list(dist.choices))
+    if isinstance(dist, IntDistribution):
+        return trial.suggest_int(name, dist.low, dist.high, step=dist.step, log=dist.log)
+    assert isinstance(dist, FloatDistribution)
+    return trial.suggest_float(name, dist.low, dist.high, step=dist.step, log=dist.log)
+
+
+def completed_runs(trials: Sequence[FrozenTrial]) -> dict[str, FrozenTrial]:
+    """The complete trial of each planned run (the latest if a run was ever recorded twice)."""
+    return {
+        t.user_attrs[A.RUN_KEY]: t
+        for t in trials
+        if t.state == TrialState.COMPLETE and A.RUN_KEY in t.user_attrs
+    }
+
+
+def run_planned(
+    study: optuna.Study,
+    storage: optuna.storages.BaseStorage,
+    runs: Sequence[PlannedRun],
+    distributions: dict[str, BaseDistribution],
+    splits_for: Callable[[TrainConfig], Splits | None],
+    life: Lifecycle,
+    after_trial: Callable[[FrozenTrial], None] = lambda t: None,
+    poll_s: float = 2.0,
+) -> dict[str, float]:
+    """Train every run of ``runs`` not yet complete; return the value of each.
+
+    Other processes may work on the same study: a run RUNNING elsewhere is waited for (its
+    worker's death is noticed by pid on this host, by heartbeat elsewhere), a queued retry is
+    taken first and resumes from its checkpoint, and each run is recorded once.
+    """
+    planned = {r.key: r for r in runs}
+    while True:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)  # heartbeat-stale trials of other hosts
+        recovered = recover_dead_trials(study, storage)
+        if recovered:
+            life.say(f"trials {', '.join(map(str, recovered))}: worker gone, queued to resume")
+        trials = study.get_trials(deepcopy=False)
+        done = completed_runs(trials)
+        if all(k in done for k in planned):
+            return {k: float(done[k].value) for k in planned}
+        waiting = [t for t in trials if t.state == TrialState.WAITING]
+        busy = {t.user_attrs.get(A.RUN_KEY) for t in trials if t.state == TrialState.RUNNING}
+        todo = [k for k in planned if k not in done and k not in busy]
+        if not waiting and not todo:
+            time.sleep(poll_s)  # the rest runs in another process
+            continue
+        number = _claim_and_run(study, storage, planned, todo, distributions, splits_for, life)
+        if number is not None:
+            after_trial(study.get_trials(deepcopy=False)[number])
+
+
+def _claim_and_run(
+    study: optuna.Study,
+    storage: optuna.storages.BaseStorage,
+    planned: dict[str, PlannedRun],
+    todo: list[str],
+    distributions: dict[str, BaseDistribution],
+    splits_for: Callable[[TrainConfig], Splits | None],
+    life: Lifecycle,
+) -> int | None:
+    # ask() hands out the oldest queued trial (a retry) or, with none, makes a fresh one
+    with warnings.catch_warnings():
+        # heartbeats are sent by Heartbeat below, as study.optimize would
+        warnings.simplefilter("ignore", UserWarning)
+        trial = study.ask()
+    key = trial.user_attrs.get(A.RUN_KEY)
+    if key is None:
+        key = _claim(study, trial, todo)
+        if key is None:  # every run was claimed by another process meanwhile
+            trial.set_user_attr(A.PRUNED_REASON, "not run: another process took the last run")
+            study.tell(trial, state=TrialState.PRUNED)
+            return None
+        # a fresh trial's parameters are the run's, through a sampler that fixes them
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.sampler = optuna.samplers.PartialFixedSampler(
+                planned[key].params, optuna.samplers.RandomSampler()
+            )
+    run = planned.get(key)
+    if run is not None:  # the plan's tags, also on a retry whose inherited ones were changed
+        for name, value in run.attrs.items():
+            trial.set_user_attr(name, value)
+    elif A.CONFIG not in trial.user_attrs:  # a retry of something this plan cannot run
+        trial.set_user_attr(A.FAIL_REASON, f"run {key!r} has no recorded config to resume")
+        study.tell(trial, state=TrialState.FAIL)
+        return trial.number
+    cfg = run.cfg if run else TrainConfig.from_flat(trial.user_attrs[A.CONFIG])
+    for name, dist in distributions.items():
+        if run is not None and name in run.params:
+            suggest(trial, name, dist)
+    with Heartbeat(storage, trial_id(storage, study, trial.number)):
+        try:
+            value = life.run(trial, cfg, splits_for(cfg))
+        except optuna.TrialPruned:
+            study.tell(trial, state=TrialState.PRUNED)
+            return trial.number
+        except TrialFailedError as e:
+            study.tell(trial, state=TrialState.FAIL)
+            life.say(f"trial {trial.number} ({key}) failed: {e}")
+            return trial.number
+        except KeyboardInterrupt:
+            life.say(queue_interrupted(study, storage, trial.number))
+            raise
+    if run is not None and run.value_attr is not None:
+        trial.set_user_attr(run.value_attr, value)
+    study.tell(trial, value)
+    return trial.number
+
+
+def _claim(study: optuna.Study, trial: optuna.Trial, todo: list[str]) -> str | None:
+    """Tag the fresh ``trial`` with the first run of ``todo`` no lower-numbered trial holds.
+
+    Each process writes its tag and then looks: of two that chose the same run at once, the
+    later-numbered one sees the other and moves on.
+    """
+    for key in todo:
+        trial.set_user_attr(A.RUN_KEY, key)
+        holders = [
+            t.number
+            for t in study.get_trials(deepcopy=False)
+            if t.user_attrs.get(A.RUN_KEY) == key
+            and t.number != trial.number
+            and (
+                t.state == TrialState.COMPLETE
+                or t.state == TrialState.WAITING
+                or (t.state == TrialState.RUNNING and t.number < trial.number)
+            )
+        ]
+        if not holders:
+            return key
+    return None
+
+
+def splits_loader(split_seed: int) -> Callable[[TrainConfig], Splits]:
+    """Loads a config's data splits, once per distinct data config and class count.
+
+    Every run of a command uses the study's split (``split_seed``), whatever its training seed.
+    """
+    from wrn.data import load_splits
+
+    cache: dict[str, Splits] = {}
+
+    def load(cfg: TrainConfig) -> Splits:
+        key = repr((cfg.data, cfg.model.num_classes))
+        if key not in cache:
+            cache[key] = load_splits(cfg.data, cfg.model.num_classes, split_seed)
+        return cache[key]
+
+    return load

@@ -1,0 +1,144 @@
+"""Workers of a study: who runs a trial, whether it still does, and recovering it if not.
+
+Only public Optuna APIs: a trial's storage id comes from
+``storage.get_trial_id_from_study_id_trial_number``, on the storage the command opened.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from study.records import TrialAttrs as A
+from study.storage import retry_callback
+
+
+def process_start_time(pid: int) -> int | None:
+    """Start time of a process in clock ticks since boot (Linux), to tell a reused pid."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[19])
+
+
+def record_worker(trial: optuna.Trial) -> None:
+    """Where the trial runs, so a restarted worker on this host can see it has died.
+
+    A retry inherits its failed attempt's user attrs; their failure markers move aside so
+    that they describe the attempt that failed, not this one.
+    """
+    if trial.user_attrs.get(A.FAIL_REASON):
+        trial.set_user_attr(A.PREVIOUS_FAILURE, trial.user_attrs[A.FAIL_REASON])
+        trial.set_user_attr(A.FAIL_REASON, None)
+    if trial.user_attrs.get(A.INTERRUPTED):
+        trial.set_user_attr(A.INTERRUPTED, False)
+    trial.set_user_attr(A.HOST, socket.gethostname())
+    trial.set_user_attr(A.PID, os.getpid())
+    trial.set_user_attr(A.PID_START, process_start_time(os.getpid()))
+
+
+def worker_alive(attrs: dict[str, Any]) -> bool | None:
+    """Whether the worker recorded in ``attrs`` still runs; None if it ran on another host."""
+    if attrs.get(A.HOST) != socket.gethostname() or A.PID not in attrs:
+        return None
+    pid = int(attrs[A.PID])
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # the process exists, owned by another user
+        pass
+    start = process_start_time(pid)
+    return attrs.get(A.PID_START) is None or start is None or start == attrs[A.PID_START]
+
+
+def trial_id(storage: optuna.storages.BaseStorage, study: optuna.Study, number: int) -> int:
+    study_id = storage.get_study_id_from_name(study.study_name)
+    return storage.get_trial_id_from_study_id_trial_number(study_id, number)
+
+
+def fail_and_requeue(
+    study: optuna.Study,
+    storage: optuna.storages.BaseStorage,
+    number: int,
+    reason: str | None,
+    max_retry: int | None = None,
+) -> bool:
+    """Fail a RUNNING trial (with ``reason``) and queue a retry that inherits its attrs and
+    per-epoch values; False if it had already finished (another process got there first)."""
+    tid = trial_id(storage, study, number)
+    try:  # attrs first: a finished trial cannot be changed
+        if reason is not None:
+            storage.set_trial_user_attr(tid, A.FAIL_REASON, reason)
+        if not storage.set_trial_state_values(tid, TrialState.FAIL):
+            return False
+    except optuna.exceptions.UpdateFinishedTrialError:
+        return False
+    retry_callback(max_retry=max_retry)(study, storage.get_trial(tid))
+    return True
+
+
+def recover_dead_trials(study: optuna.Study, storage: optuna.storages.BaseStorage) -> list[int]:
+    """Fail and requeue this host's RUNNING trials whose worker process is gone.
+
+    Trials of other hosts are left to the heartbeat; a trial whose worker is alive is left alone.
+    """
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    return [
+        t.number
+        for t in running
+        if worker_alive(t.user_attrs) is False
+        and fail_and_requeue(study, storage, t.number, "worker process died", max_retry=3)
+    ]
+
+
+def queue_interrupted(
+    study: optuna.Study, storage: optuna.storages.BaseStorage, number: int
+) -> str:
+    """Queue a trial stopped by Ctrl-C/SIGTERM to resume, and say what was saved."""
+    frozen = storage.get_trial(trial_id(storage, study, number))
+    if frozen.state == TrialState.RUNNING:
+        fail_and_requeue(study, storage, number, None)
+    elif frozen.state == TrialState.FAIL:
+        retry_callback(max_retry=None)(study, frozen)
+    epochs = len(frozen.intermediate_values)
+    return (
+        f"trial {number} saved at epoch {epochs} and queued; run the same command to resume"
+        if epochs
+        else f"trial {number} had no finished epoch; queued to run again with the same command"
+    )
+
+
+class Heartbeat:
+    """Sends a trial's heartbeats while it trains outside ``study.optimize`` (ask and tell)."""
+
+    def __init__(self, storage: optuna.storages.BaseStorage, tid: int) -> None:
+        self.storage, self.tid = storage, tid
+        self.stop = threading.Event()
+        # RDB storages opened with heartbeat_interval; others (the gRPC proxy) have none
+        interval = getattr(storage, "get_heartbeat_interval", None)
+        self.interval = interval() if interval is not None else None
+        self.thread = threading.Thread(target=self._beat, daemon=True)
+
+    def _beat(self) -> None:
+        while True:
+            self.storage.record_heartbeat(self.tid)
+            if self.stop.wait(self.interval):
+                return
+
+    def __enter__(self) -> Heartbeat:
+        if self.interval:
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        if self.thread.is_alive():
+            self.thread.join()
