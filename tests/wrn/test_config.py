@@ -68,3 +68,38 @@ def test_assignment_needs_equals() -> None:
         parse_assignment("depth")
     with pytest.raises(ConfigError, match="unknown"):
         coerce("depthh", 1)
+
+
+def test_execution_keys_are_marked_on_the_fields() -> None:
+    from wrn.config import EXECUTION_KEYS, comparable
+
+    assert set(EXECUTION_KEYS) == {
+        "device",
+        "workers",
+        "compile",
+        "data_dir",
+        "download",
+        "pipeline",
+        "checkpoint_every",
+    }
+    a = TrainConfig().to_flat()
+    b = TrainConfig().replace(device="cpu", checkpoint_every=5, compile=True).to_flat()
+    assert comparable(a) == comparable(b)
+    assert comparable(a) != comparable(TrainConfig().replace(dropout=0.1).to_flat())
+
+
+def test_an_unknown_key_suggests_the_nearest() -> None:
+    message = r"^unknown config key 'depht' \(did you mean 'depth'\?\)$"
+    with pytest.raises(ConfigError, match=message):
+        TrainConfig.from_flat({"depht": 10})
+    with pytest.raises(ConfigError, match="did you mean 'mixup_prob'"):
+        parse_assignment("mixup_prb=0.5")
+    with pytest.raises(ConfigError, match="known: depth"):
+        coerce("zzzzzz", 1)
+
+
+@pytest.mark.parametrize("seed", [-1, 2**31, 2**32, 2**63])
+def test_out_of_range_seed_is_a_config_error(seed: int) -> None:
+    with pytest.raises(ConfigError, match=r"^seed: must be in \[0, 2147483647\]"):
+        TrainConfig.from_flat({"seed": seed})
+    assert TrainConfig.from_flat({"seed": 2**31 - 1}).run.seed == 2**31 - 1

@@ -116,3 +116,34 @@ def test_loader_batches_are_independent_of_worker_count() -> None:
     assert torch.equal(batches[0], batches[1])
     loader.sampler.set_epoch(3)
     assert not torch.equal(torch.cat([x for x, _ in loader]), batches[1])
+
+
+def test_missing_data_names_the_directory_as_given(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DataError, match=r"^\./data/cifar-100-python: "):
+        load_cifar100("./data", download=False)
+
+
+@pytest.mark.parametrize("exists", [False, True])
+def test_a_failed_download_leaves_nothing_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, exists: bool
+) -> None:
+    def half_done(url: str, root: str, **kwargs: object) -> None:
+        # as torchvision does: the folder, a partial archive, then the network fails
+        Path(root).mkdir(parents=True, exist_ok=True)
+        (Path(root) / "cifar-100-python.tar.gz").write_bytes(b"partial")
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr("torchvision.datasets.utils.download_and_extract_archive", half_done)
+    monkeypatch.chdir(tmp_path)
+    if exists:  # the user's folder: only what the download made goes
+        (tmp_path / "data").mkdir()
+        (tmp_path / "data" / "mine.txt").write_text("the user's file")
+    given = "./data" if exists else "./data/new"
+    with pytest.raises(DataError, match=rf"^CIFAR-100 is not in {given} and could not be"):
+        load_cifar100(given, download=True)
+    assert (tmp_path / "data").exists() == exists  # ./data/new's parent was made too
+    if exists:
+        assert [p.name for p in (tmp_path / "data").iterdir()] == ["mine.txt"]

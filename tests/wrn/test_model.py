@@ -55,3 +55,24 @@ def test_kaiming_init_scale() -> None:
     conv = WideResNet(16, 8).stages[1][1].conv1  # 128 -> 128 channels, 3x3
     fan_out = conv.out_channels * 9
     assert conv.weight.std().item() == pytest.approx((2 / fan_out) ** 0.5, rel=0.05)
+
+
+@pytest.mark.parametrize("position", ["between", "after"])
+def test_dropout_position(position: str) -> None:
+    from wrn.model import BasicBlock
+
+    block = BasicBlock(4, 4, 1, 0.5, position).train()
+    x = torch.randn(2, 4, 8, 8)
+    torch.manual_seed(0)
+    out = block(x)
+    torch.manual_seed(0)
+    drop = torch.nn.functional.dropout
+    mid = torch.relu(block.bn2(block.conv1(torch.relu(block.bn1(x)))))
+    if position == "between":  # the WRN paper's code
+        expected = block.conv2(drop(mid, 0.5)) + x
+    else:  # after the second conv, before the residual add
+        expected = drop(block.conv2(mid), 0.5) + x
+    assert torch.allclose(out, expected, atol=1e-6)
+    model = WideResNet.from_config(ModelConfig(depth=10, width=1, dropout_position=position))
+    assert all(b.dropout_after == (position == "after") for b in model.stages.modules()
+               if isinstance(b, BasicBlock))
