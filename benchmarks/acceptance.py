@@ -12,7 +12,7 @@ Runs, each part in its own process under its own time budget (in this order):
 * ``real_data``: WRN-16-8 trained on Fashion-MNIST, test accuracy;
 * ``kill_resume``: a ``study.run`` worker SIGKILLed mid-trial and restarted; trials lost and
   whether the retry's per-epoch values equal uninterrupted runs';
-* ``compiled``: the model-only and gpu rows again with torch.compile.
+* ``compiled``: the gpu rows again with torch.compile.
 
 A part that fails or overruns is recorded under ``errors`` and the next one runs; the JSON
 (``<date>-<device>-acceptance.json``) and its markdown table are rewritten after every part.

@@ -275,7 +275,7 @@ def test_quick_run_fills_every_key(tmp_path: Path) -> None:
         assert report[key] is not None, key
     assert {(r["model"], r["path"]) for r in report["throughput"]} == {
         *((m, p) for m in ("wrn28_10", "light") for p in ("model-only", "gpu", "seed-baseline")),
-        ("wrn28_10", "model-only+compile"),
+        ("wrn28_10", "gpu+compile"),
     }
     assert set(report["trial_start_s"]) == {"wrn28_10", "light"}
     assert report["kill_resume"]["trials_lost"] == 0
