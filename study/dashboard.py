@@ -18,7 +18,7 @@ import tempfile
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from xml.sax.saxutils import escape
 
 import optuna
@@ -27,7 +27,9 @@ from optuna.trial import TrialState
 from optuna_dashboard import save_note, save_plotly_graph_object
 
 from study.storage import DEFAULT_STORAGE, StorageError, redact, sqlite_path
-from wrn.train import EpochStats
+
+if TYPE_CHECKING:  # wrn.train imports torch: the notes and curves do not need it
+    from wrn.train import EpochStats
 
 DEFAULT_ARTIFACT_DIR = "studies/artifacts"
 CURVE_COLUMNS = (
@@ -64,7 +66,10 @@ def artifact_store(artifact_dir: str | Path) -> FileSystemArtifactStore:
 
 
 def _rows(history: Sequence[EpochStats | Mapping[str, Any]]) -> list[dict[str, Any]]:
-    return [dataclasses.asdict(s) if isinstance(s, EpochStats) else dict(s) for s in history]
+    return [
+        dataclasses.asdict(s) if dataclasses.is_dataclass(s) else dict(s)  # type: ignore[arg-type]
+        for s in history
+    ]
 
 
 def learning_curve_csv(history: Sequence[EpochStats | Mapping[str, Any]]) -> str:
