@@ -189,13 +189,16 @@ def test_learning_curve_files() -> None:
 
 def test_checkpoint_upload_round_trips(tmp_path: Path) -> None:
     store = dashboard.artifact_store(tmp_path / "artifacts")
-    study = optuna.create_study()
+    url = f"sqlite:///{tmp_path / 'a.db'}"  # a storage the test can name: no study._storage
+    study = optuna.create_study(storage=url)
     trial = study.ask()
     checkpoint = tmp_path / "run-seed0.pt"
     checkpoint.write_bytes(b"\x00checkpoint bytes\xff")
     artifact_id = dashboard.upload_checkpoint(trial, store, checkpoint)
     study.tell(trial, 0.5)
-    (meta,) = optuna.artifacts.get_all_artifact_meta(study.trials[0], storage=study._storage)
+    (meta,) = optuna.artifacts.get_all_artifact_meta(
+        study.trials[0], storage=optuna.storages.get_storage(url)
+    )
     assert meta.filename == "run-seed0.pt" and meta.artifact_id == artifact_id
     copy = tmp_path / "copy.pt"
     optuna.artifacts.download_artifact(
