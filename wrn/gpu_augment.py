@@ -112,13 +112,16 @@ def _map(matrix: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> tuple[torch.
 
 
 # Constants per device, made once (an upload per batch would also wait for the host). Under
-# torch.compile, Dynamo traces through the cache wrapper (wrn.gpu_data.compiled).
+# torch.compile, Dynamo steps through the cache wrapper (wrn.gpu_data.compiled silences its
+# note about that) and, told the result is constant, embeds it in the graph.
 @functools.cache
+@torch.compiler.assume_constant_result  # compiled: a constant of the graph
 def _arange(n: int, device: torch.device) -> torch.Tensor:
     return torch.arange(n, device=device)
 
 
 @functools.cache
+@torch.compiler.assume_constant_result  # compiled: a constant of the graph
 def _centres(height: int, width: int, device: torch.device) -> tuple[torch.Tensor, ...]:
     """Pixel-centre coordinates u (1, W) and v (H, 1)."""
     u = torch.arange(width, dtype=torch.float32).add_(0.5)
@@ -230,6 +233,7 @@ def _grayscale(images: torch.Tensor) -> torch.Tensor:
 
 
 @functools.cache
+@torch.compiler.assume_constant_result  # compiled: a constant of the graph
 def _smoothing(channels: int, height: int, width: int, device: torch.device) -> tuple:
     """PIL's 3x3 smoothing kernel per channel, and the (H, W) mask of non-border pixels."""
     kernel = torch.full((channels, 1, 3, 3), 1.0 / 13.0)
@@ -308,6 +312,7 @@ def equalize(images: torch.Tensor) -> torch.Tensor:
 
 
 @functools.cache
+@torch.compiler.assume_constant_result  # compiled: a constant of the graph
 def _stats(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     mean = torch.tensor(CIFAR100_MEAN, dtype=torch.float32).view(1, 3, 1, 1).to(device)
     std = torch.tensor(CIFAR100_STD, dtype=torch.float32).view(1, 3, 1, 1).to(device)
@@ -359,6 +364,7 @@ def apply_albumentations(
 
 
 @functools.cache
+@torch.compiler.assume_constant_result  # compiled: a constant of the graph
 def _randaugment_maps(size: int, device: torch.device) -> torch.Tensor:
     """(14, 2, 2, 3): each op's inverse map for sign -1 and +1 (identity for colour ops)."""
     signs = torch.tensor([-1.0, 1.0])
