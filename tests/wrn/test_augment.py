@@ -282,3 +282,29 @@ def test_dataloader_workers_reproducible_and_distinct(name: str) -> None:
     # each worker's stream. Copied-over generator state would make them identical.
     assert not torch.equal(first[0], first[1])
     assert not torch.equal(first[0], loader_run(name, 4)[0])
+
+
+@pytest.mark.parametrize("fill", ["zero", "reflect"])
+def test_aug_fill_sets_the_warps_border(fill: str) -> None:
+    # A constant image through Rotate and Affine alone (each forced on): zero fill blacks out
+    # the corners, reflect (BORDER_REFLECT_101) only mirrors the constant colour in.
+    image = np.full((32, 32, 3), 200, dtype=np.uint8)
+    steps = albumentations_pipeline(fill=fill).transforms
+    warps = [t for t in steps if isinstance(t, A.Rotate | A.Affine)]
+    assert len(warps) == 2
+    for warp in warps:
+        warp.p = 1.0
+        warp.set_random_seed(0)
+        out = warp(image=image)["image"]
+        black = (out == 0).all(axis=2).mean()
+        assert (black > 0.005) if fill == "zero" else (black == 0 and (out == 200).all())
+
+
+def test_extra_rotate_false_leaves_only_the_affine_rotation() -> None:
+    kinds = [type(t) for t in albumentations_pipeline(extra_rotate=False).transforms]
+    assert A.Rotate not in kinds and A.Affine in kinds
+    assert A.Rotate in [type(t) for t in albumentations_pipeline().transforms]
+    transform = build_transform("albumentations", True, fill="reflect", extra_rotate=False)
+    assert A.Rotate not in [type(t) for t in transform.compose.transforms]
+    with pytest.raises(ValueError, match="aug_fill"):
+        build_transform("albumentations", True, fill="wrap")
