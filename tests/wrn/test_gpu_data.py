@@ -199,8 +199,8 @@ def test_aten_ops_per_batch_stay_few() -> None:
     """The counts behind benchmarks/augment_ops.py (before: 42, 189, 582 compute ops)."""
     counts = count_ops(G, batch=64)
     assert counts["basic"]["compute"] <= 20
-    assert counts["albumentations"]["compute"] <= 140
-    assert counts["randaugment"]["compute"] <= 330
+    assert counts["albumentations"]["compute"] <= 150
+    assert counts["randaugment"]["compute"] <= 350
 
 
 @pytest.mark.parametrize(
