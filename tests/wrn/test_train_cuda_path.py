@@ -1,6 +1,8 @@
 """train() on the paths a CUDA run takes: resuming, background checkpoints, compile, progress."""
 
 import errno
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -135,3 +137,21 @@ def test_padded_evaluation_gives_the_plain_figures() -> None:
     padded = evaluate(model, batches, cpu, None, False, criterion, pad=True)
     assert shapes == [8, 8, 8]  # one input shape for a compiled model
     assert padded == pytest.approx(plain, rel=1e-6)
+
+
+def test_importing_the_library_stays_light() -> None:
+    # the CLIs import wrn.config (and wrn.train) before parsing --help: no torchvision (which
+    # pulls torch._dynamo), albumentations or cv2 until a run builds its batches
+    code = (
+        "import sys, wrn.config; assert 'torch' not in sys.modules, 'config imports torch'; "
+        "import wrn.train; heavy = {'torchvision', 'albumentations', 'cv2', 'torch._dynamo'}; "
+        "print(sorted(heavy & set(sys.modules)))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+        check=True,
+    )
+    assert out.stdout.strip() == "[]"
