@@ -93,6 +93,7 @@ class StudyData:
     reruns: list[dict[str, Any]] = field(default_factory=list)
     ablation: AblationData | None = None
     ranks: list[RankPoint] = field(default_factory=list)
+    searches_in_storage: int = 1  # search studies the storage holds, chosen or not
 
     def with_state(self, state: TrialState) -> list[FrozenTrial]:
         return [t for t in self.trials if t.state == state]
@@ -235,6 +236,7 @@ def collect(
             colour=COLOURS[i % len(COLOURS)],
             storage_url=storage_url,
             reruns=_reruns(attrs),
+            searches_in_storage=len(search),
         )
         ablation_name = f"{name}-ablation"
         if ablation_name in summaries:

@@ -108,7 +108,7 @@ def render(
     missing = [m for p in sections_ for m in p.missing]
     if missing:
         body.append('<h3>Not available yet</h3><ul class="missing-list">')
-        body += [f'<li class="missing">{_paragraph(m)}</li>' for m in missing]
+        body += [f'<li class="missing">{html.escape(m)}</li>' for m in missing]
         body.append("</ul>")
     body.append("</section>")
     figures = 0
@@ -116,7 +116,7 @@ def render(
         body.append(f'<section id="{p.id}"><h2>{html.escape(p.title)}</h2>')
         if p.intro:
             body.append(f"<p>{html.escape(p.intro)}</p>")
-        body += [f'<p class="missing">{_paragraph(m)}</p>' for m in p.missing]
+        body += [f'<p class="missing">{html.escape(m)}</p>' for m in p.missing]
         body += p.html
         for div_id, fig in p.figures:
             fig.update_layout(template="plotly_white")  # white plot area: lines stay legible

@@ -59,6 +59,8 @@ def other_space_command(s: StudyData) -> str:
 
 def comparison(studies: Sequence[StudyData], unit: str) -> str | None:
     ranked = sorted((s for s in studies if s.best), key=lambda s: -s.best.value)
+    if len(studies) == 1 and studies[0].searches_in_storage > 1:
+        return None  # --studies chose one: the others are there, just not asked for
     if len(studies) == 1:
         return (
             f"Only one search study ({studies[0].name}): comparing configurations needs the "

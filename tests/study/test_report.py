@@ -106,7 +106,9 @@ def test_report_holds_every_part(
         assert words in summary, words
     # what is missing is said, not skipped silently
     assert "not enough trials for parameter importances (needs ≥10 complete, has 3)" in page
-    assert "wrn28_10: no ablation yet (python -m study.ablate --study-name wrn28_10)" in page
+    # every suggested command names the storage it reads (not the default)
+    ablate_wrn = f"python -m study.ablate --study-name wrn28_10 --storage {url(two_studies)}"
+    assert f"wrn28_10: no ablation yet ({ablate_wrn})" in page
     assert "wrn28_10: no rerun yet" in page
     # the ablation table: the base first, each variant's difference with its interval
     table = page.split('data-table="ablation-light"')[1].split("</table>")[0]

@@ -143,6 +143,15 @@ def test_a_single_study_asks_for_the_other_configuration(tmp_path: Path) -> None
     assert "--set depth=10 --set width=1" in line and f"--storage {storage}" in line
 
 
+def test_choosing_one_of_two_studies_asks_for_nothing_more(tmp_path: Path) -> None:
+    storage = url(tmp_path)
+    search_study(storage, [0.3, 0.5])
+    search_study(storage, [0.4], name="light")
+    studies = collect(optuna.storages.get_storage(storage), ["wrn28_10"], storage)
+    _, _, answers = render(studies, storage)
+    assert not any("Only one search study" in a for a in answers)
+
+
 def test_cpu_runs_are_labelled_cpu_seconds(tmp_path: Path) -> None:
     storage = url(tmp_path)
     search_study(storage, [0.3, 0.5])
