@@ -214,7 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         merge(report, result)
         seconds = time.monotonic() - part_start
         status = "ok" if error is None else ("skipped" if error.startswith("skipped") else "error")
-        report["parts"][name] = {"seconds": seconds, "budget_s": timeout, "status": status}
+        report["parts"][name] = {"seconds": seconds, "budget_s": max(timeout, 0), "status": status}
         if error is not None:
             report["errors"][name] = error
             print(f"== {name}: {error}", flush=True)

@@ -244,22 +244,24 @@ def kill_resume_part(opts: Options, emit: Emit) -> None:
         }
         emit({"kill_resume": result})
         runs = [
-            kr.uninterrupted_values(args, folder / f"reference{i}", epochs, env, 600)
+            kr.uninterrupted_values(args, folder / f"ref{i}", epochs, env, 600, retry.params)
             for i in range(references)
         ]
-    params, reference = runs[0]
+    config, reference = runs[0]
     noise = None
     if len(runs) > 1:
         noise = kr.compare_values(runs[1][1], reference, 0.0)["max_abs_diff"]
     tolerance = 0.0 if opts.device.type == "cpu" else max(VALUE_FLOOR, 2 * (noise or 0.0))
     same = kr.compare_values(result["resumed_values"], reference, tolerance)
+    retry_config = retry.user_attrs.get("config")
+    configs_equal = None if config is None or retry_config is None else config == retry_config
     result.update(
         same,
-        params_equal=retry.params == params,
+        configs_equal=configs_equal,
         reference_values=reference,
         run_to_run_diff=noise,
     )
-    result["values_equal"] = bool(same["values_equal"] and result["params_equal"])
+    result["values_equal"] = bool(same["values_equal"] and configs_equal is not False)
     emit({"kill_resume": result})
 
 

@@ -137,18 +137,30 @@ def kill_and_resume(
     }
 
 
+def fixed(params: dict[str, Any]) -> list[str]:
+    """``--set`` flags that fix a trial's sampled params (floats exactly, via repr)."""
+    return [a for k, v in sorted(params.items()) for a in ("--set", f"{k}={v!r}".replace("'", ""))]
+
+
 def uninterrupted_values(
-    study_args: Sequence[str], folder: Path, epochs: int, env: dict[str, str], timeout: float
-) -> tuple[dict[str, Any], list[float]]:
-    """Params and per-epoch values of a fresh study's first trial, run without interruption."""
+    study_args: Sequence[str],
+    folder: Path,
+    epochs: int,
+    env: dict[str, str],
+    timeout: float,
+    params: dict[str, Any],
+) -> tuple[dict[str, Any] | None, list[float]]:
+    """A fresh study's only trial, with ``params`` fixed, run without interruption: its
+    resolved config and per-epoch values. (Each study.run process salts its sampler's seed,
+    so a fresh study would not draw the same params again.)"""
     folder.mkdir(parents=True, exist_ok=True)
     url = f"sqlite:///{folder}/wrn.db"
-    command = study_command(study_args, url, folder, epochs, 1)
+    command = study_command([*study_args, *fixed(params)], url, folder, epochs, 1)
     _run_to_end(command, env, folder / "worker.log", timeout)
     (trial,) = optuna.load_study(study_name=STUDY, storage=url).get_trials()
     if trial.state != optuna.trial.TrialState.COMPLETE:
         raise KillResumeError(f"the uninterrupted trial ended {trial.state.name}")
-    return trial.params, per_epoch(trial)
+    return trial.user_attrs.get("config"), per_epoch(trial)
 
 
 def per_epoch(trial: optuna.trial.FrozenTrial) -> list[float]:
@@ -208,14 +220,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{len(t.intermediate_values)} epochs reported"
         )
     print(f"{result['complete']} of {args.trials} trials complete; lost: {result['trials_lost']}")
-    params, reference = uninterrupted_values(
-        FAST_TRIAL, folder / "reference", args.epochs, env, timeout=600
-    )
     retry = retried_trial(result["trials"])
+    config, reference = uninterrupted_values(
+        FAST_TRIAL, folder / "reference", args.epochs, env, 600, retry.params
+    )
     same = compare_values(per_epoch(retry), reference, tolerance=0.0)  # CPU: exactly repeatable
     print(
         f"retried trial's per-epoch values equal an uninterrupted run's: "
-        f"{same['values_exactly_equal']} (same params: {retry.params == params})"
+        f"{same['values_exactly_equal']} (same config: {retry.user_attrs.get('config') == config})"
     )
     return 0
 

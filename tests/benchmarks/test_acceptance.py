@@ -12,11 +12,12 @@ from benchmarks.acceptance_parts import (
     FASHION_FILES,
     PARTS,
     _read_idx,
-    find_fashion_gz,
     fashion_to_cifar,
+    find_fashion_gz,
+    table_row,
 )
 from benchmarks.acceptance_report import REPORT_KEYS, check_targets, merge, write_report
-from benchmarks.kill_resume import compare_values
+from benchmarks.kill_resume import compare_values, fixed
 from wrn.data import load_cifar100
 
 TARGET_NAMES = {
@@ -282,3 +283,30 @@ def test_quick_run_fills_every_key(tmp_path: Path) -> None:
     assert report["kill_resume"]["values_equal"] is True  # CPU: exactly repeatable
     assert report["real_data"]["test_acc"] is not None
     assert {t["name"] for t in report["targets"]} == TARGET_NAMES
+
+
+def test_table_rows_name_compiled_paths_and_use_decimal_gb() -> None:
+    row = {"model": "light", "path": "gpu", "images_per_s": 3e4, "mfu": 0.3, "compile": True}
+    out = table_row({**row, "peak_mem_gib": 2.0, "depth": 16})
+    assert out["path"] == "gpu+compile" and out["depth"] == 16
+    assert out["peak_mem_gb"] == pytest.approx(2 * 2**30 / 1e9)
+    eager = table_row({**row, "compile": False, "peak_mem_gib": None})
+    assert eager["path"] == "gpu" and eager["peak_mem_gb"] is None
+
+
+def test_a_full_run_picks_cuda_when_there_is_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    parser = acceptance.build_parser()
+    opts = acceptance.options(parser.parse_args([]), parser)
+    assert opts.device.type == "cuda" and not opts.quick
+    opts = acceptance.options(parser.parse_args(["--quick"]), parser)
+    assert opts.device.type == "cpu"  # --quick stays on CPU unless --device cuda
+
+
+def test_fixed_params_round_trip_exactly() -> None:
+    from wrn.config import parse_assignment
+
+    params = {"lr": 0.1 + 0.2, "depth": 16, "augmentation": "basic", "nesterov": True}
+    flags = fixed(params)
+    assert flags[::2] == ["--set"] * 4
+    assert dict(parse_assignment(text) for text in flags[1::2]) == params
