@@ -32,10 +32,10 @@ from wrn.seeding import epoch_seed
 # re-exported: callers import these from wrn.train
 from wrn.step import (
     TrainStep,
-    recompile_limit_is_an_error,
     build_model,
     evaluate,
     make_batches,
+    recompile_limit_is_an_error,
     resolve_device,
     set_epoch,
 )
