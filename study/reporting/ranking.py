@@ -15,6 +15,7 @@ from study.reporting.data import RankPoint, StudyData
 BOOTSTRAP_RESAMPLES = 2000
 BOOTSTRAP_SEED = 0  # a fixed stream: the same storage gives the same interval
 MIN_RANK_TRIALS = 3  # two points always correlate at ±1: no information about the ranking
+FEW_RANK_TRIALS = 5  # below this the bootstrap has few distinct resamples: a rough interval
 
 
 @dataclass(frozen=True)
@@ -26,11 +27,14 @@ class Correlation:
     low: float | None  # None when no resample had two distinct ranks on both axes
     high: float | None
 
+    n: int = 0  # rerun trials it is computed over
+
     def words(self) -> str:
         interval = (
             "" if self.low is None else f" (95% bootstrap CI {self.low:+.2f} to {self.high:+.2f})"
         )
-        return f"{self.name} {self.value:+.2f}{interval}"
+        rough = ", rough with so few trials" if self.n < FEW_RANK_TRIALS else ""
+        return f"{self.name} {self.value:+.2f}{interval[:-1] + rough + ')' if interval else ''}"
 
 
 def _coefficients(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
@@ -65,7 +69,7 @@ def rank_correlations(
             if len(values)
             else (None, None)
         )
-        result.append(Correlation(name, observed[k], low, high))
+        result.append(Correlation(name, observed[k], low, high, len(points)))
     return result
 
 
@@ -93,6 +97,13 @@ def winner_sentence(s: StudyData) -> str:
             f"rerun; among the {len(points)} rerun trials the best by proxy, trial "
             f"{subject.trial},"
         )
+    leaders = [p for p in by_test if p.test_acc == top.test_acc]
+    if len(leaders) > 1 and subject in leaders:
+        others = ", ".join(str(p.trial) for p in leaders if p is not subject)
+        return (
+            f"{head} ties for the lead at {epochs} epochs: test acc {top.test_acc:.4f}, as "
+            f"trial(s) {others}, of {len(points)} trials rerun."
+        )
     if subject.trial == top.trial:
         second = by_test[1]
         return (
@@ -100,9 +111,11 @@ def winner_sentence(s: StudyData) -> str:
             f"{second.test_acc:.4f} for the next best (trial {second.trial}), "
             f"of {len(points)} trials rerun."
         )
+    best = ", ".join(str(p.trial) for p in leaders)
+    who = f"trial {best} reaches" if len(leaders) == 1 else f"trials {best} reach"
     return (
-        f"{head} is not the winner at {epochs} epochs: trial {top.trial} reaches test acc "
-        f"{top.test_acc:.4f} vs its {subject.test_acc:.4f}, of {len(points)} trials rerun."
+        f"{head} is not the winner at {epochs} epochs: {who} test acc {top.test_acc:.4f} vs "
+        f"its {subject.test_acc:.4f}, of {len(points)} trials rerun."
     )
 
 
