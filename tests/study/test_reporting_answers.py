@@ -124,6 +124,13 @@ def test_the_ranking_section_says_whether_the_winner_holds(tmp_path: Path) -> No
     _, answers = page_of(storage2)
     assert any("trial 1, is still the winner at 6 epochs" in a for a in answers)
 
+    storage3 = f"sqlite:///{tmp_path / 'c.db'}"
+    search_study(storage3, [0.30, 0.50, 0.40])
+    rerun_study(storage3, "wrn28_10", {1: [0.70], 2: [0.70], 0: [0.50]})
+    _, answers = page_of(storage3)
+    assert any("trial 1, ties for the lead at 6 epochs: test acc 0.7000, as trial(s) 2" in a
+               for a in answers)  # fmt: skip
+
 
 def test_without_reruns_the_summary_gives_the_rerun_command(tmp_path: Path) -> None:
     storage = url(tmp_path)
