@@ -93,7 +93,7 @@ def render(
     answers = summary(studies)
     now = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     title = "wrn-study report: " + " vs ".join(s.name for s in studies)
-    links = [("summary", "Summary")] + [(p.id, p.title) for p in sections_]
+    links = [(p.id, p.title) for p in sections_]  # the summary is at the top already
     body = [
         f"<h1>{html.escape(title)}</h1>",
         f'<p class="meta">{html.escape(redact(storage_url))}, generated {html.escape(now)}</p>',
