@@ -3,8 +3,8 @@
 Runs a small study in a worker process (``python -m study.run``), kills the worker with SIGKILL
 after chosen epochs of its running trial, restarts it each time, lets the study finish, and
 prints every trial: state, which attempt it continues, and the epoch it resumed from. It then
-runs the same first trial uninterrupted in a fresh study (the random sampler, seeded, draws the
-same parameters) and compares the retried trial's per-epoch values with it.
+runs the same trial uninterrupted in a fresh study (its sampled params fixed with ``--set``) and
+compares the retried trial's per-epoch values with it.
 
 On CPU (the default here: a WRN-10-1 on synthetic data) training is exactly repeatable, so the
 values must be equal. ``benchmarks.acceptance`` runs the same measurement on CUDA, where bf16
