@@ -72,3 +72,29 @@ def test_idle_fraction_merges_overlapping_work() -> None:
     assert idle_fraction(0, 10, [(1, 3), (2, 4), (6, 7)]) == 0.6
     assert idle_fraction(0, 10, [(-5, 2), (9, 20)]) == 0.7
     assert idle_fraction(0, 10, [(0, 10), (2, 3)]) == 0.0
+
+
+def test_memory_check_runs_on_cpu_with_resident_memory() -> None:
+    import torch
+
+    from benchmarks.throughput import Settings, memory_check, recipe
+    from wrn.data import make_synthetic
+
+    settings = Settings(
+        device=torch.device("cpu"),
+        quick=True,
+        compile=False,
+        steps=1,
+        warmup=0,
+        images=32,
+        trials=2,
+        profile_steps=0,
+        models=("wrn28_10",),
+        batch_size=16,
+    )
+    data, _ = make_synthetic(100, 32, 1)
+    memory = memory_check(recipe("wrn28_10", settings), data, settings)
+    assert memory["measure"] == "process_rss" and memory["trials"] == 2
+    assert len(memory["allocated_gib"]) == len(memory["peak_gib"]) == 2
+    assert all(v > 0 for v in memory["allocated_gib"])
+    assert isinstance(memory["flat"], bool)
