@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import optuna
-from optuna.trial import TrialState
 
 import search_spaces
 from search_spaces import ParamSpec, SearchSpace
-from study.lifecycle import Lifecycle, TrialFailedError
+from study.lifecycle import Lifecycle
 from study.lifecycle import process_start_time as process_start_time  # re-export for tests
 from study.lifecycle import report_epoch as report_epoch  # re-export: tests/study/test_report
 from study.records import TrialAttrs as A
@@ -47,7 +46,7 @@ class Objective:
 
     ``base`` holds every non-searched value (recipe, command-line flags); ``fixed`` the ``--set``
     values, which win over both the base and the search. ``life`` runs the trial (checkpoints,
-    resume, failure); ``quota`` keeps workers together at the study's total; ``sampler_seed``
+    resume, failure); ``sampler_seed``
     is recorded on every trial, so its draws can be replayed (``--sampler-seed``).
     """
 
@@ -58,7 +57,6 @@ class Objective:
         fixed: dict[str, Any],
         splits: Splits | None = None,
         life: Lifecycle | None = None,
-        quota: Quota | None = None,
         sampler_seed: int | None = None,
     ) -> None:
         self.space = space
@@ -66,17 +64,10 @@ class Objective:
         self.fixed = fixed
         self.splits = splits
         self.life = life or Lifecycle(prune=True)
-        self.quota = quota
         self.sampler_seed = sampler_seed
         self.interrupted_trial: int | None = None  # stopped by Ctrl-C or SIGTERM
 
     def __call__(self, trial: optuna.Trial) -> float:
-        if self.quota is not None and self.quota.over(trial):
-            trial.set_user_attr(A.NOT_RUN, True)
-            raise TrialFailedError(
-                f"not run: the study already has its {self.quota.total} trials "
-                "(another worker took the last)"
-            )
         cfg = trial_config(trial, self.space, self.base, self.fixed)
         if cfg.data.eval_split != "val":
             raise ValueError("a search trial must score on the validation split")
@@ -92,34 +83,6 @@ class Objective:
         except KeyboardInterrupt:
             self.interrupted_trial = trial.number
             raise
-
-
-class Quota:
-    """The study's total of finished trials, shared by all its workers.
-
-    A fresh trial is over the quota when the trials before it that finished, run or wait to run
-    (retries included, failures not) already make the total: two workers that start at once
-    cannot both take the last trial. A retry continues a counted trial and is never over.
-    """
-
-    COUNTED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
-
-    def __init__(self, study: optuna.Study, total: int) -> None:
-        self.study = study
-        self.total = total
-
-    def claimed(self) -> int:
-        return len(self.study.get_trials(deepcopy=False, states=self.COUNTED))
-
-    def over(self, trial: optuna.Trial) -> bool:
-        if A.FIRST_ATTEMPT in trial.user_attrs:  # a retry: its trial is already counted
-            return False
-        before = [
-            t
-            for t in self.study.get_trials(deepcopy=False, states=self.COUNTED)
-            if t.number < trial.number
-        ]
-        return len(before) >= self.total
 
 
 def over_cap(space: SearchSpace, cfg: TrainConfig) -> str | None:

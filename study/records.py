@@ -81,7 +81,6 @@ class TrialAttrs:
     FAIL_TRACEBACK = "fail_traceback"
     PREVIOUS_FAILURE = "previous_failure"
     INTERRUPTED = "interrupted"  # stopped by Ctrl-C/SIGTERM; queued, not a failure
-    NOT_RUN = "not_run"  # a worker found the study full before training: not a failure
     CHECKPOINT_DISCARDED = "checkpoint_discarded"  # why a bad checkpoint was set aside
     # rerun
     SOURCE_TRIAL = "source_trial"
@@ -149,11 +148,12 @@ def study_kind(user_attrs: Mapping[str, Any]) -> str:
 def trial_seconds(trial: FrozenTrial) -> float:
     """Device seconds a trial has spent: its per-epoch times, however it ended, each epoch once.
 
-    ``epoch_seconds`` holds one entry per epoch (a resumed trial's restored epochs are not
-    appended again); ``history`` (recorded at the end) is the fallback.
+    ``epoch_seconds`` holds the epochs this attempt trained (a resumed attempt's restored
+    epochs were counted by the attempt that trained them); ``history`` (recorded at the end,
+    restored epochs included) is the fallback for trials that have no ``epoch_seconds``.
     """
     seconds = trial.user_attrs.get(TrialAttrs.EPOCH_SECONDS)
-    if seconds:
+    if seconds is not None:
         return float(sum(seconds))
     history = trial.user_attrs.get(TrialAttrs.HISTORY) or []
     return float(sum(epoch.get("seconds", 0.0) for epoch in history))
@@ -217,13 +217,9 @@ def require_study(storage: optuna.storages.BaseStorage, name: str) -> list[str]:
 
 
 def is_failure(trial: FrozenTrial) -> bool:
-    """A failed attempt that really failed: not one interrupted (queued to resume) nor one a
-    full study never ran."""
-    return (
-        trial.state == TrialState.FAIL
-        and not trial.user_attrs.get(TrialAttrs.INTERRUPTED)
-        and not trial.user_attrs.get(TrialAttrs.NOT_RUN)
-    )
+    """A failed attempt that really failed, not one interrupted by Ctrl-C/SIGTERM (queued to
+    resume)."""
+    return trial.state == TrialState.FAIL and not trial.user_attrs.get(TrialAttrs.INTERRUPTED)
 
 
 def failures(trials: Iterable[FrozenTrial]) -> list[FrozenTrial]:

@@ -235,18 +235,31 @@ class StudyOptions:
     heartbeat: int
 
 
-def open_study(opts: StudyOptions, pruner: optuna.pruners.BasePruner) -> tuple[Any, Any]:
-    """The study (created, or resumed with the same pinned settings) and its storage."""
-    storage = open_storage(opts.storage, heartbeat_interval=opts.heartbeat)
-    existing = {s.study_name: s for s in storage.get_all_studies()}
-    if opts.name in existing:
-        recorded = existing[opts.name].user_attrs.get(StudyAttrs.SETTINGS, {})
+def refuse_changed(opts: StudyOptions) -> set[str]:
+    """The storage's study names, after refusing to resume ``opts.name`` with other pinned
+    settings; reads through a read-only connection, so a refused storage stays byte-identical."""
+    path = sqlite_path(opts.storage)
+    if path is not None and not path.exists():
+        return set()
+    storage = open_storage(opts.storage, create=False, read_only=path is not None)
+    studies = {s.study_name: s for s in storage.get_all_studies()}
+    if opts.name in studies:
+        recorded = studies[opts.name].user_attrs.get(StudyAttrs.SETTINGS, {})
         changed = opts.settings.changed_from(recorded)
         if changed:
             raise UsageError(
                 f"study {opts.name!r} was run with {changed[0]}; resume it with the same "
                 "settings or start a new one with --study-name"
             )
+    if hasattr(storage, "engine"):  # let go of the read-only connection before writing
+        storage.engine.dispose()
+    return set(studies)
+
+
+def open_study(opts: StudyOptions, pruner: optuna.pruners.BasePruner) -> tuple[Any, Any]:
+    """The study (created, or resumed with the same pinned settings) and its storage."""
+    existing = refuse_changed(opts)
+    storage = open_storage(opts.storage, heartbeat_interval=opts.heartbeat)
     study = optuna.create_study(
         storage=storage,
         study_name=opts.name,

@@ -13,16 +13,16 @@ from dataclasses import dataclass, field
 import optuna
 from optuna.trial import TrialState
 
-from study.cli import Parser, run_command
-from study.records import best_trial, study_kind, trial_seconds
-from study.storage import DEFAULT_STORAGE, open_storage, redact
+from study.cli import Parser, add_storage_flag, run_command
+from study.records import best_trial, is_failure, study_kind, trial_seconds
+from study.storage import open_storage, redact
 
 STATE_COLUMNS = ("complete", "pruned", "fail", "running", "waiting")
 
 
 def build_parser() -> Parser:
     p = Parser(prog="python -m study.status", description=__doc__.splitlines()[0])
-    p.add_argument("--storage", default=DEFAULT_STORAGE, help="Optuna RDB storage URL")
+    add_storage_flag(p)
     return p
 
 
@@ -53,6 +53,9 @@ def collect(storage: optuna.storages.BaseStorage) -> list[StudyRow]:
         trials = storage.get_all_trials(study_id, deepcopy=False)
         counts = {state: 0 for state in STATE_COLUMNS}
         for t in trials:
+            # an attempt stopped by Ctrl-C/SIGTERM is queued to resume: not a failure
+            if t.state == TrialState.FAIL and not is_failure(t):
+                continue
             counts[t.state.name.lower()] += 1
         # a multi-objective study has no single best; this harness only makes single ones
         best = best_trial(trials, summary.directions[0]) if len(summary.directions) == 1 else None
@@ -129,7 +132,8 @@ def format_running(rows: Sequence[StudyRow], now: datetime.datetime | None = Non
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    storage = open_storage(args.storage, create=False)
+    # status only reads: a read-only file is opened without a write (and without refusal)
+    storage = open_storage(args.storage, create=False, read_only=True)
     rows = collect(storage)
     if not rows:
         print(f"{redact(args.storage)}: no studies yet")

@@ -1,10 +1,17 @@
-"""A search's trials: ``study.optimize`` over the ``Objective``, stopping at the study's total,
-after too many failures in a row, or on Ctrl-C/SIGTERM with the running trial queued."""
+"""A search's trials: the ``Objective`` asked and told one trial at a time, stopping at the
+study's total (all workers together, exactly), after too many failures in a row, or on
+Ctrl-C/SIGTERM with the running trial queued to resume."""
 
 from __future__ import annotations
 
+import fcntl
+import gc
+import hashlib
 import signal
 import sys
+import tempfile
+import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -15,13 +22,15 @@ from search_spaces import SearchSpace
 from study.cli import StudyStoppedError
 from study.dashboard import note_callback
 from study.lifecycle.attempt import Lifecycle, TrialFailedError
-from study.lifecycle.workers import queue_interrupted
-from study.objective import Objective, Quota
+from study.lifecycle.workers import Heartbeat, queue_interrupted, trial_id
+from study.objective import Objective
 from study.progress import Progress
 from study.records import TrialAttrs as A
 from study.records import is_failure
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+# trials that count towards the total: finished, running or queued to run (failures do not)
+CLAIMED = (*FINISHED, TrialState.RUNNING, TrialState.WAITING)
 
 
 def optimize(
@@ -45,15 +54,12 @@ def optimize(
         progress=progress,
         say=lambda text: print(text, file=sys.stderr, flush=True),
     )
-    quota = Quota(study, args.trials)
-    objective = Objective(space, base, fixed, splits, life, quota, sampler_seed)
+    objective = Objective(space, base, fixed, splits, life, sampler_seed=sampler_seed)
     failures = FailureGuard(args.max_failures)
 
     def report_end(study: optuna.Study, trial: FrozenTrial) -> None:
         progress.trial_end(trial.number, trial.state.name, trial.value)
-        if trial.user_attrs.get(A.NOT_RUN):
-            return
-        if trial.state == TrialState.FAIL:
+        if is_failure(trial):
             reason = trial.user_attrs.get(A.FAIL_REASON, "unknown error")
             print(f"trial {trial.number} failed: {reason}", file=sys.stderr)
         elif trial.state == TrialState.PRUNED and progress.enabled:
@@ -62,27 +68,19 @@ def optimize(
                 file=sys.stderr,
             )
 
+    callbacks = [report_end, failures, note_callback(args.storage)]
+    deadline = None if args.timeout is None else time.monotonic() + args.timeout
     # SIGTERM (a scheduler, `kill`) stops like Ctrl-C: the trial's last epoch stays saved
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
-        study.optimize(
-            objective,
-            # failed trials do not count towards --trials: run until the callbacks stop us
-            n_trials=None,
-            timeout=args.timeout,
-            catch=(TrialFailedError,),
-            callbacks=[
-                report_end,
-                failures,
-                note_callback(args.storage),  # best so far, refreshed after each trial
-                # trials running elsewhere count, so the workers together do not overshoot;
-                # the Quota refuses a trial that two workers started at once
-                optuna.study.MaxTrialsCallback(
-                    args.trials, states=(*FINISHED, TrialState.RUNNING)
-                ),
-            ],
-            gc_after_trial=True,
-        )
+        while not failures.stopped and (deadline is None or time.monotonic() < deadline):
+            trial = claim(study, args.trials, ClaimLock(args.storage, study.study_name))
+            if trial is None:
+                break
+            frozen = run_one(study, storage, trial, objective)
+            for callback in callbacks:
+                callback(study, frozen)
+            gc.collect()
     except KeyboardInterrupt:
         if objective.interrupted_trial is not None:
             print(
@@ -100,6 +98,67 @@ def optimize(
         )
 
 
+class ClaimLock:
+    """Serialises "count the study's trials, then ask for one" among the processes of this
+    machine, so that workers started together never make more trials than the study's total.
+
+    Processes on other machines (a shared PostgreSQL) are not covered: there the window is
+    the few milliseconds between the count and the ask.
+    """
+
+    def __init__(self, storage_url: str, study_name: str) -> None:
+        digest = hashlib.sha256(f"{storage_url}\0{study_name}".encode()).hexdigest()[:16]
+        self.path = Path(tempfile.gettempdir()) / f"wrn-study-{digest}.lock"
+        self.file: Any = None
+
+    def __enter__(self) -> ClaimLock:
+        self.file = self.path.open("a")
+        fcntl.flock(self.file, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        fcntl.flock(self.file, fcntl.LOCK_UN)
+        self.file.close()
+
+
+def claim(study: optuna.Study, total: int, lock: ClaimLock) -> optuna.Trial | None:
+    """The next trial to run: a queued one (a retry) first, else a new one while the trials
+    finished, running or queued fall short of ``total``; None when the study is full."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)  # heartbeat-stale trials of other hosts
+    with lock:
+        trials = study.get_trials(deepcopy=False, states=CLAIMED)
+        waiting = any(t.state == TrialState.WAITING for t in trials)
+        if not waiting and len(trials) >= total:
+            return None
+        with warnings.catch_warnings():
+            # heartbeats are sent by Heartbeat in run_one, as study.optimize would
+            warnings.simplefilter("ignore", UserWarning)
+            return study.ask()
+
+
+def run_one(
+    study: optuna.Study,
+    storage: optuna.storages.BaseStorage,
+    trial: optuna.Trial,
+    objective: Objective,
+) -> FrozenTrial:
+    """Run ``objective`` on ``trial`` with heartbeats and tell the study how it ended."""
+    with Heartbeat(storage, trial_id(storage, study, trial.number)):
+        try:
+            value = objective(trial)
+        except optuna.TrialPruned:
+            return study.tell(trial, state=TrialState.PRUNED)
+        except TrialFailedError:
+            return study.tell(trial, state=TrialState.FAIL)
+        except BaseException:
+            # Ctrl-C (queued by the caller) or a bug: the trial is not left RUNNING
+            study.tell(trial, state=TrialState.FAIL)
+            raise
+    return study.tell(trial, value)
+
+
 def _raise_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
@@ -114,8 +173,6 @@ class FailureGuard:
         self.last_reason = ""
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        if trial.user_attrs.get(A.NOT_RUN):
-            return
         if not is_failure(trial):
             self.in_a_row = 0
             return
