@@ -77,10 +77,10 @@ def run_part(name: str, argv: Sequence[str], timeout: float) -> tuple[dict[str, 
         except subprocess.TimeoutExpired:
             error = f"over its {timeout:.4g} s budget: stopped"
         finally:
-            if child.poll() is None or error is not None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(child.pid, signal.SIGKILL)  # the part and anything it started
-                child.wait()
+            # the part and anything it started and left behind (its session is its own)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(child.pid, signal.SIGKILL)
+            child.wait()
         saved = json.loads(out.read_text()) if out.is_file() else {}
     error = error or saved.get("error")
     if error is None and child.returncode != 0:
