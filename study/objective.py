@@ -6,8 +6,7 @@ from typing import Any
 
 import optuna
 
-import search_spaces
-from search_spaces import ParamSpec, SearchSpace
+from search_spaces import ParamSpec, SearchSpace, over_cap
 from study.lifecycle import Lifecycle
 from study.lifecycle import process_start_time as process_start_time  # re-export for tests
 from study.lifecycle import report_epoch as report_epoch  # re-export: tests/study/test_report
@@ -71,11 +70,12 @@ class Objective:
         cfg = trial_config(trial, self.space, self.base, self.fixed)
         if cfg.data.eval_split != "val":
             raise ValueError("a search trial must score on the validation split")
-        if self.sampler_seed is not None:
+        if self.sampler_seed is not None and A.SAMPLER_SEED not in trial.user_attrs:
+            # a retry keeps the seed of the sampler that drew its parameters
             trial.set_user_attr(A.SAMPLER_SEED, self.sampler_seed)
         reason = over_cap(self.space, cfg)
         if reason is not None:
-            # above the space's cost cap: never trained
+            # above the space's cost cap: pruned before any epoch is spent on it
             trial.set_user_attr(A.PRUNED_REASON, reason)
             raise optuna.TrialPruned(reason)
         try:
@@ -83,9 +83,3 @@ class Objective:
         except KeyboardInterrupt:
             self.interrupted_trial = trial.number
             raise
-
-
-def over_cap(space: SearchSpace, cfg: TrainConfig) -> str | None:
-    """Why ``cfg`` is above the space's cost cap (never trained), or None."""
-    check = getattr(search_spaces, "over_cap", None)  # provided by search_spaces when it has caps
-    return None if check is None else check(space, cfg)

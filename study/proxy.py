@@ -11,13 +11,13 @@ from collections.abc import Sequence
 
 import optuna
 
-from study.cli import Parser, UsageError, int_at_least, run_command
-from study.storage import DEFAULT_STORAGE, open_storage, redact
+from study.cli import Parser, UsageError, add_storage_flag, int_at_least, run_command
+from study.storage import open_storage, redact
 
 
 def build_parser() -> Parser:
     p = Parser(prog="python -m study.proxy", description=__doc__.splitlines()[0])
-    p.add_argument("--storage", default=DEFAULT_STORAGE, help="the database the proxy serves")
+    add_storage_flag(p)
     p.add_argument(
         "--host",
         default="127.0.0.1",

@@ -124,3 +124,17 @@ def test_objective_refuses_to_score_on_the_test_set(monkeypatch: pytest.MonkeyPa
     objective.fixed = {**objective.fixed, "eval_split": "test"}
     with pytest.raises(ValueError, match="validation split"):
         objective(optuna.trial.FixedTrial({"dropout": 0.2}))
+
+
+def test_a_config_over_the_cost_cap_is_pruned_untrained(monkeypatch: pytest.MonkeyPatch) -> None:
+    objective = make_objective(monkeypatch, {0.2: [0.5] * 4})
+    calls = []
+    monkeypatch.setattr(attempt_module, "train", lambda *a, **k: calls.append(1))
+    big = {**objective.fixed, "depth": 40, "width": 16}  # far above wrn28_10's cap
+    objective.fixed = big
+    study = optuna.create_study(direction="maximize")
+    study.enqueue_trial({"dropout": 0.2})
+    study.optimize(objective, n_trials=1)
+    trial = study.trials[0]
+    assert trial.state == optuna.trial.TrialState.PRUNED and calls == []
+    assert "over the space's cap" in trial.user_attrs["pruned_reason"]

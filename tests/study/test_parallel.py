@@ -43,7 +43,7 @@ def test_parallel_workers_finish_every_trial(
     states = [t.state for t in result]
     # every trial finished, none failed or left running; workers stop at the study's total
     assert states == [optuna.trial.TrialState.COMPLETE] * len(result)
-    assert total <= len(result) < total + workers
+    assert len(result) == total  # exactly the total, however many workers
     # the workers really ran side by side: more than one process recorded trials
     assert len({t.user_attrs["pid"] for t in result}) > 1
     assert f"with {workers} workers" in done.stdout

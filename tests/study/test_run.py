@@ -149,6 +149,8 @@ def test_pruning_prunes_in_a_real_study(tmp_path: Path) -> None:
         "0",
         "--seed",
         "3",
+        "--sampler-seed",  # the stream this test was written against (seeds are salted)
+        "3",
     ]
     assert run.main(args) == 0
     trials = load(storage, "wide_lr").get_trials()
@@ -196,6 +198,8 @@ BAD_FLAGS = [
     (["--heartbeat", "0"], "--heartbeat: must be >= 1"),
     (["--timeout", "-3"], "--timeout"),
     (["--seed", "-1"], "--seed: must be >= 0"),
+    (["--seed", str(2**31)], "--seed: must be < 2**31"),
+    (["--sampler-seed", str(2**40)], "--sampler-seed: must be < 2**31"),
     (["--space", "no_such_space"], "no_such_space"),
     (["--pruner", "asha"], "invalid choice"),
     (["--sampler", "grid"], "invalid choice"),
