@@ -15,13 +15,14 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-AUGMENTATIONS = ("albumentations", "randaugment", "basic")
+from wrn.augment_spec import AUG_FILLS
+from wrn.augment_spec import AUGMENTATION_NAMES as AUGMENTATIONS
+
 DATASETS = ("cifar100", "synthetic")
 DEVICES = ("auto", "cuda", "cpu")
 EVAL_SPLITS = ("val", "test")
 PIPELINES = ("auto", "gpu", "cpu")
 DROPOUT_POSITIONS = ("between", "after")
-AUG_FILLS = ("zero", "reflect")
 
 
 # seeds must be valid for every seeding call they reach: np.random.seed needs < 2**32, and

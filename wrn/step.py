@@ -148,7 +148,6 @@ def make_batches(
     if pipeline == "gpu":
         from wrn.gpu_data import GpuBatches
 
-
         return tuple(
             GpuBatches(
                 part,
@@ -158,6 +157,8 @@ def make_batches(
                 augmentation=cfg.data.augmentation,
                 seed=cfg.run.seed,
                 channels_last=channels_last,
+                fill=cfg.data.aug_fill,
+                extra_rotate=cfg.data.extra_rotate,
             )
             for part, size, train in (
                 (splits.train, cfg.run.batch_size, True),
@@ -169,7 +170,12 @@ def make_batches(
     return tuple(
         make_loader(
             part,
-            build_transform(cfg.data.augmentation, train=train),
+            build_transform(
+                cfg.data.augmentation,
+                train=train,
+                fill=cfg.data.aug_fill,
+                extra_rotate=cfg.data.extra_rotate,
+            ),
             size,
             train=train,
             workers=cfg.data.workers,
