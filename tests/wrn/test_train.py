@@ -160,3 +160,24 @@ def test_gpu_pipeline_resumes_exactly(tiny_config: TrainConfig, tmp_path: Path) 
     # the CPU pipeline draws other augmentations: resuming with it would not replay the run
     with pytest.raises(CheckpointError, match="gpu data pipeline"):
         train(cfg.replace(pipeline="cpu"), checkpoint_path=path)
+
+
+@pytest.mark.parametrize("pipeline", ["gpu", "cpu"])
+def test_seed_fidelity_keys_reach_the_augmentation(
+    tiny_config: TrainConfig, pipeline: str
+) -> None:
+    from wrn.step import make_batches
+
+    cfg = tiny_config.replace(
+        augmentation="albumentations", aug_fill="reflect", extra_rotate=False
+    )
+    splits = load_splits(cfg.data, cfg.model.num_classes, cfg.run.seed)
+    train_batches, _ = make_batches(cfg, splits, torch.device("cpu"), pipeline, False)
+    if pipeline == "gpu":
+        assert train_batches.options == {"fill": "reflect", "extra_rotate": False}
+    else:
+        import cv2
+
+        steps = {type(t).__name__: t for t in train_batches.dataset.transform.compose.transforms}
+        assert "Rotate" not in steps  # only the Affine's own rotation
+        assert steps["Affine"].border_mode == cv2.BORDER_REFLECT_101
