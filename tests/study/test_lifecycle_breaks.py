@@ -255,18 +255,33 @@ def test_changed_settings_name_the_recorded_value(
 
 
 def test_status_reads_a_read_only_storage(
-    tiny_study: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+    tiny_study: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    opened: list[dict] = []
+    real_open = status.open_storage
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        opened.append(kwargs)
+        return real_open(*args, **kwargs)
+
+    monkeypatch.setattr(status, "open_storage", spy)
     # (as root the permissions do not stop a write; the bytes below still must not change)
     storage = copy_db(tiny_study, tmp_path / "wrn.db")
     for p in tmp_path.glob("wrn.db*"):
         p.chmod(0o444)
     tmp_path.chmod(0o555)
     try:
-        before = {p.name: p.read_bytes() for p in tmp_path.glob("wrn.db*")}
+        # the database and its write-ahead log (the -shm file is SQLite's shared-memory index)
+        files = [storage, Path(f"{storage}-wal")]
+        before = [p.read_bytes() for p in files if p.exists()]
         assert status.main(["--storage", url(storage)]) == 0
         assert "tiny" in capsys.readouterr().out
-        assert {p.name: p.read_bytes() for p in tmp_path.glob("wrn.db*")} == before
+        assert [p.read_bytes() for p in files if p.exists()] == before
+        # never opened for writing, whoever runs it (root ignores the file permissions)
+        assert opened and all(k.get("read_only") is True for k in opened)
     finally:
         tmp_path.chmod(0o755)
 
