@@ -179,5 +179,4 @@ class FailureGuard:
         self.in_a_row += 1
         self.last_reason = trial.user_attrs.get(A.FAIL_REASON, "unknown error")
         if self.in_a_row >= self.limit:
-            self.stopped = True
-            study.stop()
+            self.stopped = True  # the trial loop checks this before asking for another
