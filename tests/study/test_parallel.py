@@ -86,6 +86,9 @@ def test_workers_through_the_grpc_storage_proxy(tmp_path: Path) -> None:
                 "2",
                 "--checkpoint-dir",
                 str(tmp_path / "ckpt"),
+                # a grpc:// storage has no folder to put artifacts beside: keep them in tmp
+                "--artifact-dir",
+                str(tmp_path / "artifacts"),
             ]
         )
         assert done.returncode == 0, done.stdout + done.stderr
