@@ -17,24 +17,28 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from study.cli import Parser, UsageError, run_command
-from study.storage import DEFAULT_STORAGE
+from study.cli import Parser, UsageError, add_storage_flag, run_command
 
 MIN_IMPORTANCE_TRIALS: int | None = None  # None: study.reporting.results' default (10)
 
 
 def build_parser() -> Parser:
-    p = Parser(prog="python -m study.report", description=__doc__.splitlines()[0])
-    p.add_argument(
-        "--storage", default=DEFAULT_STORAGE, help=f"Optuna RDB storage URL ({DEFAULT_STORAGE})"
+    p = Parser(
+        prog="python -m study.report",
+        description=__doc__.split("\n\n")[0].splitlines()[0],
+        examples=[
+            "python -m study.report --out report.html   # every search study in the storage",
+            "python -m study.report --storage studies/smoke.db --studies smoke --out smoke.html",
+        ],
     )
+    add_storage_flag(p)
     p.add_argument(
         "--studies",
         nargs="+",
         metavar="NAME",
         help="search studies to compare (default: every search study in the storage)",
     )
-    p.add_argument("--out", default="report.html", help="the HTML file to write (report.html)")
+    p.add_argument("--out", metavar="PATH", default="report.html", help="the HTML file to write")
     return p
 
 
@@ -69,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from study.storage import open_storage
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = open_storage(args.storage, create=False)
+    storage = open_storage(args.storage, create=False, read_only=True)  # a report only reads
     studies = collect(storage, args.studies, args.storage)
     page, figures, answers = render(studies, args.storage, MIN_IMPORTANCE_TRIALS)
     try:
