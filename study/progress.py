@@ -102,6 +102,7 @@ class Progress:
         self.best: float | None = None
         self.name = ""
         self.unit = "trial"
+        self.metric = "val_acc"  # what a trial's value is (a rerun's is test_acc)
         self.total: int | None = None
         self.finished = 0
         self.epochs: int | None = None  # per trial, for the ETA
@@ -125,10 +126,13 @@ class Progress:
         best: float | None,
         epochs: int | None,
         unit: str = "trial",
+        metric: str = "val_acc",
     ) -> None:
         """A study (rerun, ablation: ``unit="run"``) of ``total`` trials starts or resumes with
-        ``finished`` done and ``best`` so far (read from the storage by the caller)."""
+        ``finished`` done and ``best`` so far (read from the storage by the caller); ``metric``
+        names the value in the lines."""
         self.name, self.total, self.finished, self.unit = name, total, finished, unit
+        self.metric = metric
         self.epochs = epochs
         if best is not None:
             self.best = best if self.best is None else max(self.best, best)
@@ -234,7 +238,7 @@ class Progress:
         eta = f" eta {format_eta(self.eta())}" if self.total is not None else ""
         self._close_epoch_bar()
         self._line(
-            f"{self.unit} {number} epoch {epoch}/{epochs} val_acc {acc:.4f} "
+            f"{self.unit} {number} epoch {epoch}/{epochs} {self.metric} {acc:.4f} "
             f"({seconds:.1f} s{speed}) best {self._best()}{eta}"
         )
         self._refresh_study()
@@ -253,18 +257,21 @@ class Progress:
             if self._study_bar is not None:
                 self._study_bar.update(1)
         self._close_epoch_bar()
-        shown = "" if value is None else f" val_acc {value:.4f}"
+        shown = "" if value is None else f" {self.metric} {value:.4f}"
         why = f": {reason}" if reason else ""
         total = f" ({self.finished} of {self.total} {self.unit}s)" if self.total else ""
         eta = f" eta {format_eta(self.eta())}" if self.total is not None else ""
+        word = "failed" if state == "FAIL" else state.lower()
         self._line(
-            f"{self.unit} {number} {state.lower()}{shown}{why}{total} best {self._best()}{eta}"
+            f"{self.unit} {number} {word}{shown}{why}{total} best {self._best()}{eta}",
+            error=state == "FAIL",
         )
         self._refresh_study()
 
-    def message(self, text: str) -> None:
-        """A line of its own that leaves the bars intact."""
-        self._line(text)
+    def message(self, text: str, *, always: bool = False) -> None:
+        """A line of its own that leaves the bars intact; ``always``: one the user must see
+        (a failure, what Ctrl-C saved), printed on stderr even when quiet."""
+        self._line(text, error=always)
 
     def close(self) -> None:
         """Remove the bars (the lines stay)."""
@@ -278,14 +285,15 @@ class Progress:
     def _best(self) -> str:
         return "-" if self.best is None else f"{self.best:.4f}"
 
-    def _line(self, text: str) -> None:
-        if self.quiet:
+    def _line(self, text: str, error: bool = False) -> None:
+        """``error``: a line the user must see, on stderr, printed even when quiet."""
+        if self.quiet and not error:
             return
         stamp = datetime.datetime.now().isoformat(timespec="seconds")
-        if self.tty:
+        if self.tty and not self.quiet:  # through tqdm, which redraws the bars under it
             tqdm.write(f"{stamp} {text}", file=self.stream)
         else:
-            print(f"{stamp} {text}", file=self.stream, flush=True)
+            print(f"{stamp} {text}", file=sys.stderr if error else self.stream, flush=True)
 
     def _refresh_study(self) -> None:
         if self._study_bar is None:

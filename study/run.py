@@ -11,8 +11,6 @@ import datetime
 import gc
 import os
 import secrets
-import signal
-import subprocess
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,6 +28,7 @@ from study.cli import (
     add_checkpoint_flags,
     add_data_flags,
     add_device_flag,
+    add_output_flags,
     add_storage_flag,
     int_at_least,
     positive_float,
@@ -37,7 +36,16 @@ from study.cli import (
     seed_type,
 )
 from study.metadata import code_version, package_versions
-from study.records import SearchSettings, StudyAttrs, StudyKind, counts_by_state, failures
+from study.progress import Progress
+from study.records import (
+    SearchSettings,
+    StudyAttrs,
+    StudyKind,
+    best_trial,
+    counts_by_state,
+    failures,
+    record_command,
+)
 from study.storage import open_storage, redact, sqlite_path
 from wrn.config import ConfigError, TrainConfig, parse_assignment
 
@@ -92,19 +100,15 @@ def build_parser() -> Parser:
         help="the sampler's seed exactly, to replay a recorded stream (each trial records its "
         "sampler_seed); default: --seed with a fresh salt, so that processes differ",
     )
-    p.add_argument("--pruner", choices=PRUNERS, default="median")
+    pruner_help, warmup_help = pruner_help_texts()
+    p.add_argument("--pruner", choices=PRUNERS, default="median", help=pruner_help)
     p.add_argument(
         "--pruner-startup-trials",
         type=int_at_least(0),
         default=5,
         help="trials that finish before any is pruned",
     )
-    p.add_argument(
-        "--pruner-warmup-epochs",
-        type=int_at_least(0),
-        help="epochs every trial runs before it may be pruned (default: until its learning "
-        "rate peaks)",
-    )
+    p.add_argument("--pruner-warmup-epochs", type=int_at_least(0), help=warmup_help)
     p.add_argument("--sampler", choices=("tpe", "random"), default="tpe")
     p.add_argument("--timeout", type=positive_float, help="stop starting trials after this many s")
     p.add_argument(
@@ -121,6 +125,7 @@ def build_parser() -> Parser:
     )
     add_checkpoint_flags(p, default=None)
     add_artifact_flag(p)
+    add_output_flags(p)
     p.add_argument(
         "--heartbeat",
         type=int_at_least(1),
@@ -136,6 +141,41 @@ def build_parser() -> Parser:
         help="fix a searched or base value, e.g. --set depth=10 (repeatable)",
     )
     return p
+
+
+def pruner_help_texts() -> tuple[str, str]:
+    """``--pruner`` and ``--pruner-warmup-epochs`` help: the default's rule, where it first
+    prunes in each built-in space, and the replay benchmark's figures that chose it.
+
+    Reads the spaces' TOML files directly: ``load_space`` checks cost caps with torch, and
+    ``--help`` must answer without it."""
+    import tomllib
+
+    from search_spaces.loader import BUILTIN, SPACES_DIR
+    from study.pruning import (
+        DEFAULT_EVIDENCE,
+        DEFAULT_PRUNER,
+        default_warmup_epochs,
+        describe_default,
+    )
+    from wrn.config import OptimConfig
+
+    firsts = []
+    for name in BUILTIN:
+        with open(SPACES_DIR / f"{name}.toml", "rb") as f:
+            space = tomllib.load(f)
+        epochs = space["search"]["epochs"]
+        frac = space["recipe"].get("warmup_frac", OptimConfig.warmup_frac)
+        firsts.append(f"{default_warmup_epochs(epochs, frac) + 1} of {epochs} ({name})")
+    where = "epoch " + ", ".join(firsts)
+    evidence = DEFAULT_EVIDENCE.replace("%", "%%")  # argparse %-formats help text
+    rule = describe_default().replace("%", "%%")
+    pruner = f"default: {DEFAULT_PRUNER}; {rule}: it may first prune at {where}; {evidence}"
+    warmup = (
+        "epochs every trial runs before it may be pruned (default: until its learning rate "
+        f"peaks, so the first prunable epoch is {where})"
+    )
+    return pruner, warmup
 
 
 def default_checkpoint_dir(storage_url: str) -> Path:
@@ -319,68 +359,65 @@ def main(argv: Sequence[str] | None = None) -> int:
     opts = StudyOptions(args.storage, name, settings, args.sampler, seed, args.heartbeat)
     study, storage = open_study(opts, pruner)
     if worker == 0:
+        record_command(study, "study.run", argv)  # for the note's suggested commands
         write_study_note(study, args.storage)  # the dashboard's note: space, budget, best, next
+    # bars from several processes garble a terminal: with --workers, plain lines only
+    run_args = (space, base, fixed, splits, store)
+    progress = Progress(quiet=args.quiet, tty=False if worker or args.workers > 1 else None)
+    try:
+        return search(study, storage, args, argv, progress, worker, seed, epochs, run_args)
+    finally:
+        progress.close()
+
+
+def search(
+    study: optuna.Study,
+    storage: Any,
+    args: Any,
+    argv: list[str],
+    progress: Progress,
+    worker: int,
+    seed: int,
+    epochs: int,
+    run_args: tuple[Any, ...],
+) -> int:
+    """Show the study's state, then run its remaining trials here or in worker processes."""
     from study.lifecycle import recover_dead_trials
 
     recovered = recover_dead_trials(study, storage)
     if recovered:
-        print(f"trials {', '.join(map(str, recovered))}: worker gone, queued to resume")
-    finished = len(study.get_trials(deepcopy=False, states=FINISHED))
+        progress.message(f"trials {', '.join(map(str, recovered))}: worker gone, queued to resume")
+    trials = study.get_trials(deepcopy=False)
+    finished = sum(t.state in FINISHED for t in trials)
+    best = best_trial(trials)  # read from the storage: a resumed study shows its best
+    best_value = None if best is None else float(best.value)
     remaining = args.trials - finished
     if worker == 0:
-        print(
-            f"study {name!r} in {redact(args.storage)}: {finished} of {args.trials} trials "
-            f"finished, running {max(remaining, 0)}"
-            + (f" with {args.workers} workers" if args.workers > 1 else "")
-            + f" (sampler seed {seed})",
-            flush=True,
+        progress.study_start(
+            study.study_name, total=args.trials, finished=finished, best=best_value, epochs=epochs
         )
+        progress.message(
+            f"storage {redact(args.storage)}: running {max(remaining, 0)} trial(s)"
+            + (f" with {args.workers} workers" if args.workers > 1 else "")
+            + f", sampler seed {seed}"
+        )
+    else:
+        progress.best = best_value  # each worker's lines show the study's best too
     gc.freeze()  # start-up objects stay put: the collector skips them in every trial after
     if remaining > 0 and args.workers > 1:
-        code = run_workers(argv, args.workers, args.device, seed)
+        from study.lifecycle.workers import run_workers
+
+        env = {SAMPLER_SEED_ENV: str(seed)}
+        code = run_workers(["-m", "study.run", *argv], args.workers, args.device, WORKER_ENV, env)
         print_summary(study)
         return code
     if remaining > 0:
         from study.lifecycle.search import optimize
 
-        optimize(study, storage, args, space, base, fixed, splits, store, seed)
+        optimize(study, storage, args, *run_args, seed, progress=progress)
     if worker == 0:
         print_summary(study)
     return 0
-
-
-def run_workers(argv: list[str], workers: int, device: str, seed: int) -> int:
-    """Run ``workers`` copies of this command on the study, spread over the visible GPUs."""
-    import torch
-
-    gpus = list(range(torch.cuda.device_count())) if device != "cpu" else []
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible:
-        gpus = [int(g) if g.isdigit() else g for g in visible.split(",") if g][: len(gpus)]
-    procs = []
-    for i in range(workers):
-        env = {**os.environ, WORKER_ENV: str(i + 1), SAMPLER_SEED_ENV: str(seed)}
-        if gpus:
-            env["CUDA_VISIBLE_DEVICES"] = str(gpus[i % len(gpus)])
-        procs.append(
-            subprocess.Popen([sys.executable, "-m", "study.run", *argv, "--workers", "1"], env=env)
-        )
-    previous = signal.signal(signal.SIGTERM, raise_interrupt)
-    try:
-        codes = [p.wait() for p in procs]
-    except KeyboardInterrupt:
-        for p in procs:  # each worker saves and queues its trial, then exits
-            p.send_signal(signal.SIGTERM)
-        for p in procs:
-            p.wait()
-        raise
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-    return max(codes)
-
-
-def raise_interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
 
 
 def print_summary(study: optuna.Study) -> None:

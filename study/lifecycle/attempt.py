@@ -17,6 +17,7 @@ from typing import Any, NoReturn
 
 import optuna
 import torch
+from optuna.trial import FrozenTrial, TrialState
 
 from study.dashboard import upload_checkpoint, upload_learning_curve
 from study.lifecycle.workers import record_worker
@@ -46,8 +47,22 @@ class Lifecycle:
     artifact_store: Any | None = None  # learning curves (and kept checkpoints) go here
     prune: bool = False  # search trials may be pruned by the study's pruner
     eval_name: str = "val"  # the split the reported value is measured on
-    progress: Progress = field(default_factory=lambda: Progress(enabled=False))
-    say: Callable[[str], None] = field(default=lambda text: print(text, flush=True))
+    progress: Progress = field(default_factory=lambda: Progress(quiet=True))
+
+    def note(self, text: str, always: bool = True) -> None:
+        """A line of its own on the display; ``always``: printed even with ``--quiet``."""
+        self.progress.message(text, always=always)
+
+    def show_end(self, trial: FrozenTrial) -> None:
+        """The display's line for a trial the study was told about, with why it was pruned or
+        failed (a failure's line goes to stderr, even with ``--quiet``)."""
+        pruned = trial.state == TrialState.PRUNED
+        reason = trial.user_attrs.get(A.PRUNED_REASON) if pruned else None
+        if trial.state == TrialState.FAIL:
+            if trial.user_attrs.get(A.INTERRUPTED):
+                return  # queued to resume; the interruption's own line says so
+            reason = trial.user_attrs.get(A.FAIL_REASON) or "unknown error"
+        self.progress.trial_end(trial.number, trial.state.name, trial.value, reason=reason)
 
     # -- one attempt -------------------------------------------------------------------------
 
@@ -59,8 +74,16 @@ class Lifecycle:
         trial.set_user_attr(A.FIRST_ATTEMPT, root)
         return self.checkpoint_dir / trial.study.study_name / f"trial-{root}.pt"
 
-    def run(self, trial: optuna.Trial, cfg: TrainConfig, splits: Splits | None) -> float:
+    def run(
+        self,
+        trial: optuna.Trial,
+        cfg: TrainConfig,
+        splits: Splits | None,
+        label: dict[str, Any] | None = None,
+    ) -> float:
         """Train ``cfg`` as ``trial`` (resuming its checkpoint) and return the final value.
+
+        ``label``: what the display shows the trial as (default: its parameters).
 
         Raises ``optuna.TrialPruned`` (pruned, or a non-finite loss), ``TrialFailedError``
         (the reason recorded) or ``KeyboardInterrupt`` (checkpoint kept, ``interrupted`` set).
@@ -74,7 +97,12 @@ class Lifecycle:
         # this attempt's epochs only: restored epochs were counted by the attempt that ran them
         epoch_seconds: list[float] = []
         trial.set_user_attr(A.EPOCH_SECONDS, epoch_seconds)
-        self.progress.trial_start(trial.number, trial.params)
+        self.progress.trial_start(
+            trial.number,
+            trial.params if label is None else label,
+            epochs=cfg.run.epochs,
+            start_epoch=len(history),
+        )
 
         def on_epoch_end(stats: EpochStats) -> None:
             history.append(stats)
@@ -83,10 +111,15 @@ class Lifecycle:
             trial.set_user_attr(A.IMAGES_PER_S, stats.images_per_s)
             report_epoch(trial, stats)
             self.progress.epoch(
-                trial.number, stats.epoch, cfg.run.epochs, stats.eval_acc, stats.seconds
+                trial.number,
+                stats.epoch,
+                cfg.run.epochs,
+                stats.eval_acc,
+                stats.seconds,
+                images_per_s=stats.images_per_s,
             )
-            # after the last epoch the compute is spent: keep the result rather than prune it
-            if self.prune and stats.epoch < cfg.run.epochs and trial.should_prune():
+            # the study's pruners (study.pruning) never prune at the last epoch themselves
+            if self.prune and trial.should_prune():
                 raise optuna.TrialPruned(
                     f"pruned at epoch {stats.epoch} (val_acc {stats.eval_acc:.4f})"
                 )
@@ -134,8 +167,17 @@ class Lifecycle:
         history: list[EpochStats],
         epoch_seconds: list[float],
     ) -> TrainResult:
+        def run() -> TrainResult:
+            return train(
+                cfg,
+                on_epoch_end=on_epoch_end,
+                splits=splits,
+                checkpoint_path=checkpoint,
+                on_batch=self.progress.batch,  # the bar moves within an epoch
+            )
+
         try:
-            return train(cfg, on_epoch_end=on_epoch_end, splits=splits, checkpoint_path=checkpoint)
+            return run()
         except CheckpointError as e:
             # refused before any epoch ran (unreadable, another config): start over from zero;
             # an error while saving (disk full) fails the trial instead
@@ -143,7 +185,7 @@ class Lifecycle:
                 raise
             self._set_aside(trial, checkpoint, str(e))
             history.clear()
-            return train(cfg, on_epoch_end=on_epoch_end, splits=splits, checkpoint_path=checkpoint)
+            return run()
 
     def _resume(self, trial: optuna.Trial, checkpoint: Path | None) -> list[EpochStats]:
         """The epochs a checkpoint already holds, reporting any not yet reported."""
@@ -171,7 +213,7 @@ class Lifecycle:
         reason = f"checkpoint not usable ({error}); kept as {kept.name}, restarted from epoch 0"
         trial.set_user_attr(A.CHECKPOINT_DISCARDED, reason[:500])
         trial.set_user_attr(A.RESUMED_FROM_EPOCH, 0)
-        self.say(f"trial {trial.number}: {reason}")
+        self.note(f"trial {trial.number}: {reason}")
 
     def _fail(
         self, trial: optuna.Trial, checkpoint: Path | None, reason: str, trace: str | None = None

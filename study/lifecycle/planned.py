@@ -86,7 +86,7 @@ def run_planned(
             optuna.storages.fail_stale_trials(study)  # heartbeat-stale trials of other hosts
         recovered = recover_dead_trials(study, storage)
         if recovered:
-            life.say(f"trials {', '.join(map(str, recovered))}: worker gone, queued to resume")
+            life.note(f"trials {', '.join(map(str, recovered))}: worker gone, queued to resume")
         trials = study.get_trials(deepcopy=False)
         done = completed_runs(trials)
         if all(k in done for k in planned):
@@ -99,7 +99,9 @@ def run_planned(
             continue
         number = _claim_and_run(study, storage, planned, todo, distributions, splits_for, life)
         if number is not None:
-            after_trial(study.get_trials(deepcopy=False)[number])
+            frozen = study.get_trials(deepcopy=False)[number]
+            life.show_end(frozen)
+            after_trial(frozen)
 
 
 def _claim_and_run(
@@ -143,16 +145,18 @@ def _claim_and_run(
             suggest(trial, name, dist)
     with Heartbeat(storage, trial_id(storage, study, trial.number)):
         try:
-            value = life.run(trial, cfg, splits_for(cfg))
+            # the display names the run by its key ("dropout/seed0"), with what the variant changed
+            changed = run.attrs.get(A.CHANGED) if run is not None else None
+            label = {"run": key, **({"changed": changed} if changed else {})}
+            value = life.run(trial, cfg, splits_for(cfg), label=label)
         except optuna.TrialPruned:
             study.tell(trial, state=TrialState.PRUNED)
             return trial.number
-        except TrialFailedError as e:
-            study.tell(trial, state=TrialState.FAIL)
-            life.say(f"trial {trial.number} ({key}) failed: {e}")
+        except TrialFailedError:
+            study.tell(trial, state=TrialState.FAIL)  # its line, with the reason: show_end
             return trial.number
         except KeyboardInterrupt:
-            life.say(queue_interrupted(study, storage, trial.number))
+            life.note(queue_interrupted(study, storage, trial.number))
             raise
     if run is not None and run.value_attr is not None:
         trial.set_user_attr(run.value_attr, value)

@@ -8,7 +8,6 @@ import fcntl
 import gc
 import hashlib
 import signal
-import sys
 import tempfile
 import time
 import warnings
@@ -43,30 +42,22 @@ def optimize(
     splits: Any,
     store: Any,
     sampler_seed: int,
+    progress: Progress | None = None,
 ) -> None:
-    """Run trials until the study holds ``args.trials`` finished ones (all workers together)."""
-    progress = Progress()
+    """Run trials until the study holds ``args.trials`` finished ones (all workers together),
+    shown on ``progress`` (the caller started it with the study's totals, and closes it)."""
     life = Lifecycle(
         checkpoint_dir=Path(args.checkpoint_dir),
         keep_checkpoints=args.keep_checkpoints,
         artifact_store=store,
         prune=True,
-        progress=progress,
-        say=lambda text: print(text, file=sys.stderr, flush=True),
+        progress=progress or Progress(quiet=True),
     )
     objective = Objective(space, base, fixed, splits, life, sampler_seed=sampler_seed)
     failures = FailureGuard(args.max_failures)
 
     def report_end(study: optuna.Study, trial: FrozenTrial) -> None:
-        progress.trial_end(trial.number, trial.state.name, trial.value)
-        if is_failure(trial):
-            reason = trial.user_attrs.get(A.FAIL_REASON, "unknown error")
-            print(f"trial {trial.number} failed: {reason}", file=sys.stderr)
-        elif trial.state == TrialState.PRUNED and progress.enabled:
-            print(
-                f"trial {trial.number} pruned: {trial.user_attrs.get(A.PRUNED_REASON)}",
-                file=sys.stderr,
-            )
+        life.show_end(trial)
 
     callbacks = [report_end, failures, note_callback(args.storage)]
     deadline = None if args.timeout is None else time.monotonic() + args.timeout
@@ -83,11 +74,7 @@ def optimize(
             gc.collect()
     except KeyboardInterrupt:
         if objective.interrupted_trial is not None:
-            print(
-                queue_interrupted(study, storage, objective.interrupted_trial),
-                file=sys.stderr,
-                flush=True,
-            )
+            life.note(queue_interrupted(study, storage, objective.interrupted_trial))
         raise
     finally:
         signal.signal(signal.SIGTERM, previous)

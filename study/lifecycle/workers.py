@@ -7,7 +7,10 @@ Only public Optuna APIs: a trial's storage id comes from
 from __future__ import annotations
 
 import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -142,3 +145,38 @@ class Heartbeat:
         self.stop.set()
         if self.thread.is_alive():
             self.thread.join()
+
+
+def run_workers(
+    command: list[str], workers: int, device: str, worker_env: str, env: dict[str, str]
+) -> int:
+    """Run ``workers`` copies of ``python COMMAND --workers 1`` (each with ``worker_env`` set to
+    its number from 1, and ``env``), spread over the visible GPUs; the highest exit status."""
+    import torch
+
+    gpus: list[int | str] = list(range(torch.cuda.device_count())) if device != "cpu" else []
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible:
+        gpus = [int(g) if g.isdigit() else g for g in visible.split(",") if g][: len(gpus)]
+    procs = []
+    for i in range(workers):
+        child = {**os.environ, **env, worker_env: str(i + 1)}
+        if gpus:
+            child["CUDA_VISIBLE_DEVICES"] = str(gpus[i % len(gpus)])
+        procs.append(subprocess.Popen([sys.executable, *command, "--workers", "1"], env=child))
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        codes = [p.wait() for p in procs]
+    except KeyboardInterrupt:
+        for p in procs:  # each worker saves and queues its trial, then exits
+            p.send_signal(signal.SIGTERM)
+        for p in procs:
+            p.wait()
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return max(codes)
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt

@@ -1,0 +1,116 @@
+"""The commands' live display: timestamped lines in a log, --quiet, a resumed study's best, and
+the command line recorded on the study."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+
+from study import run
+from study.records import StudyAttrs, invocations, masked_argv
+from tests.study.conftest import TINY_STUDY, copy_db, tiny_args
+from tests.study.workers import ROOT, worker_env
+
+STAMP = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d"
+
+
+def run_logged(argv: list[str], log: Path) -> str:
+    """``python -m study.run ARGV`` with stdout to the file ``log`` (not a terminal)."""
+    with log.open("w") as out:
+        done = subprocess.run(
+            [sys.executable, "-m", "study.run", *argv],
+            cwd=ROOT,
+            env=worker_env(),
+            stdout=out,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=300,
+        )
+    assert done.returncode == 0, done.stderr
+    return log.read_text()
+
+
+def test_a_logged_study_has_timestamped_epoch_and_trial_lines_and_quiet_has_none(
+    tmp_path: Path,
+) -> None:
+    storage = tmp_path / "wrn.db"
+    text = run_logged(tiny_args(storage, "--epochs", "2", "--trials", "1"), tmp_path / "a.log")
+    assert "\r" not in text and "\x1b" not in text
+    lines = text.splitlines()
+    assert re.fullmatch(rf"{STAMP} {TINY_STUDY}: 0 of 1 trials finished, best -, 2 epochs each",
+                        lines[0])  # fmt: skip
+    assert any(re.fullmatch(rf"{STAMP} trial 0 start: .+", line) for line in lines)
+    for epoch in (1, 2):
+        assert any(
+            re.fullmatch(rf"{STAMP} trial 0 epoch {epoch}/2 val_acc 0\.\d{{4}} \(.+ img/s\).*", x)
+            for x in lines
+        ), text
+    assert any(
+        re.fullmatch(rf"{STAMP} trial 0 complete val_acc 0\.\d{{4}} \(1 of 1 trials\).*", line)
+        for line in lines
+    ), text
+
+    quiet = run_logged(
+        tiny_args(storage, "--epochs", "2", "--trials", "2", "--quiet"), tmp_path / "q.log"
+    )
+    assert "epoch" not in quiet and "start" not in quiet
+    assert f"study '{TINY_STUDY}': 2 complete" in quiet  # the final summary stays
+
+    study = optuna.load_study(study_name=TINY_STUDY, storage=f"sqlite:///{storage}")
+    recorded = invocations(study.user_attrs)
+    assert [i.command for i in recorded] == ["study.run", "study.run"]
+    assert recorded[-1].argv[-1] == "--quiet" and "--trials" in recorded[-1].argv
+
+
+def test_a_resumed_study_shows_the_best_recorded_in_storage(
+    tiny_study: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    storage = copy_db(tiny_study, tmp_path / "wrn.db")
+    study = optuna.load_study(study_name=TINY_STUDY, storage=f"sqlite:///{storage}")
+    best = study.best_value
+    # the fixture's own arguments: nothing left to run, the display starts and ends
+    argv = tiny_args(storage, "--epochs", "1", "--trials", "2", "--sampler-seed", "0")
+    assert run.main(argv) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert re.fullmatch(
+        rf"{STAMP} {TINY_STUDY}: 2 of 2 trials finished, best {best:.4f}, 1 epochs each", first
+    )
+
+
+def test_recorded_commands_mask_the_password() -> None:
+    argv = [
+        "--storage",
+        "postgresql://me:s3cr%40t@db:5432/wrn",
+        "--storage=postgresql://me:pw@db/wrn",
+        "--note",
+        "s3cr%40t",
+        "--set",
+        "depth=10",
+    ]
+    masked = masked_argv(argv)
+    assert masked == [
+        "--storage",
+        "postgresql://me:***@db:5432/wrn",
+        "--storage=postgresql://me:***@db/wrn",
+        "--note",
+        "***",
+        "--set",
+        "depth=10",
+    ]
+    assert not any("s3cr" in a or ":pw@" in a for a in masked)
+
+
+def test_a_study_keeps_its_last_five_commands() -> None:
+    from study.records import COMMANDS_KEPT, record_command
+
+    study = optuna.create_study()
+    for n in range(COMMANDS_KEPT + 2):
+        record_command(study, "study.run", ["--trials", str(n)])
+    kept = study.user_attrs[StudyAttrs.COMMANDS]
+    assert [c["argv"][1] for c in kept] == [str(n) for n in range(2, COMMANDS_KEPT + 2)]
+    assert invocations(study.user_attrs)[-1].shell() == "python -m study.run --trials 6"
