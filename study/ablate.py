@@ -14,6 +14,7 @@ with its variant and seed; rerunning the command runs only the (variant, seed) p
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -25,12 +26,21 @@ from study.cli import (
     UsageError,
     add_artifact_flag,
     add_checkpoint_flags,
+    add_output_flags,
     add_retrain_flags,
     int_at_least,
     run_command,
 )
 from study.metadata import code_version, package_versions
-from study.records import NoSuchStudyError, StudyAttrs, StudyKind, best_trial, require_study
+from study.progress import Progress
+from study.records import (
+    NoSuchStudyError,
+    StudyAttrs,
+    StudyKind,
+    best_trial,
+    record_command,
+    require_study,
+)
 from study.records import TrialAttrs as A
 from study.storage import open_storage, redact, sqlite_path
 
@@ -64,6 +74,7 @@ def build_parser() -> Parser:
     add_retrain_flags(p)
     add_checkpoint_flags(p, default=None)
     add_artifact_flag(p)
+    add_output_flags(p)
     p.add_argument(
         "--heartbeat",
         type=int_at_least(1),
@@ -117,7 +128,17 @@ def _check_resumable(recorded: dict[str, Any], args: Any, epochs: int, dataset: 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    progress = Progress(quiet=args.quiet)
+    try:
+        return ablate(args, argv, progress)
+    finally:
+        progress.close()
+
+
+def ablate(args: Any, argv: list[str], progress: Progress) -> int:
+    """The command's work, shown on ``progress``; returns the exit status."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own progress lines instead
     storage = open_storage(args.storage, create=False, heartbeat_interval=args.heartbeat)
     from study.ablation.plan import (
@@ -176,7 +197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         base_cfg = make_config({**recorded["base_config"], **run_values}, "the recorded base")
         base_trial = recorded.get("base_trial")
         if args.base == "best" and best is not None and best.number != base_trial:
-            print(
+            progress.message(
                 f"note: {name!r}'s best is now trial {best.number}; this ablation keeps its base, "
                 f"trial {base_trial} ({restart.removeprefix('or ')})"
             )
@@ -204,15 +225,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     from study import dashboard
     from study.ablation.effects import (
         BASE,
+        PATH_PREFIX,
         PATH_START,
         compute_effects,
         effects_figure,
         effects_markdown,
         effects_table,
     )
-    from study.ablation.runner import Runner, run_path
-    from study.lifecycle import Lifecycle, splits_loader
-    from study.progress import Progress
+    from study.ablation.runner import Runner, run_key, run_path
+    from study.lifecycle import Lifecycle, completed_runs, splits_loader
 
     # the data and the artifact folder last among the checks, before anything is written
     splits_for = splits_loader(settings["seed"])
@@ -252,6 +273,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     for key, value in attrs.items():
         ablation.set_user_attr(key, value)
+    record_command(ablation, "study.ablate", argv)  # the note's resume command repeats it
 
     def refresh_dashboard() -> None:
         effects = compute_effects(ablation.get_trials(deepcopy=False))
@@ -265,29 +287,46 @@ def main(argv: Sequence[str] | None = None) -> int:
         checkpoint_dir=Path(checkpoints),
         keep_checkpoints=args.keep_checkpoints,
         artifact_store=store,
-        progress=Progress(),
+        progress=progress,
     )
     runner = Runner(ablation, storage, splits_for, seeds, distributions, life, refresh_dashboard)
     described = (
         "the recipe" if args.base == "recipe" else f"trial {base_trial} (the best when started)"
     )
+    start_variant = BASE if args.base == "recipe" else PATH_START
+    n = len(path_keys)
+    # the path's configurations, at most: its start (unless it is the base) and every step's
+    path_configs = n * (n + 1) // 2 + (start_variant != BASE) if args.path else 0
+    planned = {run_key(v.name, s) for v in variants for s in seeds}
+    done = [
+        t.value
+        for key, t in completed_runs(ablation.get_trials(deepcopy=False)).items()
+        if key in planned
+        or (args.path and key.startswith(PATH_PREFIX) and t.user_attrs.get(A.SEED) in seeds)
+    ]
+    progress.study_start(
+        ablation_name,
+        total=(len(variants) + path_configs) * len(seeds),
+        finished=len(done),
+        best=max(done, default=None),  # read from the storage: a resumed ablation shows it
+        epochs=epochs,
+        unit="run",
+    )
     missing = runner.missing(variants)
-    print(
+    progress.message(
         f"ablating {name!r} from {described}: {len(variants)} variants x {len(seeds)} seed(s), "
         f"{epochs} epoch(s) each; {len(variants) * len(seeds) - missing} done, running {missing}"
     )
     if skipped:
-        print(f"not ablated, already off in the base: {', '.join(skipped)}")
+        progress.message(f"not ablated, already off in the base: {', '.join(skipped)}")
     runner.evaluate_many(variants)
 
     if args.path:
         assert best_cfg is not None
-        n = len(path_keys)
-        print(
+        progress.message(
             f"ablation path over {n} parameter(s) ({', '.join(path_keys)}): up to "
-            f"{n * (n + 1) // 2 + 1} configurations x {len(seeds)} seed(s)"
+            f"{path_configs} configurations x {len(seeds)} seed(s)"
         )
-        start_variant = BASE if args.base == "recipe" else PATH_START
         path = run_path(runner, recipe, best_cfg, path_keys, start_variant)
         ablation.set_user_attr("path", path)
         print("path: " + " -> ".join(f"{s['param'] or 'recipe'} {s['mean']:.4f}" for s in path))

@@ -14,6 +14,7 @@ commands on one study share the work.
 from __future__ import annotations
 
 import statistics
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,12 +25,20 @@ from study.cli import (
     UsageError,
     add_artifact_flag,
     add_checkpoint_flags,
+    add_output_flags,
     add_retrain_flags,
     int_at_least,
     run_command,
 )
 from study.metadata import code_version, package_versions
-from study.records import NoSuchStudyError, StudyAttrs, StudyKind, require_study, top_trials
+from study.records import (
+    NoSuchStudyError,
+    StudyAttrs,
+    StudyKind,
+    record_command,
+    require_study,
+    top_trials,
+)
 from study.records import TrialAttrs as A
 from study.storage import open_storage, sqlite_path
 
@@ -58,6 +67,7 @@ def build_parser() -> Parser:
     add_retrain_flags(p)
     add_checkpoint_flags(p, default=None)
     add_artifact_flag(p)
+    add_output_flags(p)
     p.add_argument(
         "--heartbeat",
         type=int_at_least(1),
@@ -104,6 +114,7 @@ def base_config(source: optuna.trial.FrozenTrial, epochs: int, args: Any) -> Any
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own progress lines instead
     storage = open_storage(args.storage, create=False, heartbeat_interval=args.heartbeat)
@@ -124,7 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UsageError("--device cuda: no CUDA GPU is available")
     from pathlib import Path
 
-    from study.dashboard import artifact_store, default_artifact_dir
+    from study.dashboard import artifact_store, default_artifact_dir, name_metric
     from study.lifecycle import Lifecycle, PlannedRun, run_planned, splits_loader
     from study.progress import Progress
 
@@ -148,6 +159,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     rerun.set_user_attr(StudyAttrs.SOURCE_STUDY, args.study_name)
     rerun.set_user_attr(StudyAttrs.CODE_VERSION, code_version())
     rerun.set_user_attr(StudyAttrs.PACKAGES, package_versions())
+    name_metric(rerun, StudyKind.RERUN.value)  # "test_acc" in optuna-dashboard
+    record_command(rerun, "study.rerun", argv)
 
     runs: list[PlannedRun] = []
     for source in sources:
@@ -166,31 +179,44 @@ def main(argv: Sequence[str] | None = None) -> int:
     distributions: dict[str, Any] = {}
     for source in sources:
         distributions.update(source.distributions)
-    shown = ", ".join(f"{s.number} (val_acc {s.value})" for s in sources)
-    print(
+    from study.lifecycle import completed_runs
+
+    progress = Progress(quiet=args.quiet)
+    done = completed_runs(rerun.get_trials(deepcopy=False))
+    finished = [done[r.key].value for r in runs if r.key in done]
+    progress.study_start(
+        rerun.study_name,
+        total=len(runs),
+        finished=len(finished),
+        best=max(finished, default=None),  # read from the storage: a resumed rerun shows it
+        epochs=epochs,
+        unit="run",
+        metric="test_acc",
+    )
+    shown = ", ".join(f"{s.number} (val_acc {s.value:.4f})" for s in sources)
+    progress.message(
         f"rerunning trial(s) {shown} of {args.study_name!r} for {epochs} epochs, "
-        f"{args.seeds} seed(s) each",
-        flush=True,
+        f"{args.seeds} seed(s) each"
     )
     life = Lifecycle(
         checkpoint_dir=Path(checkpoints),
         keep_checkpoints=True,  # the final weights are what a rerun is for
         artifact_store=store,
         eval_name="test",
-        progress=Progress(),
+        progress=progress,
     )
 
-    def done(trial: optuna.trial.FrozenTrial) -> None:
+    def saved(trial: optuna.trial.FrozenTrial) -> None:
         if trial.state == optuna.trial.TrialState.COMPLETE:
-            print(
-                f"trial {trial.user_attrs[A.SOURCE_TRIAL]} seed {trial.user_attrs[A.SEED]}: "
-                f"test_acc {trial.value:.4f}  checkpoint {trial.user_attrs.get(A.CHECKPOINT)}",
-                flush=True,
+            progress.message(
+                f"run {trial.number} (trial {trial.user_attrs[A.SOURCE_TRIAL]} seed "
+                f"{trial.user_attrs[A.SEED]}): checkpoint {trial.user_attrs.get(A.CHECKPOINT)}"
             )
 
-    run_planned(rerun, storage, runs, distributions, splits_for, life, after_trial=done)
-    from study.lifecycle import completed_runs
-
+    try:
+        run_planned(rerun, storage, runs, distributions, splits_for, life, after_trial=saved)
+    finally:
+        progress.close()
     recorded = completed_runs(rerun.get_trials(deepcopy=False))
     for source in sources:
         mine = [recorded[r.key] for r in runs if r.key.startswith(f"trial{source.number}-")]

@@ -83,14 +83,7 @@ class Runner:
         return self.evaluate_many([variant])[variant.name]
 
     def _after(self, trial: FrozenTrial) -> None:
-        self.ran += 1
-        if trial.state == optuna.trial.TrialState.COMPLETE:
-            seconds = sum(trial.user_attrs.get(A.EPOCH_SECONDS) or [])
-            print(
-                f"{trial.user_attrs.get(A.VARIANT)} seed {trial.user_attrs.get(A.SEED)}: "
-                f"val_acc {trial.value:.4f} ({seconds:.1f} s, trial {trial.number})",
-                flush=True,
-            )
+        self.ran += 1  # its line is the lifecycle's (Lifecycle.show_end)
         self.after_trial()
 
 

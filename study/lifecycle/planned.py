@@ -86,7 +86,8 @@ def run_planned(
             optuna.storages.fail_stale_trials(study)  # heartbeat-stale trials of other hosts
         recovered = recover_dead_trials(study, storage)
         if recovered:
-            life.note(f"trials {', '.join(map(str, recovered))}: worker gone, queued to resume")
+            gone = ", ".join(map(str, recovered))
+            life.note(f"trials {gone}: worker gone, queued to resume", always=False)
         trials = study.get_trials(deepcopy=False)
         done = completed_runs(trials)
         if all(k in done for k in planned):

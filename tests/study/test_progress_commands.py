@@ -114,3 +114,26 @@ def test_a_study_keeps_its_last_five_commands() -> None:
     kept = study.user_attrs[StudyAttrs.COMMANDS]
     assert [c["argv"][1] for c in kept] == [str(n) for n in range(2, COMMANDS_KEPT + 2)]
     assert invocations(study.user_attrs)[-1].shell() == "python -m study.run --trials 6"
+
+
+def test_rerun_shows_runs_by_test_accuracy_and_names_its_metric(
+    tiny_study: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from study import rerun
+
+    storage = copy_db(tiny_study, tmp_path / "wrn.db")
+    argv = ["--study-name", TINY_STUDY, "--storage", f"sqlite:///{storage}", "--device", "cpu",
+            "--checkpoint-dir", str(tmp_path / "ckpt"), "--epochs", "1"]  # fmt: skip
+    assert rerun.main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    name = f"{TINY_STUDY}-rerun"
+    assert re.fullmatch(rf"{STAMP} {name}: 0 of 1 runs finished, best -, 1 epochs each", lines[0])
+    assert any(re.fullmatch(rf"{STAMP} run 0 epoch 1/1 test_acc 0\.\d{{4}} .+", x) for x in lines)
+    done = optuna.load_study(study_name=name, storage=f"sqlite:///{storage}")
+    assert done.metric_names == ["test_acc"]  # not "Objective 0" in optuna-dashboard
+    assert invocations(done.user_attrs)[-1].argv == argv
+    # run again: nothing to train, and the first line shows the run's result from storage
+    assert rerun.main(argv) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    best = done.best_value
+    assert first.endswith(f"{name}: 1 of 1 runs finished, best {best:.4f}, 1 epochs each")
