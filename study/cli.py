@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
-from study.storage import DEFAULT_STORAGE, StorageError, normalize_storage
+from study.storage import DEFAULT_STORAGE, StorageError, check_url
 
 SEED_LIMIT = 2**31  # seeds are 0 <= seed < 2**31: numpy, torch and Optuna's samplers all take it
 
@@ -152,12 +152,21 @@ def seed_type(text: str) -> int:
     return value
 
 
+def storage_url(text: str) -> str:
+    """The ``--storage`` type: a bare ``.db`` path as SQLite, a malformed URL refused at once."""
+    try:
+        return check_url(text)
+    except StorageError as e:
+        # argparse prints only this message; it never echoes the typed value (the password)
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def add_storage_flag(p: argparse.ArgumentParser) -> None:
     """``--storage URL``; a bare ``.db`` path is taken as SQLite (args.storage is the URL)."""
     p.add_argument(
         "--storage",
         metavar="URL",
-        type=normalize_storage,
+        type=storage_url,
         default=DEFAULT_STORAGE,
         help="Optuna storage: sqlite:///PATH.db (a bare PATH.db works too), "
         "postgresql://USER:PASSWORD@HOST:PORT/DB or grpc://HOST:PORT",

@@ -232,6 +232,24 @@ def _server_url(url: str) -> tuple[str, str]:
     return url, password
 
 
+def check_url(text: str) -> str:
+    """``text`` normalised, its syntax checked without importing a driver: the ``--storage``
+    argument type, so a malformed URL fails in the time of a usage error, before any data load.
+    """
+    url = normalize_storage(text)
+    if "://" not in url:
+        if Path(url).is_dir():
+            raise StorageError(f"{url}: is a directory, not a SQLite database ({EXPECTED_FORMS})")
+        raise StorageError(f"malformed storage URL {redact(url)!r}: {EXPECTED_FORMS}")
+    if url.startswith("grpc://"):
+        host, _, port = url.removeprefix("grpc://").rstrip("/").rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise StorageError(f"malformed storage URL {redact(url)!r}: expected grpc://HOST:PORT")
+    elif not url.startswith("sqlite://"):
+        _server_url(url)
+    return url
+
+
 def _mask(text: str, password: str) -> str:
     for form in {password, password.replace("@", "%40"), quote(password, safe="")}:
         if form:

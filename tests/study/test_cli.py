@@ -134,3 +134,34 @@ def test_user_errors_are_one_line_exit_2(capsys: pytest.CaptureFixture) -> None:
 
     with pytest.raises(KeyError):  # not a user error: the traceback is wanted
         run_command("python -m study.demo", bug, [])
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://u:p@ss@host:99999/db",
+        "postgresql://u:p@ss@[::1/db",
+        "grpc://host",
+        "not-a-url",
+    ],
+)
+def test_a_malformed_storage_url_is_refused_while_parsing(
+    url: str, capsys: pytest.CaptureFixture
+) -> None:
+    """Before any data loads or driver imports: the error comes as fast as a bad flag."""
+    p = cli.Parser(prog="prog")
+    cli.add_storage_flag(p)
+    with pytest.raises(SystemExit) as e:
+        p.parse_args(["--storage", url])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "malformed storage URL" in err
+    assert "p@ss" not in err and "ss@" not in err  # no part of the password
+
+
+def test_a_bare_db_path_parses_as_sqlite(tmp_path) -> None:
+    p = cli.Parser(prog="prog")
+    cli.add_storage_flag(p)
+    assert p.parse_args(["--storage", "studies/smoke.db"]).storage == (
+        "sqlite:///studies/smoke.db"
+    )
