@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pytest
@@ -137,3 +138,50 @@ def test_rerun_shows_runs_by_test_accuracy_and_names_its_metric(
     first = capsys.readouterr().out.splitlines()[0]
     best = done.best_value
     assert first.endswith(f"{name}: 1 of 1 runs finished, best {best:.4f}, 1 epochs each")
+
+
+def _objective(monkeypatch: pytest.MonkeyPatch, curves: dict[float, list[float]]) -> Any:
+    """An Objective over wrn28_10 whose trial's accuracy curve is chosen by its dropout."""
+    from search_spaces import load_space
+    from study.lifecycle import attempt as attempt_module
+    from study.objective import Objective
+    from wrn.train import EpochStats, TrainResult
+
+    def fake_train(cfg: Any, on_epoch_end: Any = None, **kwargs: Any) -> TrainResult:
+        result = TrainResult("val", "cpu", 1)
+        for epoch, acc in enumerate(curves[cfg.model.dropout], start=1):
+            stats = EpochStats(epoch, 1.0, acc, 1.0, acc, 0.1, 0.5, 100.0)
+            result.history.append(stats)
+            on_epoch_end(stats)
+        return result
+
+    monkeypatch.setattr(attempt_module, "train", fake_train)
+    space = load_space("wrn28_10")
+    fixed = {"depth": 10, "width": 1, "label_smoothing": 0.1, "mixup_prob": 0.0,
+             "cutmix_prob": 0.0, "weight_decay": 5e-4, "lr": 0.1, "device": "cpu"}  # fmt: skip
+    return Objective(space, {**space.recipe, "epochs": 4}, fixed)
+
+
+@pytest.mark.parametrize("guarded", [True, False])
+def test_the_last_epoch_is_left_to_the_pruner(
+    monkeypatch: pytest.MonkeyPatch, guarded: bool
+) -> None:
+    from study.pruning import build_pruner
+
+    good, bad = [0.3, 0.5, 0.6, 0.7], [0.05, 0.06, 0.07, 0.08]
+    objective = _objective(monkeypatch, {0.1: good, 0.4: bad})
+    # the first judged epoch is the last (4): the study's pruners never prune there
+    pruner = (
+        build_pruner("median", epochs=4, warmup_frac=0.3, startup_trials=1, warmup_epochs=3)
+        if guarded
+        else optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=4)
+    )
+    study = optuna.create_study(direction="maximize", pruner=pruner)
+    for dropout in (0.1, 0.4):
+        study.enqueue_trial({"dropout": dropout})
+    study.optimize(objective, n_trials=2)
+    last = study.trials[1]
+    assert sorted(last.intermediate_values) == [1, 2, 3, 4]
+    # no second guard in the lifecycle: an unguarded pruner's verdict at the last epoch stands
+    expected = optuna.trial.TrialState.COMPLETE if guarded else optuna.trial.TrialState.PRUNED
+    assert last.state == expected
