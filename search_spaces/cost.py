@@ -18,16 +18,20 @@ def count_params(model: ModelConfig) -> int:
 
 @functools.cache
 def _count_params(depth: int, width: int, num_classes: int) -> int:
-    import torch  # here, not at import: reading a space file needs no torch
-
-    from wrn.model import WideResNet, count_parameters
-
-    # dropout adds no parameters; the meta device makes even WRN-28-12 free to count
-    with torch.device("meta"):
-        model = WideResNet.from_config(
-            ModelConfig(depth=depth, width=width, num_classes=num_classes)
-        )
-    return count_parameters(model)
+    # Closed form of wrn.model.WideResNet's parameters (a test checks it against the module), so
+    # that reading a space, or refusing bad input, imports no torch.
+    n = (depth - 4) // 6  # blocks per stage
+    widths = (16, 16 * width, 32 * width, 64 * width)
+    total = 3 * widths[0] * 9  # the 3x3 stem conv, no bias
+    for stage in range(3):
+        c_in, c_out = widths[stage], widths[stage + 1]
+        for block in range(n):
+            first = c_in if block == 0 else c_out
+            total += 2 * first + first * c_out * 9  # BN (weight, bias) and conv1
+            total += 2 * c_out + c_out * c_out * 9  # BN and conv2
+            if block == 0 and (stage > 0 or first != c_out):  # stride 2 or wider: 1x1 conv
+                total += first * c_out
+    return total + 2 * widths[3] + widths[3] * num_classes + num_classes  # final BN and fc
 
 
 def network_name(model: ModelConfig) -> str:

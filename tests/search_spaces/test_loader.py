@@ -470,13 +470,29 @@ def test_unknown_space_name_lists_builtins() -> None:
 # -- cost caps -----------------------------------------------------------------------------
 
 
-def test_count_params_matches_the_built_model() -> None:
+@pytest.mark.parametrize(
+    ("depth", "width", "classes"), [(10, 1, 10), (16, 1, 100), (16, 8, 100), (22, 12, 100)]
+)
+def test_count_params_matches_the_built_model(depth: int, width: int, classes: int) -> None:
+    import torch
+
     from wrn.model import WideResNet, count_parameters
 
     recipe = load_space("wrn28_10").recipe_config()
     assert count_params(recipe.model) == 36_536_884  # the README's WRN-28-10 figure
-    small = recipe.replace(depth=10, width=1, num_classes=10).model
-    assert count_params(small) == count_parameters(WideResNet.from_config(small))
+    model = recipe.replace(depth=depth, width=width, num_classes=classes).model
+    with torch.device("meta"):
+        built = WideResNet.from_config(model)
+    assert count_params(model) == count_parameters(built)
+
+
+def test_loading_a_space_imports_no_torch() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, search_spaces as s; s.load_space('light'); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
 
 
 @pytest.mark.parametrize(("name", "cap"), [("wrn28_10", 36_536_884), ("light", 11_007_540)])
