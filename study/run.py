@@ -361,8 +361,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if worker == 0:
         record_command(study, "study.run", argv)  # for the note's suggested commands
         write_study_note(study, args.storage)  # the dashboard's note: space, budget, best, next
-    # bars from several processes garble a terminal: with --workers, plain lines only
     run_args = (space, base, fixed, splits, store)
+    # bars from several processes garble a terminal: with --workers, plain lines only
     progress = Progress(quiet=args.quiet, tty=False if worker or args.workers > 1 else None)
     try:
         return search(study, storage, args, argv, progress, worker, seed, epochs, run_args)
