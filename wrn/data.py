@@ -84,14 +84,35 @@ def _shown(data_dir: str | Path, name: str = "") -> str:
     return f"{text.rstrip('/')}/{name}" if name else text
 
 
+def fetch_and_extract(url: str, folder: Path, md5: str) -> None:
+    """Download ``url`` into ``folder`` (in 1 MiB reads), check its MD5, unpack the tarball.
+
+    urllib rather than torchvision's helper: importing torchvision costs over a second, and
+    the refusal of a missing data directory should come as fast as any other bad input.
+    """
+    import hashlib
+    import tarfile
+    import urllib.request
+
+    folder.mkdir(parents=True, exist_ok=True)
+    archive = folder / url.rsplit("/", 1)[1]
+    digest = hashlib.md5()
+    with urllib.request.urlopen(url, timeout=60) as response, archive.open("wb") as out:
+        while chunk := response.read(1 << 20):
+            digest.update(chunk)
+            out.write(chunk)
+    if digest.hexdigest() != md5:
+        raise OSError(f"MD5 {digest.hexdigest()} of {archive.name} is not the expected {md5}")
+    with tarfile.open(archive, "r:gz") as tar:
+        tar.extractall(folder, filter="data")  # "data": no absolute paths, links or devices
+
+
 def download_cifar100(data_dir: str | Path) -> None:
     """Fetch and unpack the official archive; its MD5 is verified before extraction.
 
     On failure, whatever the attempt created (the directory itself, the archive, a partial
     ``cifar-100-python``) is removed again.
     """
-    from torchvision.datasets.utils import download_and_extract_archive
-
     folder = Path(data_dir)
     # the outermost missing ancestor: removing it removes every directory the download made
     missing = [p for p in (folder, *folder.parents) if not p.exists()]
@@ -102,7 +123,7 @@ def download_cifar100(data_dir: str | Path) -> None:
         if not p.exists()
     ]
     try:
-        download_and_extract_archive(CIFAR100_URL, str(folder), md5=CIFAR100_MD5)
+        fetch_and_extract(CIFAR100_URL, folder, CIFAR100_MD5)
     except BaseException as e:
         if created is not None:
             shutil.rmtree(created, ignore_errors=True)

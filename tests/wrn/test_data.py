@@ -45,9 +45,43 @@ def test_download_failure_is_one_clear_error(
     def refuse(*args: object, **kwargs: object) -> None:
         raise OSError("network unreachable")
 
-    monkeypatch.setattr("torchvision.datasets.utils.download_and_extract_archive", refuse)
+    monkeypatch.setattr("wrn.data.fetch_and_extract", refuse)
     with pytest.raises(DataError, match="could not be downloaded"):
         load_cifar100(tmp_path, download=True)
+
+
+def _archive(tmp_path: Path, cifar_writer) -> tuple[str, str]:
+    """A small tarball in the official archive's layout, served from a file:// URL."""
+    import hashlib
+    import tarfile
+
+    source = tmp_path / "source"
+    cifar_writer(source, n_train=100, n_test=100)
+    archive = tmp_path / "cifar-100-python.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(source / "cifar-100-python", arcname="cifar-100-python")
+    return archive.as_uri(), hashlib.md5(archive.read_bytes()).hexdigest()
+
+
+def test_download_fetches_checks_and_unpacks_the_archive(
+    tmp_path: Path, cifar_writer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, md5 = _archive(tmp_path, cifar_writer)
+    monkeypatch.setattr("wrn.data.CIFAR100_URL", url)
+    monkeypatch.setattr("wrn.data.CIFAR100_MD5", md5)
+    train, test = load_cifar100(tmp_path / "data", download=True)
+    assert len(train) == 100 and len(test) == 100
+
+
+def test_a_corrupt_download_is_refused_and_removed(
+    tmp_path: Path, cifar_writer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, _ = _archive(tmp_path, cifar_writer)
+    monkeypatch.setattr("wrn.data.CIFAR100_URL", url)
+    monkeypatch.setattr("wrn.data.CIFAR100_MD5", "0" * 32)
+    with pytest.raises(DataError, match="MD5"):
+        load_cifar100(tmp_path / "data", download=True)
+    assert not (tmp_path / "data").exists()  # nothing left behind
 
 
 def test_wrong_layout_is_rejected(tmp_path: Path, cifar_writer) -> None:
@@ -130,13 +164,13 @@ def test_missing_data_names_the_directory_as_given(
 def test_a_failed_download_leaves_nothing_behind(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, exists: bool
 ) -> None:
-    def half_done(url: str, root: str, **kwargs: object) -> None:
-        # as torchvision does: the folder, a partial archive, then the network fails
+    def half_done(url: str, root: Path, md5: str) -> None:
+        # as a real fetch does: the folder, a partial archive, then the network fails
         Path(root).mkdir(parents=True, exist_ok=True)
         (Path(root) / "cifar-100-python.tar.gz").write_bytes(b"partial")
         raise OSError("network unreachable")
 
-    monkeypatch.setattr("torchvision.datasets.utils.download_and_extract_archive", half_done)
+    monkeypatch.setattr("wrn.data.fetch_and_extract", half_done)
     monkeypatch.chdir(tmp_path)
     if exists:  # the user's folder: only what the download made goes
         (tmp_path / "data").mkdir()
