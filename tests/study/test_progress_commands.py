@@ -185,3 +185,20 @@ def test_the_last_epoch_is_left_to_the_pruner(
     # no second guard in the lifecycle: an unguarded pruner's verdict at the last epoch stands
     expected = optuna.trial.TrialState.COMPLETE if guarded else optuna.trial.TrialState.PRUNED
     assert last.state == expected
+
+
+def test_a_resumed_trial_starts_at_its_saved_epoch(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from tests.study.test_lifecycle_breaks import interrupted_search
+
+    argv = interrupted_search(tmp_path, epochs=2)  # trial 0 stopped after epoch 1, queued
+    captured = capsys.readouterr()
+    assert "trial 0 saved at epoch 1 and queued" in captured.err
+    assert run.main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    # the retry (trial 1) resumes: its line says so and only epoch 2 is trained and shown
+    assert any(re.fullmatch(rf"{STAMP} trial 1 start \(resumed after epoch 1\): .+", x)
+               for x in lines), lines  # fmt: skip
+    assert not any(" trial 1 epoch 1/2 " in x for x in lines)
+    assert any(re.match(rf"{STAMP} trial 1 epoch 2/2 val_acc ", x) for x in lines)
