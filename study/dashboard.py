@@ -24,7 +24,6 @@ from xml.sax.saxutils import escape
 import optuna
 from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 from optuna.trial import TrialState
-from optuna_dashboard import save_note, save_plotly_graph_object
 
 from study.storage import DEFAULT_STORAGE, StorageError, redact, sqlite_path
 
@@ -209,6 +208,9 @@ def name_metric(study: optuna.Study, kind: str) -> None:
 
 def save_figure(study: optuna.Study, figure: Any, figure_id: str) -> None:
     """Show a plotly figure on the study's page in the dashboard (replaced on each call)."""
+    # imported here: optuna_dashboard (with its scikit-learn) adds ~0.8 s to every start-up
+    from optuna_dashboard import save_plotly_graph_object
+
     save_plotly_graph_object(study, figure, graph_object_id=figure_id)
 
 
@@ -399,6 +401,8 @@ def study_note(study: optuna.Study, storage_url: str, effects_md: str | None = N
 def write_study_note(study: optuna.Study, storage_url: str, effects_md: str | None = None) -> str:
     """Save (or refresh) the study's markdown note, shown on its page in optuna-dashboard."""
     body = study_note(study, storage_url, effects_md)
+    from optuna_dashboard import save_note
+
     save_note(study, body)
     name_metric(study, str(study.user_attrs.get("kind", "search")))
     return body
