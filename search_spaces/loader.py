@@ -108,6 +108,10 @@ class SearchSpace:
     # most parameters a trial's network may have ([search] max_params; default: the recipe's)
     cost_cap: int
 
+    def searched(self, fixed: dict[str, Any]) -> list[ParamSpec]:
+        """The parameters that ``--set`` did not fix: what a trial samples."""
+        return [spec for name, spec in self.params.items() if name not in fixed]
+
     def recipe_config(self, **overrides: Any) -> TrainConfig:
         """The recipe as a TrainConfig, with some flat keys overridden (e.g. trial params)."""
         return TrainConfig.from_flat({**self.recipe, **overrides})

@@ -42,7 +42,7 @@ from study.records import (
     require_study,
 )
 from study.records import TrialAttrs as A
-from study.storage import open_storage, redact, sqlite_path
+from study.storage import default_checkpoint_dir, open_storage, redact
 
 
 def build_parser() -> Parser:
@@ -72,15 +72,9 @@ def build_parser() -> Parser:
         help="also the ablation path from the recipe to the best configuration",
     )
     add_retrain_flags(p)
-    add_checkpoint_flags(p, default=None)
+    add_checkpoint_flags(p)
     add_artifact_flag(p)
     add_output_flags(p)
-    p.add_argument(
-        "--heartbeat",
-        type=int_at_least(1),
-        default=60,
-        help="seconds between a running trial's heartbeats; silent for 3 = dead",
-    )
     return p
 
 
@@ -242,10 +236,7 @@ def ablate(args: Any, argv: list[str], progress: Progress) -> int:
     store = dashboard.artifact_store(
         args.artifact_dir or dashboard.default_artifact_dir(args.storage)
     )
-    folder = sqlite_path(args.storage)
-    checkpoints = args.checkpoint_dir or (
-        "studies/checkpoints" if folder is None else folder.parent / "checkpoints"
-    )
+    checkpoints = args.checkpoint_dir or default_checkpoint_dir(args.storage)
 
     ablation = optuna.create_study(
         storage=storage, study_name=ablation_name, direction="maximize", load_if_exists=True

@@ -208,13 +208,15 @@ def add_artifact_flag(p: argparse.ArgumentParser) -> None:
     )
 
 
-def add_checkpoint_flags(p: argparse.ArgumentParser, default: str = "studies/checkpoints") -> None:
-    """``--checkpoint-dir``, ``--keep-checkpoints``, ``--checkpoint-every K``."""
+def add_checkpoint_flags(p: argparse.ArgumentParser) -> None:
+    """``--checkpoint-dir``, ``--keep-checkpoints``, ``--checkpoint-every K``, ``--heartbeat``:
+    how a run survives being stopped. ``args.checkpoint_dir`` is None when not given
+    (``study.storage.default_checkpoint_dir`` of the storage then)."""
     p.add_argument(
         "--checkpoint-dir",
         metavar="DIR",
-        default=default,
-        help="per-run checkpoints; an interrupted or retried run resumes from there",
+        help="per-run checkpoints; an interrupted or retried run resumes from there "
+        "(default: checkpoints/ beside a SQLite storage, else studies/checkpoints)",
     )
     p.add_argument(
         "--keep-checkpoints",
@@ -228,6 +230,13 @@ def add_checkpoint_flags(p: argparse.ArgumentParser, default: str = "studies/che
         default=1,
         help="save a checkpoint every K epochs (and after the last); a resume repeats at most "
         "K-1 epochs",
+    )
+    p.add_argument(
+        "--heartbeat",
+        metavar="S",
+        type=int_at_least(1),
+        default=60,
+        help="seconds between a running trial's heartbeats; silent for 3 = dead",
     )
 
 

@@ -29,7 +29,7 @@ def suggest(trial: optuna.Trial, spec: ParamSpec) -> Any:
 
 def searched_params(space: SearchSpace, fixed: dict[str, Any]) -> list[ParamSpec]:
     """The space's parameters that ``--set`` did not fix."""
-    return [spec for name, spec in space.params.items() if name not in fixed]
+    return space.searched(fixed)
 
 
 def trial_config(

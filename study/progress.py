@@ -10,6 +10,7 @@ never a bar or a carriage return, on stdout so that a redirected log holds them.
 from __future__ import annotations
 
 import datetime
+import os
 import sys
 from typing import Any, Protocol, TextIO
 
@@ -69,9 +70,13 @@ def _fmt(value: object) -> str:
 
 
 def _isatty(stream: Any) -> bool:
+    """A terminal that can show bars: a TTY that reports a width (a pty of 0 columns, as
+    `script` makes without a window, would show neither bars nor plain lines)."""
     try:
-        return bool(stream.isatty())
-    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        if not stream.isatty():
+            return False
+        return os.get_terminal_size(stream.fileno()).columns > 0
+    except (AttributeError, ValueError, OSError):  # no isatty/fileno, a closed stream
         return False
 
 

@@ -40,7 +40,7 @@ from study.records import (
     top_trials,
 )
 from study.records import TrialAttrs as A
-from study.storage import open_storage, sqlite_path
+from study.storage import default_checkpoint_dir, open_storage
 
 
 def build_parser() -> Parser:
@@ -49,7 +49,7 @@ def build_parser() -> Parser:
         description=__doc__.splitlines()[0],
         examples=[line for line in __doc__.splitlines()[2:5] if line.startswith("python")],
     )
-    p.add_argument("--study-name", required=True)
+    p.add_argument("--study-name", required=True, help="the search study whose trials to retrain")
     which = p.add_mutually_exclusive_group()
     which.add_argument("--trial", type=int_at_least(0), help="trial number (default: the best)")
     which.add_argument("--top", type=int_at_least(1), metavar="K", help="the K best trials")
@@ -65,15 +65,9 @@ def build_parser() -> Parser:
         help="independent training runs, seeds 0..K-1 offset by the study's seed",
     )
     add_retrain_flags(p)
-    add_checkpoint_flags(p, default=None)
+    add_checkpoint_flags(p)
     add_artifact_flag(p)
     add_output_flags(p)
-    p.add_argument(
-        "--heartbeat",
-        type=int_at_least(1),
-        default=60,
-        help="seconds between a running trial's heartbeats; silent for 3 = dead",
-    )
     return p
 
 
@@ -144,10 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for cfg in bases.values():  # a bad data directory fails here, before anything is written
         splits_for(cfg)
     store = artifact_store(args.artifact_dir or default_artifact_dir(args.storage))
-    folder = sqlite_path(args.storage)
-    checkpoints = args.checkpoint_dir or (
-        "studies/checkpoints" if folder is None else folder.parent / "checkpoints"
-    )
+    checkpoints = args.checkpoint_dir or default_checkpoint_dir(args.storage)
 
     rerun = optuna.create_study(
         storage=storage,

@@ -14,7 +14,6 @@ import secrets
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import optuna
@@ -46,7 +45,7 @@ from study.records import (
     failures,
     record_command,
 )
-from study.storage import open_storage, redact, sqlite_path
+from study.storage import default_checkpoint_dir, open_storage, redact, sqlite_path
 from wrn.config import ConfigError, TrainConfig, parse_assignment
 
 WORKER_ENV = "WRN_STUDY_WORKER"  # set in the processes that --workers starts
@@ -123,15 +122,9 @@ def build_parser() -> Parser:
         default=5,
         help="stop after this many failed trials in a row",
     )
-    add_checkpoint_flags(p, default=None)
+    add_checkpoint_flags(p)
     add_artifact_flag(p)
     add_output_flags(p)
-    p.add_argument(
-        "--heartbeat",
-        type=int_at_least(1),
-        default=60,
-        help="seconds between a running trial's heartbeats; silent for 3 = dead",
-    )
     p.add_argument(
         "--set",
         dest="assignments",
@@ -178,13 +171,6 @@ def pruner_help_texts() -> tuple[str, str]:
     return pruner, warmup
 
 
-def default_checkpoint_dir(storage_url: str) -> Path:
-    """checkpoints/ beside a SQLite file (studies/checkpoints for studies/wrn.db), else
-    studies/checkpoints."""
-    path = sqlite_path(storage_url)
-    return Path("studies/checkpoints") if path is None else path.parent / "checkpoints"
-
-
 def parse_fixed(assignments: list[str]) -> dict[str, Any]:
     fixed: dict[str, Any] = {}
     for text in assignments:
@@ -214,12 +200,11 @@ def base_values(space: SearchSpace, args: Any, epochs: int) -> dict[str, Any]:
 
 def check_config(space: SearchSpace, base: dict[str, Any], fixed: dict[str, Any]) -> TrainConfig:
     """Fail before any storage is touched if the fixed values cannot make a valid config."""
-    from study.objective import searched_params
     from wrn.config import ConfigError, TrainConfig
 
     try:
         cfg = TrainConfig.from_flat({**base, **fixed})
-        for spec in searched_params(space, fixed):
+        for spec in space.searched(fixed):
             # every end of every range must also give a valid config with the fixed values
             for value in spec.choices or (spec.low, spec.high):
                 TrainConfig.from_flat({**base, spec.name: value, **fixed})

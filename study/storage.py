@@ -62,6 +62,13 @@ def redact(url: str) -> str:
     return url if parts is None else f"{parts[0]}***{parts[2]}"
 
 
+def default_checkpoint_dir(url: str) -> Path:
+    """Where checkpoints go unless ``--checkpoint-dir`` says: ``checkpoints/`` beside a SQLite
+    file (``studies/checkpoints`` for ``studies/wrn.db``), else ``studies/checkpoints``."""
+    path = sqlite_path(url)
+    return Path("studies/checkpoints") if path is None else path.parent / "checkpoints"
+
+
 def sqlite_path(url: str) -> Path | None:
     """The database file of a ``sqlite:///`` URL (or bare path), or None for other back ends
     and :memory:."""

@@ -30,7 +30,7 @@ def _parser() -> Parser:
     add_data_flags(p)
     add_device_flag(p)
     add_artifact_flag(p)
-    add_checkpoint_flags(p, default="studies/checkpoints")
+    add_checkpoint_flags(p)
     add_output_flags(p)
     p.add_argument("--seed", type=seed_type, default=0)
     p.add_argument("--trials", type=int, default=50, help="how many")
@@ -49,8 +49,10 @@ def test_help_shows_every_default_and_the_examples(capsys: pytest.CaptureFixture
         "(default: ./data)",
         "(default: cifar100)",
         "(default: auto)",
-        "(default: studies/checkpoints)",
+        "(default: checkpoints/ beside a SQLite storage, else studies/checkpoints)",
         "--checkpoint-every K",
+        "--heartbeat S",
+        "(default: 60)",
         "--quiet",
         "--seed SEED           default: 0",  # a flag without help text still shows its default
         "how many (default: 50)",
@@ -69,7 +71,8 @@ def test_groups_parse(tmp_path) -> None:
     assert args.storage == "sqlite:///studies/smoke.db"
     assert (args.data_dir, args.dataset, args.device) == ("./data", "cifar100", "auto")
     assert args.artifact_dir is None and args.checkpoint_every == 3 and not args.quiet
-    assert args.keep_checkpoints is False and args.checkpoint_dir == "studies/checkpoints"
+    assert args.keep_checkpoints is False and args.checkpoint_dir is None  # beside the storage
+    assert args.heartbeat == 60
     retrain = Parser(prog="x")
     cli.add_retrain_flags(retrain)
     assert retrain.parse_args([]).dataset is None  # the study's own dataset

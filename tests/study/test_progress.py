@@ -101,3 +101,23 @@ def test_study_eta(
 def test_format_eta() -> None:
     assert format_eta(None) == "-" and format_eta(843.4) == "0:14:03"
     assert format_eta(90061) == "1 day, 1:01:01"
+
+
+def test_a_pty_without_a_width_gets_plain_lines_not_invisible_bars() -> None:
+    import fcntl
+    import os
+    import struct
+    import termios
+
+    from study.progress import _isatty
+
+    leader, follower = os.openpty()
+    try:
+        with os.fdopen(follower, "w", closefd=False) as stream:
+            assert not _isatty(stream)  # `script` without a window: 0 columns
+            size = struct.pack("HHHH", 24, 80, 0, 0)  # rows, columns, x and y pixels
+            fcntl.ioctl(follower, termios.TIOCSWINSZ, size)
+            assert _isatty(stream)
+    finally:
+        os.close(leader)
+        os.close(follower)
