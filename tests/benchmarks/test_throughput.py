@@ -1,6 +1,8 @@
 import json
 from pathlib import Path
 
+import pytest
+
 from benchmarks.throughput import forward_flops, idle_fraction, main, slug
 from wrn.model import WideResNet
 
@@ -23,6 +25,7 @@ ROW_KEYS = {
 }
 
 
+@pytest.mark.slow  # the whole benchmark, quick sizes
 def test_quick_cpu_run_writes_json_and_markdown(tmp_path: Path) -> None:
     argv = ["--device", "cpu", "--quick", "--out", str(tmp_path), "--steps", "1", "--warmup", "0"]
     assert main([*argv, "--images", "32", "--batch-size", "16"]) == 0

@@ -39,10 +39,14 @@ SCREENSHOTS = Path(
     )
 )
 # CI sets WRN_REQUIRE_BROWSER=1, so a missing browser fails there instead of skipping
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists() and not os.environ.get("WRN_REQUIRE_BROWSER"),
-    reason=f"{CHROMIUM} is missing (apt-get install -y chromium; CI installs it)",
-)
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.slow,  # a chromium process and a dashboard server
+    pytest.mark.skipif(
+        not CHROMIUM.exists() and not os.environ.get("WRN_REQUIRE_BROWSER"),
+        reason=f"{CHROMIUM} is missing (apt-get install -y chromium; CI installs it)",
+    ),
+]
 
 TINY = [
     *("--set", "depth=10", "--set", "width=1", "--set", "batch_size=32", "--set", "workers=0"),

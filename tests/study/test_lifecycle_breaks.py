@@ -119,6 +119,7 @@ def test_separate_runs_draw_their_own_points_and_record_the_seed(tmp_path: Path)
     assert replay.params == a.params
 
 
+@pytest.mark.slow  # four worker processes
 def test_workers_stop_at_exactly_the_total(tmp_path: Path) -> None:
     storage = tmp_path / "wrn.db"
     argv = tiny_args(storage, "--epochs", "1", "--trials", "2", "--workers", "4")
@@ -164,6 +165,7 @@ KILLED = [
 ]
 
 
+@pytest.mark.slow  # real command processes, SIGKILLed and restarted
 @pytest.mark.parametrize(("module", "record", "extra"), KILLED)
 def test_killed_rerun_and_ablation_resume_their_trial(
     tiny_study: Path, tmp_path: Path, module: str, record: str, extra: list[str]
@@ -201,6 +203,7 @@ def test_killed_rerun_and_ablation_resume_their_trial(
     assert len(keys) == len(set(keys))
 
 
+@pytest.mark.slow  # two ablation processes at once
 def test_two_ablations_on_one_study_share_the_work(tiny_study: Path, tmp_path: Path) -> None:
     storage = copy_db(tiny_study, tmp_path / "wrn.db")
     argv = rerun_args(storage, "--epochs", "2", "--seeds", "2")

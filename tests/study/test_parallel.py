@@ -10,7 +10,11 @@ from tests.study.test_resilience import storage_url
 from tests.study.workers import FAST_TRIAL, run, trials
 
 
-@pytest.mark.parametrize(("backend", "workers", "total"), [("sqlite", 4, 12), ("postgres", 2, 6)])
+@pytest.mark.slow  # worker processes training a real study
+@pytest.mark.parametrize(
+    ("backend", "workers", "total"),
+    [("sqlite", 4, 12), pytest.param("postgres", 2, 6, marks=pytest.mark.postgres)],
+)
 def test_parallel_workers_finish_every_trial(
     backend: str, workers: int, total: int, tmp_path: Path
 ) -> None:
@@ -49,6 +53,7 @@ def test_parallel_workers_finish_every_trial(
     assert f"with {workers} workers" in done.stdout
 
 
+@pytest.mark.slow  # a proxy server and worker processes
 def test_workers_through_the_grpc_storage_proxy(tmp_path: Path) -> None:
     pytest.importorskip("grpc")
     import socket

@@ -36,6 +36,7 @@ def run_logged(argv: list[str], log: Path) -> str:
     return log.read_text()
 
 
+@pytest.mark.slow  # study and rerun processes
 def test_a_logged_study_has_timestamped_epoch_and_trial_lines_and_quiet_has_none(
     tmp_path: Path,
 ) -> None:

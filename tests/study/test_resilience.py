@@ -42,7 +42,10 @@ def chain(all_trials: list[optuna.trial.FrozenTrial], first: int) -> list:
     return [t for t in all_trials if t.user_attrs.get("first_attempt", t.number) == first]
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+@pytest.mark.slow  # real study processes, SIGKILLed and restarted
+@pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
 def test_killed_worker_resumes_from_its_last_epoch(backend: str, tmp_path: Path) -> None:
     url = storage_url(backend, tmp_path)
     name = f"kill-{uuid.uuid4().hex[:8]}"
@@ -109,6 +112,7 @@ def test_killed_worker_resumes_from_its_last_epoch(backend: str, tmp_path: Path)
     assert "Traceback" not in log.read_text()
 
 
+@pytest.mark.slow  # a real study process, stopped and restarted
 def test_sigterm_saves_and_the_next_run_resumes(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/wrn.db"
     args = [

@@ -108,6 +108,7 @@ def test_resuming_runs_only_the_missing_trials(
     assert trials[3].params != trials[0].params
 
 
+@pytest.mark.slow  # a real 8-trial study
 def test_pruning_prunes_in_a_real_study(tmp_path: Path) -> None:
     space = tmp_path / "wide_lr.toml"
     text = (Path(run.__file__).parent.parent / "search_spaces" / "light.toml").read_text()
