@@ -149,6 +149,18 @@ def study_kind(user_attrs: Mapping[str, Any]) -> str:
     return kind if isinstance(kind, str) else StudyKind.OTHER.value
 
 
+def device_kind(devices: Iterable[str]) -> str:
+    """What summed epoch times were spent on: "GPU", "CPU" or, mixed or unknown, "device"."""
+    kinds = {str(d).split(":")[0] for d in devices}
+    return {frozenset({"cuda"}): "GPU", frozenset({"cpu"}): "CPU"}.get(frozenset(kinds), "device")
+
+
+def trial_devices(trials: Iterable[FrozenTrial]) -> set[str]:
+    """The devices the trials recorded (a trial that never started records none)."""
+    key = TrialAttrs.DEVICE
+    return {str(t.user_attrs[key]) for t in trials if key in t.user_attrs}
+
+
 def trial_seconds(trial: FrozenTrial) -> float:
     """Device seconds a trial has spent: its per-epoch times, however it ended, each epoch once.
 

@@ -14,7 +14,14 @@ import optuna
 from optuna.trial import TrialState
 
 from study.cli import Parser, add_storage_flag, run_command
-from study.records import best_trial, is_failure, study_kind, trial_seconds
+from study.records import (
+    best_trial,
+    device_kind,
+    is_failure,
+    study_kind,
+    trial_devices,
+    trial_seconds,
+)
 from study.storage import open_storage, redact
 
 STATE_COLUMNS = ("complete", "pruned", "fail", "running", "waiting")
@@ -44,6 +51,7 @@ class StudyRow:
     best_number: int | None
     seconds: float
     running: list[RunningTrial] = field(default_factory=list)
+    devices: set[str] = field(default_factory=set)  # what the hours ran on
 
 
 def collect(storage: optuna.storages.BaseStorage) -> list[StudyRow]:
@@ -82,15 +90,21 @@ def collect(storage: optuna.storages.BaseStorage) -> list[StudyRow]:
                 best_value=None if best is None else best.value,
                 best_number=None if best is None else best.number,
                 seconds=sum(trial_seconds(t) for t in trials),
+                devices=trial_devices(trials),
                 running=running,
             )
         )
     return rows
 
 
+def hours_unit(rows: Sequence[StudyRow]) -> str:
+    """GPU, CPU or (mixed) device: what the summed epoch hours ran on."""
+    return device_kind(d for row in rows for d in row.devices)
+
+
 def format_table(rows: Sequence[StudyRow]) -> str:
     """Plain aligned columns: text left, numbers right."""
-    header = ("study", "kind", *STATE_COLUMNS, "best", "trial", "GPU-h")
+    header = ("study", "kind", *STATE_COLUMNS, "best", "trial", f"{hours_unit(rows)}-h")
     body = [
         (
             row.name,
@@ -139,13 +153,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{redact(args.storage)}: no studies yet")
         return 0
     total = sum(r.seconds for r in rows) / 3600
-    print(f"{redact(args.storage)}: {len(rows)} studies, {total:.3f} GPU-hours")
+    unit = hours_unit(rows)
+    print(f"{redact(args.storage)}: {len(rows)} studies, {total:.3f} {unit}-hours")
     print(format_table(rows))
     running = format_running(rows)
     print(f"running now: {len(running) or 'none'}")
     for text in running:
         print(text)
-    print("(GPU-h: summed epoch times, on whatever device each trial ran)")
+    print(f"({unit}-h: the trials' summed epoch times)")
     return 0
 
 

@@ -16,7 +16,14 @@ from optuna.trial import FrozenTrial, TrialState
 
 from study.ablation.effects import BASE, Effect, compute_effects
 from study.cli import UsageError
-from study.records import StudyAttrs, StudyKind, TrialAttrs, study_kind, trial_seconds
+from study.records import (
+    StudyAttrs,
+    StudyKind,
+    TrialAttrs,
+    device_kind,
+    study_kind,
+    trial_seconds,
+)
 from study.storage import DEFAULT_STORAGE, redact
 
 COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf")
@@ -189,12 +196,7 @@ class StudyData:
 def time_unit(studies: Sequence[StudyData]) -> str:
     """What the summed epoch times are: "GPU-seconds", "CPU-seconds" or, mixed or unknown,
     "device-seconds"."""
-    devices = {d.split(":")[0] for s in studies for d in s.devices}
-    if devices == {"cuda"}:
-        return "GPU-seconds"
-    if devices == {"cpu"}:
-        return "CPU-seconds"
-    return "device-seconds"
+    return f"{device_kind(d for s in studies for d in s.devices)}-seconds"
 
 
 def collect(

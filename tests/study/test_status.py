@@ -78,7 +78,7 @@ def test_status_table(storage: str, capsys: pytest.CaptureFixture) -> None:
         "waiting",
         "best",
         "trial",
-        "GPU-h",
+        "CPU-h",  # the trials ran on the CPU: not "GPU-h"
     ]
     study = optuna.load_study(study_name="wrn28_10", storage=storage)
     best = study.best_trial
