@@ -43,7 +43,7 @@ import torch
 from benchmarks import acceptance_parts as parts
 from benchmarks.acceptance_report import REPORT_KEYS, merge, write_report
 from benchmarks.throughput import RESULTS_DIR, device_name
-from wrn.config import ConfigError, parse_assignment
+from wrn.config import ConfigError, parse_assignments
 
 BUDGET_S = 540  # the whole run: 9 minutes on one H100
 # each part's own limit (s, H100); estimates: throughput 50, memory 25, checkpoint 55,
@@ -154,7 +154,7 @@ def options(args: argparse.Namespace, parser: argparse.ArgumentParser) -> parts.
     if args.fashion_gz is not None and not args.fashion_gz.is_dir():
         parser.error(f"--fashion-gz {args.fashion_gz}: not a directory")
     try:
-        sets = dict(parse_assignment(text) for text in args.fashion_set)
+        sets = parse_assignments(args.fashion_set)
         opts = parts.Options(
             torch.device(name),
             args.quick,

@@ -39,7 +39,7 @@ import torch
 
 from benchmarks.throughput import device_name, slug
 from search_spaces import ParamSpec, SearchSpace, SpaceError, load_space
-from wrn.config import ConfigError, TrainConfig, parse_assignment
+from wrn.config import ConfigError, TrainConfig, parse_assignments
 from wrn.data import DataError, Splits, load_cifar100, stratified_split
 from wrn.train import resolve_device, train
 
@@ -179,13 +179,10 @@ def _load_space(name: str) -> SearchSpace:
 
 
 def _parse_sets(items: Sequence[str]) -> dict[str, Any]:
-    fixed: dict[str, Any] = {}
-    for item in items:
-        try:
-            key, value = parse_assignment(item)
-        except ConfigError as err:
-            raise UsageError(f"--set: {err}") from None
-        fixed[key] = value
+    try:
+        fixed = parse_assignments(list(items))
+    except ConfigError as err:
+        raise UsageError(str(err)) from None  # names the --set text already
     try:
         TrainConfig.from_flat(fixed)
     except ConfigError as err:

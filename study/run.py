@@ -46,7 +46,7 @@ from study.records import (
     record_command,
 )
 from study.storage import default_checkpoint_dir, open_storage, redact, sqlite_path
-from wrn.config import ConfigError, TrainConfig, parse_assignment
+from wrn.config import ConfigError, TrainConfig, parse_assignments
 
 WORKER_ENV = "WRN_STUDY_WORKER"  # set in the processes that --workers starts
 SAMPLER_SEED_ENV = "WRN_STUDY_SAMPLER_SEED"  # the parent's sampler seed, for its workers
@@ -172,13 +172,10 @@ def pruner_help_texts() -> tuple[str, str]:
 
 
 def parse_fixed(assignments: list[str]) -> dict[str, Any]:
-    fixed: dict[str, Any] = {}
-    for text in assignments:
-        try:
-            key, value = parse_assignment(text)
-        except ConfigError as e:
-            raise UsageError(f"--set {text}: {e}") from None
-        fixed[key] = value
+    try:
+        fixed = parse_assignments(assignments)
+    except ConfigError as e:
+        raise UsageError(str(e)) from None
     if fixed.get("eval_split", "val") != "val":
         raise UsageError("--set eval_split: a search never scores on the test set")
     return fixed

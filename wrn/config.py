@@ -332,3 +332,15 @@ def parse_assignment(text: str) -> tuple[str, Any]:
     if not sep or not key:
         raise ConfigError(f"expected KEY=VALUE, got {text!r}")
     return key, coerce(key, value.strip())
+
+
+def parse_assignments(texts: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """Every ``--set KEY=VALUE`` as one dict (a later value wins); an error names the text."""
+    values: dict[str, Any] = {}
+    for text in texts:
+        try:
+            key, value = parse_assignment(text)
+        except ConfigError as e:
+            raise ConfigError(f"--set {text}: {e}") from None
+        values[key] = value
+    return values

@@ -16,18 +16,9 @@ from optuna.distributions import (
 
 from study.ablation.effects import BASE
 from study.cli import UsageError
-from wrn.config import ConfigError, TrainConfig, coerce, key_kind
+from wrn.config import EXECUTION_KEYS, ConfigError, TrainConfig, coerce, key_kind
 
-# keys that change how a run executes, not what it computes: never a difference between configs
-EXECUTION_KEYS = (
-    "device",
-    "workers",
-    "compile",
-    "data_dir",
-    "download",
-    "pipeline",
-    "checkpoint_every",
-)
+# execution keys change how a run executes, not what it computes: never a difference
 # what the path compares: the configuration itself, not the run's seed or length
 NOT_PATH_KEYS = (*EXECUTION_KEYS, "seed", "epochs")
 
