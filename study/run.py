@@ -108,7 +108,12 @@ def build_parser() -> Parser:
         help="trials that finish before any is pruned",
     )
     p.add_argument("--pruner-warmup-epochs", type=int_at_least(0), help=warmup_help)
-    p.add_argument("--sampler", choices=("tpe", "random"), default="tpe")
+    p.add_argument(
+        "--sampler",
+        choices=("tpe", "random"),
+        default="tpe",
+        help="tpe: multivariate TPE with a constant liar for parallel workers; random: uniform",
+    )
     p.add_argument("--timeout", type=positive_float, help="stop starting trials after this many s")
     p.add_argument(
         "--workers",

@@ -168,3 +168,15 @@ def test_a_bare_db_path_parses_as_sqlite(tmp_path) -> None:
     assert p.parse_args(["--storage", "studies/smoke.db"]).storage == (
         "sqlite:///studies/smoke.db"
     )
+
+
+@pytest.mark.parametrize("command", ["run", "rerun", "ablate", "report", "status"])
+def test_every_command_help_shows_defaults_and_explains_every_flag(command: str) -> None:
+    import importlib
+
+    parser = importlib.import_module(f"study.{command}").build_parser()
+    text = parser.format_help()
+    assert "(default: sqlite:///studies/wrn.db)" in " ".join(text.split())
+    assert "``" not in text
+    for action in parser._actions:  # argparse's own list: every flag has help text
+        assert action.help, f"{command}: {action.option_strings} has no help"
