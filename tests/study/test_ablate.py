@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import socket
 import subprocess
 from collections.abc import Iterator
@@ -21,6 +20,7 @@ from study.ablation import effects as ablation_effects
 from study.ablation import plan
 from study.cli import run_command
 from study.lifecycle import attempt as attempt_module
+from tests.study.conftest import copy_db
 
 # mixing and the strong augmentation fixed off: the factors left are dropout, label smoothing
 # and weight decay, so an ablation is 4 variants
@@ -45,12 +45,6 @@ def one_thread() -> Iterator[None]:
 
 def url(storage: Path) -> str:
     return f"sqlite:///{storage}"
-
-
-def copy_db(source: Path, target: Path) -> None:
-    for suffix in ("", "-wal", "-shm"):
-        if Path(f"{source}{suffix}").exists():
-            shutil.copy(f"{source}{suffix}", f"{target}{suffix}")
 
 
 def ablate_args(storage: Path, data_dir: Path, *extra: str) -> list[str]:

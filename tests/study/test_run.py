@@ -1,6 +1,5 @@
 """``python -m study.run`` end to end on generated ``cifar-100-python`` files, tiny WRN-10-1."""
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +9,7 @@ import pytest
 
 from study import run
 from study.cli import run_command
+from tests.study.conftest import copy_db
 
 TINY_SET = [
     "--set",
@@ -40,13 +40,6 @@ def run_args(storage: Path, data_dir: Path, *extra: str) -> list[str]:
         *TINY_SET,
         *extra,
     ]
-
-
-def copy_db(source: Path, target: Path) -> None:
-    """Copy a SQLite storage with its write-ahead log (WAL mode keeps recent writes there)."""
-    for suffix in ("", "-wal", "-shm"):
-        if Path(f"{source}{suffix}").exists():
-            shutil.copy(f"{source}{suffix}", f"{target}{suffix}")
 
 
 def load(storage: Path, name: str = "wrn28_10") -> optuna.Study:
