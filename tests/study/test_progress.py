@@ -47,13 +47,17 @@ def test_without_a_tty_every_epoch_and_trial_is_a_timestamped_line() -> None:
     assert lines[5].endswith(" saved") and len(lines) == 6
 
 
-def test_quiet_prints_nothing() -> None:
+def test_quiet_prints_nothing_but_what_the_user_must_see(capsys: pytest.CaptureFixture) -> None:
     out = io.StringIO()
-    _two_epoch_trial(Progress(stream=out, quiet=True))
-    assert out.getvalue() == ""
-    old = io.StringIO()
-    _two_epoch_trial(Progress(stream=old, enabled=False))  # the older spelling
-    assert old.getvalue() == ""
+    progress = Progress(stream=out, quiet=True)
+    _two_epoch_trial(progress)
+    assert out.getvalue() == "" and capsys.readouterr().err == ""
+    progress.trial_end(2, "FAIL", None, reason="out of memory")
+    progress.message("interrupted: checkpoint kept", always=True)
+    err = capsys.readouterr().err.splitlines()
+    assert out.getvalue() == "" and len(err) == 2
+    assert err[0].endswith("trial 2 failed: out of memory (2 of 3 trials) best 0.4500 eta 0:00:10")
+    assert err[1].endswith(" interrupted: checkpoint kept")
 
 
 def test_a_forced_tty_draws_bars_with_the_eta() -> None:
@@ -73,14 +77,17 @@ def test_a_forced_tty_draws_bars_with_the_eta() -> None:
     assert "run 0 pruned: nan loss (1 of 14 runs)" in out.getvalue()
 
 
-def test_old_callers_still_work() -> None:
+def test_a_worker_without_a_study_start_shows_trials_and_the_best() -> None:
     out = io.StringIO()
-    progress = Progress(out, True)
+    progress = Progress(stream=out)
     progress.trial_start(3, {"dropout": 0.25})
     progress.epoch(3, 1, 4, 0.5, 2.0)
     progress.trial_end(3, "COMPLETE", 0.5)
-    assert progress.best == 0.5 and progress.enabled
+    assert progress.best == 0.5
     assert "trial 3 epoch 1/4 val_acc 0.5000 (2.0 s) best -" in out.getvalue()
+    progress.best = 0.7  # a worker is told the study's best from the storage
+    progress.trial_end(4, "COMPLETE", 0.6)
+    assert out.getvalue().splitlines()[-1].endswith("trial 4 complete val_acc 0.6000 best 0.7000")
 
 
 @pytest.mark.parametrize(
