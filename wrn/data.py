@@ -73,6 +73,34 @@ def _read_batch(path: Path) -> ImageSet:
     return ImageSet(np.ascontiguousarray(images), labels)
 
 
+def write_cifar100(root: Path, train: ImageSet, test: ImageSet) -> Path:
+    """Write ``train`` and ``test`` as ``root/cifar-100-python/{train,test,meta}`` pickles.
+
+    The layout :func:`load_cifar100` reads (images as uint8 CHW rows, 100 fine label names);
+    returns ``root``, the ``data_dir`` to load it from.
+    """
+    folder = Path(root) / CIFAR100_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, part in (("train", train), ("test", test)):
+        rows = part.images.transpose(0, 3, 1, 2).reshape(len(part), -1)  # HWC -> CHW rows
+        entry = {
+            "filenames": [f"img_{i}.png" for i in range(len(part))],
+            "batch_label": f"{name} batch",
+            "fine_labels": [int(x) for x in part.labels],
+            "coarse_labels": [int(x) // 5 for x in part.labels],
+            "data": np.ascontiguousarray(rows),
+        }
+        with (folder / name).open("wb") as f:
+            pickle.dump(entry, f)
+    meta = {
+        "fine_label_names": [f"class_{i}" for i in range(100)],
+        "coarse_label_names": [f"super_{i}" for i in range(20)],
+    }
+    with (folder / "meta").open("wb") as f:
+        pickle.dump(meta, f)
+    return Path(root)
+
+
 def cifar100_present(data_dir: Path) -> bool:
     root = Path(data_dir) / CIFAR100_DIR
     return all((root / name).is_file() for name in ("train", "test", "meta"))

@@ -14,6 +14,7 @@ from wrn.data import (
     make_loader,
     make_synthetic,
     stratified_split,
+    write_cifar100,
 )
 
 
@@ -22,6 +23,15 @@ def test_loads_the_cifar_pickle_layout(cifar_dir: Path) -> None:
     assert train.images.shape == (400, 32, 32, 3) and train.images.dtype == np.uint8
     assert test.images.shape == (200, 32, 32, 3)
     assert train.labels.dtype == np.int64 and set(train.labels) == set(range(100))
+
+
+def test_write_cifar100_round_trips_through_the_loader(tmp_path: Path) -> None:
+    train, test = make_synthetic(100, 150, 120, seed=4)
+    assert write_cifar100(tmp_path, train, test) == tmp_path
+    loaded_train, loaded_test = load_cifar100(tmp_path, download=False)
+    for written, loaded in ((train, loaded_train), (test, loaded_test)):
+        assert np.array_equal(written.images, loaded.images)
+        assert np.array_equal(written.labels, loaded.labels)
 
 
 def test_pixel_order_is_hwc_from_chw_rows(tmp_path: Path, cifar_writer) -> None:
