@@ -19,8 +19,6 @@ from pathlib import Path
 
 from study.cli import Parser, UsageError, add_storage_flag, run_command
 
-MIN_IMPORTANCE_TRIALS: int | None = None  # None: study.reporting.results' default (10)
-
 
 def build_parser() -> Parser:
     p = Parser(
@@ -75,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = open_storage(args.storage, create=False, read_only=True)  # a report only reads
     studies = collect(storage, args.studies, args.storage)
-    page, figures, answers = render(studies, args.storage, MIN_IMPORTANCE_TRIALS)
+    page, figures, answers = render(studies, args.storage)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(page, encoding="utf-8")

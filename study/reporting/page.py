@@ -57,13 +57,13 @@ def overview_table(studies: Sequence[StudyData]) -> str:
     return table([*header, unit, "s/epoch"], rows, "overview")
 
 
-def parts(studies: Sequence[StudyData], min_importance_trials: int | None = None) -> list[Part]:
+def parts(studies: Sequence[StudyData]) -> list[Part]:
     return [
         sections.cost_part(studies),
         sections.history_part(studies),
         sections.curves_part(studies),
         results.ranking_part(studies),
-        results.importance_part(studies, min_importance_trials),
+        results.importance_part(studies),
         sections.parallel_part(studies),
         results.reruns_part(studies),
         results.ablation_part(studies),
@@ -85,11 +85,9 @@ def _paragraph(text: str) -> str:
     return escaped
 
 
-def render(
-    studies: Sequence[StudyData], storage_url: str, min_importance_trials: int | None = None
-) -> tuple[str, int, list[str]]:
+def render(studies: Sequence[StudyData], storage_url: str) -> tuple[str, int, list[str]]:
     """The whole page, how many figures it holds, and the summary paragraphs."""
-    sections_ = parts(studies, min_importance_trials)
+    sections_ = parts(studies)
     answers = summary(studies)
     now = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     title = "wrn-study report: " + " vs ".join(s.name for s in studies)

@@ -25,7 +25,7 @@ def plural(n: object, word: str) -> str:
 
 
 def compute_importances(
-    s: StudyData, min_trials: int | None = None
+    s: StudyData, min_trials: int = MIN_IMPORTANCE_TRIALS
 ) -> tuple[dict[str, dict[str, float]], str | None]:
     """PED-ANOVA and fANOVA importances, or why they cannot be computed yet."""
     from optuna.importance import (
@@ -34,11 +34,10 @@ def compute_importances(
         get_param_importances,
     )
 
-    needed = MIN_IMPORTANCE_TRIALS if min_trials is None else min_trials
     n = len(s.complete)
-    if n < needed:
+    if n < min_trials:
         return {}, (
-            f"not enough trials for parameter importances (needs ≥{needed} complete, has {n})"
+            f"not enough trials for parameter importances (needs ≥{min_trials} complete, has {n})"
         )
     # PED-ANOVA's default top 10 % needs 50 trials for 5 in it; smaller studies use the top
     # 5 trials' share, at most half
@@ -62,7 +61,9 @@ def compute_importances(
     return result, "; ".join(reasons) or None
 
 
-def importance_part(studies: Sequence[StudyData], min_trials: int | None = None) -> Part:
+def importance_part(
+    studies: Sequence[StudyData], min_trials: int = MIN_IMPORTANCE_TRIALS
+) -> Part:
     part = Part(
         "importance",
         "Parameter importances",

@@ -117,16 +117,19 @@ def test_report_holds_every_part(
 
 
 def test_importances_appear_with_enough_trials(
-    two_studies: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    two_studies: Path,
 ) -> None:
+    from study.reporting.data import collect
+    from study.reporting.results import importance_part
+
+    studies = collect(optuna.storages.RDBStorage(url(two_studies)), None, url(two_studies))
     # three trials are too few to mean anything, but enough to exercise both evaluators
-    monkeypatch.setattr(report, "MIN_IMPORTANCE_TRIALS", 3)
-    out = tmp_path / "report.html"
-    assert report.main(["--storage", url(two_studies), "--out", str(out)]) == 0
-    page = out.read_text()
-    assert "fig-importance-wrn28_10" in figure_ids(page)
-    assert "PED-ANOVA (top 50%)" in page and "fANOVA" in page
-    assert "light: not enough trials for parameter importances (needs ≥3 complete, has 2)" in page
+    part = importance_part(studies, min_trials=3)
+    assert [figure_id for figure_id, _ in part.figures] == ["fig-importance-wrn28_10"]
+    assert {trace.name for trace in part.figures[0][1].data} == {"PED-ANOVA (top 50%)", "fANOVA"}
+    assert part.missing == [
+        "light: not enough trials for parameter importances (needs ≥3 complete, has 2)"
+    ]
 
 
 def test_studies_can_be_chosen(two_studies: Path, tmp_path: Path) -> None:
