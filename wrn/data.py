@@ -9,6 +9,7 @@ import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -47,12 +48,48 @@ class Splits:
     num_classes: int
 
 
+# The only globals a CIFAR pickle names: numpy arrays (dtype, ndarray, and the reconstructors of
+# protocols 0-4 and 5, under numpy 1.x's and 2.x's module names), numpy scalars, and bytes as
+# protocols 0-2 write them. Anything else (os.system, builtins.eval ...) would run code on load.
+_PICKLE_GLOBALS = frozenset(
+    {
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"),
+        ("numpy.core.numeric", "_frombuffer"),
+        ("numpy._core.numeric", "_frombuffer"),
+        ("_codecs", "encode"),
+    }
+)
+
+
+class _RefusedPickle(pickle.UnpicklingError):
+    pass
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """Builds dicts, lists, str, bytes, numbers and numpy arrays; refuses every other global."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in _PICKLE_GLOBALS:
+            raise _RefusedPickle(f"{module}.{name}")
+        return super().find_class(module, name)
+
+
 def _read_pickle(path: Path) -> dict:
     try:
         with path.open("rb") as f:
-            return pickle.load(f, encoding="latin1")
+            return _CifarUnpickler(f, encoding="latin1").load()
     except FileNotFoundError:
         raise DataError(f"{path}: file is missing") from None
+    except _RefusedPickle as e:
+        raise DataError(
+            f"{path}: refused: the pickle names {e}, which no CIFAR file holds "
+            "(a CIFAR pickle holds only dicts, lists, strings, numbers and numpy arrays)"
+        ) from None
     except Exception as e:  # truncated or foreign files raise many different errors
         raise DataError(f"{path}: not a CIFAR-100 pickle ({type(e).__name__})") from None
 

@@ -105,6 +105,53 @@ def test_wrong_layout_is_rejected(tmp_path: Path, cifar_writer) -> None:
         load_cifar100(tmp_path, download=False)
 
 
+class _Poison:
+    """Pickles as a call of os.system: loading it with pickle.load runs the command."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple:
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.parametrize("name", ["train", "meta"])
+def test_a_poisoned_pickle_is_refused_unrun(tmp_path: Path, cifar_writer, name: str) -> None:
+    data = cifar_writer(tmp_path / "data", n_train=100, n_test=100)
+    marker = tmp_path / "ran"
+    entry = {"data": _Poison(marker), "fine_labels": [0], "fine_label_names": [_Poison(marker)]}
+    path = data / "cifar-100-python" / name
+    path.write_bytes(pickle.dumps(entry))
+    with pytest.raises(DataError, match=rf"^{path}: refused: the pickle names posix\.system"):
+        load_cifar100(data, download=False)
+    assert not marker.exists()
+
+
+# numpy 1.x (and the official CIFAR-100 files, Python 2's protocol 2) name numpy.core
+@pytest.mark.parametrize(
+    ("protocol", "numpy_1"),
+    [(p, False) for p in range(pickle.HIGHEST_PROTOCOL + 1)] + [(p, True) for p in range(3)],
+)
+def test_every_pickle_protocol_of_the_format_loads(
+    tmp_path: Path, cifar_writer, protocol: int, numpy_1: bool
+) -> None:
+    data = cifar_writer(tmp_path, n_train=100, n_test=100)
+    path = data / "cifar-100-python" / "train"
+    with path.open("rb") as f:
+        entry = pickle.load(f)
+    entry["labels_array"] = np.asarray(entry["fine_labels"])  # an int64 array and a scalar too
+    entry["first_label"] = entry["labels_array"][0]
+    raw = pickle.dumps(entry, protocol=protocol)
+    if numpy_1:  # protocols 0-2 name globals in newline-ended text: no lengths to fix
+        raw = raw.replace(b"numpy._core", b"numpy.core")
+        assert b"numpy.core.multiarray\n_reconstruct" in raw
+    path.write_bytes(raw)
+    train, _ = load_cifar100(data, download=False)
+    assert np.array_equal(train.images.transpose(0, 3, 1, 2).reshape(100, -1), entry["data"])
+
+
 def test_stratified_split_is_balanced_and_fixed_by_seed() -> None:
     labels = np.repeat(np.arange(100), 500)  # CIFAR-100: 500 per class
     train_idx, val_idx = stratified_split(labels, 5000, seed=3)
