@@ -23,7 +23,6 @@ from optuna.trial import FrozenTrial, TrialState
 
 from study.cli import (
     Parser,
-    UsageError,
     add_artifact_flag,
     add_checkpoint_flags,
     add_output_flags,
@@ -31,10 +30,10 @@ from study.cli import (
     int_at_least,
     run_command,
 )
+from study.errors import UsageError
 from study.metadata import code_version, package_versions
 from study.progress import Progress
 from study.records import (
-    NoSuchStudyError,
     StudyAttrs,
     StudyKind,
     best_trial,
@@ -84,10 +83,7 @@ def _best_trial(study: optuna.Study) -> FrozenTrial | None:
 
 
 def _source_study(storage: optuna.storages.BaseStorage, name: str) -> optuna.Study:
-    try:
-        require_study(storage, name)
-    except NoSuchStudyError as e:
-        raise UsageError(str(e)) from None
+    require_study(storage, name)
     source = optuna.load_study(study_name=name, storage=storage)
     if source.user_attrs.get(StudyAttrs.KIND) != StudyKind.SEARCH or not isinstance(
         source.user_attrs.get("settings"), dict

@@ -12,21 +12,11 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
+# UsageError: until report.py and reporting/ import it from study.errors
+from study.errors import StudyStoppedError, UsageError, UserError  # noqa: F401
 from study.storage import DEFAULT_STORAGE, StorageError, check_url
 
 SEED_LIMIT = 2**31  # seeds are 0 <= seed < 2**31: numpy, torch and Optuna's samplers all take it
-
-
-class UserError(Exception):
-    """Marker: an exception of this kind is the user's mistake, told in one line (exit 2)."""
-
-
-class UsageError(UserError, ValueError):
-    """A command-line value is invalid (message names the flag)."""
-
-
-class StudyStoppedError(RuntimeError):
-    """A study stopped itself (too many failed trials in a row)."""
 
 
 # error classes that are user errors, by module and name; a class can only have been raised if

@@ -11,7 +11,8 @@ from collections.abc import Sequence
 
 import optuna
 
-from study.cli import Parser, UsageError, add_storage_flag, int_at_least, run_command
+from study.cli import Parser, add_storage_flag, int_at_least, run_command
+from study.errors import UsageError
 from study.storage import open_storage, redact
 
 

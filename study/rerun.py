@@ -13,7 +13,6 @@ commands on one study share the work.
 
 from __future__ import annotations
 
-import statistics
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -22,7 +21,6 @@ import optuna
 
 from study.cli import (
     Parser,
-    UsageError,
     add_artifact_flag,
     add_checkpoint_flags,
     add_output_flags,
@@ -30,13 +28,19 @@ from study.cli import (
     int_at_least,
     run_command,
 )
-from study.metadata import code_version, package_versions
+from study.errors import UsageError
 from study.records import (
-    NoSuchStudyError,
-    StudyAttrs,
+    RerunRun,
+    RerunSettings,
+    RerunSummary,
+    SearchSettings,
     StudyKind,
+    derived_name,
+    mark_study,
     record_command,
+    recorded_epochs,
     require_study,
+    rerun_run_key,
     top_trials,
 )
 from study.records import TrialAttrs as A
@@ -112,16 +116,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own progress lines instead
     storage = open_storage(args.storage, create=False, heartbeat_interval=args.heartbeat)
-    try:
-        require_study(storage, args.study_name)
-    except NoSuchStudyError as e:
-        raise UsageError(str(e)) from None
+    require_study(storage, args.study_name)
     study = optuna.load_study(study_name=args.study_name, storage=storage)
     sources = pick_trials(study, args.trial, args.top)
-    settings = study.user_attrs.get(StudyAttrs.SETTINGS, {})
-    epochs = (
-        args.epochs or settings.get("recipe_epochs") or sources[0].user_attrs[A.CONFIG]["epochs"]
-    )
+    settings = SearchSettings.of(study.user_attrs)
+    recipe_epochs = None if settings is None else settings.recipe_epochs
+    epochs = args.epochs or recipe_epochs or recorded_epochs(sources[0])
     bases = {s.number: base_config(s, epochs, args) for s in sources}
     import torch  # after the input is checked: --help and bad flags answer without it
 
@@ -142,14 +142,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     rerun = optuna.create_study(
         storage=storage,
-        study_name=f"{args.study_name}-rerun",
+        study_name=derived_name(args.study_name, StudyKind.RERUN),
         direction="maximize",
         load_if_exists=True,
     )
-    rerun.set_user_attr(StudyAttrs.KIND, StudyKind.RERUN.value)
-    rerun.set_user_attr(StudyAttrs.SOURCE_STUDY, args.study_name)
-    rerun.set_user_attr(StudyAttrs.CODE_VERSION, code_version())
-    rerun.set_user_attr(StudyAttrs.PACKAGES, package_versions())
+    mark_study(rerun, RerunSettings(args.study_name))
     name_metric(rerun, StudyKind.RERUN.value)  # "test_acc" in optuna-dashboard
     record_command(rerun, "study.rerun", argv)
 
@@ -160,7 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             seed = base.run.seed + k
             runs.append(
                 PlannedRun(
-                    key=f"trial{source.number}-seed{seed}-e{epochs}",
+                    key=rerun_run_key(source.number, seed, epochs),
                     cfg=base.replace(seed=seed),
                     params=dict(source.params),
                     attrs={A.SOURCE_TRIAL: source.number, A.SEED: seed},
@@ -210,28 +207,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         progress.close()
     recorded = completed_runs(rerun.get_trials(deepcopy=False))
     for source in sources:
-        mine = [recorded[r.key] for r in runs if r.key.startswith(f"trial{source.number}-")]
-        accuracies = [float(t.value) for t in mine]
-        mean = statistics.fmean(accuracies)
-        std = statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0
-        summary = {
-            "trial": source.number,
-            "epochs": epochs,
-            "runs": [
-                {
-                    "seed": t.user_attrs[A.SEED],
-                    "test_acc": t.value,
-                    "checkpoint": t.user_attrs.get(A.CHECKPOINT),
-                }
+        mine = [recorded[r.key] for r in runs if r.attrs[A.SOURCE_TRIAL] == source.number]
+        summary = RerunSummary(
+            source.number,
+            epochs,
+            tuple(
+                RerunRun(t.user_attrs[A.SEED], float(t.value), t.user_attrs.get(A.CHECKPOINT))
                 for t in mine
-            ],
-            "test_acc_mean": mean,
-            "test_acc_std": std,
-        }
-        study.set_user_attr(StudyAttrs.rerun_summary(source.number, epochs), summary)
+            ),
+        )
+        summary.record(study)
         print(
-            f"trial {source.number}: test accuracy: {mean:.4f} ± {std:.4f} "
-            f"over {len(accuracies)} seed(s)"
+            f"trial {source.number}: test accuracy: {summary.mean:.4f} ± {summary.std:.4f} "
+            f"over {len(mine)} seed(s)"
         )
     return 0
 

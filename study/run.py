@@ -7,7 +7,6 @@ python -m study.run --dataset synthetic --set depth=10 --set width=1 --trials 4 
 
 from __future__ import annotations
 
-import datetime
 import gc
 import os
 import secrets
@@ -22,7 +21,6 @@ from search_spaces import SearchSpace, list_spaces, load_space
 from study.cli import (
     SEED_LIMIT,
     Parser,
-    UsageError,
     add_artifact_flag,
     add_checkpoint_flags,
     add_data_flags,
@@ -34,16 +32,15 @@ from study.cli import (
     run_command,
     seed_type,
 )
-from study.metadata import code_version, package_versions
+from study.errors import UsageError
 from study.progress import Progress
 from study.records import (
     SearchSettings,
     StudyAttrs,
-    StudyKind,
     best_trial,
-    counts_by_state,
-    failures,
+    mark_study,
     record_command,
+    tally,
 )
 from study.storage import default_checkpoint_dir, open_storage, redact, sqlite_path
 from wrn.config import ConfigError, TrainConfig, parse_assignments
@@ -296,11 +293,7 @@ def open_study(opts: StudyOptions, pruner: optuna.pruners.BasePruner) -> tuple[A
         load_if_exists=True,
     )
     if opts.name not in existing:
-        study.set_user_attr(StudyAttrs.KIND, StudyKind.SEARCH.value)
-        study.set_user_attr(StudyAttrs.SETTINGS, opts.settings.to_dict())
-        study.set_user_attr(StudyAttrs.CREATED, datetime.datetime.now(datetime.UTC).isoformat())
-        study.set_user_attr(StudyAttrs.CODE_VERSION, code_version())
-        study.set_user_attr(StudyAttrs.PACKAGES, package_versions())
+        mark_study(study, opts.settings)
     return study, storage
 
 
@@ -332,7 +325,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # the artifact folder is checked with the other input, before the storage is touched
     store = artifact_store(args.artifact_dir or default_artifact_dir(args.storage))
     settings = SearchSettings(
-        space=space.to_dict(),
+        space=space,
         fixed=fixed,
         epochs=epochs,
         recipe_epochs=space.recipe["epochs"],
@@ -408,15 +401,11 @@ def search(
 
 
 def print_summary(study: optuna.Study) -> None:
-    trials = study.get_trials(deepcopy=False)
-    states = counts_by_state(trials)
+    counts = tally(study.get_trials(deepcopy=False))
     # an interrupted attempt (queued to resume) or one a full study never ran is no failure
-    states["fail"] = len(failures(trials))
-    counts = ", ".join(f"{n} {s}" for s, n in states.items() if n)
-    print(f"study {study.study_name!r}: {counts or 'no trials'}")
-    complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
-    if complete:
-        best = max(complete, key=lambda t: t.value)
+    print(f"study {study.study_name!r}: {counts.describe()}")
+    best = counts.best
+    if best is not None:
         params = ", ".join(
             f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in best.params.items()
         )

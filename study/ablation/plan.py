@@ -15,7 +15,7 @@ from optuna.distributions import (
 )
 
 from study.ablation.effects import BASE
-from study.cli import UsageError
+from study.errors import UsageError
 from wrn.config import EXECUTION_KEYS, ConfigError, TrainConfig, coerce, key_kind
 
 # execution keys change how a run executes, not what it computes: never a difference

@@ -13,7 +13,7 @@ from optuna.trial import FrozenTrial
 
 from study.ablation.effects import PATH_PREFIX
 from study.ablation.plan import Variant
-from study.cli import UsageError
+from study.errors import UsageError
 from study.lifecycle import Lifecycle, PlannedRun, run_planned
 from study.records import TrialAttrs as A
 from wrn.config import ConfigError, TrainConfig

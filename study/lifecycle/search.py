@@ -18,8 +18,8 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from search_spaces import SearchSpace
-from study.cli import StudyStoppedError
 from study.dashboard import note_callback
+from study.errors import StudyStoppedError
 from study.lifecycle.attempt import Lifecycle, TrialFailedError
 from study.lifecycle.workers import Heartbeat, queue_interrupted, trial_id
 from study.objective import Objective

@@ -1,0 +1,27 @@
+"""The errors the study package raises for the commands to report: a user's mistake in one line
+(exit 2) or a study that stopped itself (exit 1). Imports nothing: every module may raise them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class UserError(Exception):
+    """Marker: an exception of this kind is the user's mistake, told in one line (exit 2)."""
+
+
+class UsageError(UserError, ValueError):
+    """A command-line value is invalid (message names the flag)."""
+
+
+class NoSuchStudyError(UserError, LookupError):
+    """A study name the storage does not hold; the message lists the ones it does."""
+
+    def __init__(self, name: str, names: Sequence[str]) -> None:
+        super().__init__(
+            f"no study {name!r} in the storage (studies: {', '.join(names) or 'none'})"
+        )
+
+
+class StudyStoppedError(RuntimeError):
+    """A study stopped itself (too many failed trials in a row)."""

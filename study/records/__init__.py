@@ -1,0 +1,127 @@
+"""What a study and a trial record, written down once: kinds, attribute keys, typed settings
+and the shared queries. The only place that names a study or trial attribute.
+
+Every ``study.*`` command reads and writes these names only through this package, so a study
+made by one command reads the same in all the others (status, report, dashboard). Imports
+nothing heavy (no torch): the commands' ``--help`` and input checks use it.
+
+``keys`` (the names), ``settings`` (each study kind's settings, typed both ways), ``queries``
+(over trials), ``commands`` (the command lines recorded on a study). What the display side
+(dashboard, status, report) reads, typed:
+
+- ``study_kind(user_attrs)``, ``source_study(user_attrs)``;
+  ``derived_name(source, StudyKind.RERUN)`` is "NAME-rerun" (``ABLATION``: "NAME-ablation").
+- ``SearchSettings.of(user_attrs) -> SearchSettings | None``: a search's settings; its
+  ``space`` is a ``SearchSpace`` (``.name``, ``.params``, ``.recipe``, ``.search_epochs``,
+  ``.description``; what an older record lacks reads as empty, 0 epochs).
+- ``AblationSettings.of(user_attrs)`` (``.base``, ``.base_trial``, ``.epochs``, ``.seeds``,
+  ``.skipped``, ``.factors``, ``.path_target``, ``.planned_variants()``),
+  ``ablation_path(user_attrs) -> list[PathStep]``, ``RerunSettings.of(user_attrs)``,
+  ``RerunSummary.all(user_attrs)`` (a search's rerun results: ``.trial``, ``.epochs``,
+  ``.runs``, ``.mean``, ``.std``).
+- ``tally(trials, direction) -> Tally``: trials by state (``.by_state``, real failures only;
+  ``.interrupted``: attempts queued to resume) and ``.best``; ``Tally.describe(states, empty)``
+  is the "3 complete, 1 pruned" text.
+- Trial readers: ``recorded_config(t)``, ``recorded_epochs(t)``, ``trial_seconds(t)``,
+  ``trial_devices(ts)``, ``device_kind(devices)``, ``is_failure(t)``, ``best_trial(ts)``,
+  ``top_trials(ts, k)``; ``TrialAttrs.NUM_PARAMS`` and the other keys for single values.
+- Ablation variant names: ``BASE_VARIANT``, ``off_variant(factor)``,
+  ``path_variant(step, key)``, ``is_path_variant(name)``, ``PATH_START``.
+- ``invocations(user_attrs)``: the commands run on a study.
+"""
+
+from study.records.commands import (
+    COMMANDS_KEPT,
+    Invocation,
+    invocations,
+    masked_argv,
+    record_command,
+)
+from study.records.keys import (
+    StudyAttrs,
+    StudyKind,
+    TrialAttrs,
+    derived_name,
+    recorded_config,
+    recorded_epochs,
+    source_study,
+    study_kind,
+)
+from study.records.queries import (
+    STATE_NAMES,
+    Tally,
+    best_trial,
+    device_kind,
+    failures,
+    is_failure,
+    require_study,
+    study_names,
+    tally,
+    top_trials,
+    trial_devices,
+    trial_seconds,
+)
+from study.records.settings import (
+    BASE_VARIANT,
+    PATH_START,
+    AblationSettings,
+    PathStep,
+    RerunRun,
+    RerunSettings,
+    RerunSummary,
+    SearchSettings,
+    ablation_path,
+    ablation_run_key,
+    is_path_variant,
+    mark_study,
+    off_variant,
+    path_variant,
+    record_ablation_path,
+    rerun_run_key,
+    space_from_dict,
+)
+
+__all__ = [
+    "BASE_VARIANT",
+    "COMMANDS_KEPT",
+    "PATH_START",
+    "STATE_NAMES",
+    "AblationSettings",
+    "Invocation",
+    "PathStep",
+    "RerunRun",
+    "RerunSettings",
+    "RerunSummary",
+    "SearchSettings",
+    "StudyAttrs",
+    "StudyKind",
+    "Tally",
+    "TrialAttrs",
+    "ablation_path",
+    "ablation_run_key",
+    "best_trial",
+    "derived_name",
+    "device_kind",
+    "failures",
+    "invocations",
+    "is_failure",
+    "is_path_variant",
+    "mark_study",
+    "masked_argv",
+    "off_variant",
+    "path_variant",
+    "record_ablation_path",
+    "record_command",
+    "recorded_config",
+    "recorded_epochs",
+    "require_study",
+    "rerun_run_key",
+    "source_study",
+    "space_from_dict",
+    "study_kind",
+    "study_names",
+    "tally",
+    "top_trials",
+    "trial_devices",
+    "trial_seconds",
+]

@@ -1,0 +1,100 @@
+"""The names a study and a trial record under: study kinds and attribute keys."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from typing import Any
+
+from optuna.trial import FrozenTrial
+
+
+class StudyKind(enum.StrEnum):
+    """What made a study."""
+
+    SEARCH = "search"  # python -m study.run
+    RERUN = "rerun"  # python -m study.rerun: NAME-rerun
+    ABLATION = "ablation"  # python -m study.ablate: NAME-ablation
+    OTHER = "-"  # made by something else
+
+
+def derived_name(source: str, kind: StudyKind) -> str:
+    """The study a rerun or an ablation of ``source`` records into: ``NAME-rerun``,
+    ``NAME-ablation``."""
+    return f"{source}-{kind.value}"
+
+
+class StudyAttrs:
+    """User-attribute keys of a study (an ablation's own are ``AblationSettings``' fields)."""
+
+    KIND = "kind"
+    SETTINGS = "settings"  # a search's SearchSettings.to_dict()
+    CREATED = "created"  # ISO time, UTC
+    CODE_VERSION = "code_version"
+    PACKAGES = "packages"
+    SOURCE_STUDY = "source_study"  # rerun and ablation: the search they come from
+    PATH = "path"  # an ablation's path (PathStep dicts), once walked
+    # the last few commands run on the study (Invocation dicts, oldest first, password masked),
+    # so that suggested commands can repeat the flags a run was started with
+    COMMANDS = "commands"
+
+
+class TrialAttrs:
+    """User-attribute keys of a trial (search, rerun and ablation alike)."""
+
+    CONFIG = "config"  # the full flat TrainConfig
+    NUM_PARAMS = "num_params"
+    DEVICE = "device"
+    DEVICE_NAME = "device_name"
+    EPOCH_SECONDS = "epoch_seconds"  # one per epoch trained, resumed epochs once
+    IMAGES_PER_S = "images_per_s"
+    HISTORY = "history"  # per-epoch EpochStats dicts, at the end
+    BEST_ACC = "best_acc"
+    BEST_EPOCH = "best_epoch"
+    RESUMED_FROM_EPOCH = "resumed_from_epoch"
+    CHECKPOINT = "checkpoint"
+    FIRST_ATTEMPT = "first_attempt"  # the trial number whose checkpoint every retry shares
+    # where the trial runs, for dead-worker recovery on the same host
+    HOST = "host"
+    PID = "pid"
+    PID_START = "pid_start"
+    SAMPLER_SEED = "sampler_seed"
+    # how it ended, if not complete
+    PRUNED_REASON = "pruned_reason"
+    FAIL_REASON = "fail_reason"
+    FAIL_TRACEBACK = "fail_traceback"
+    PREVIOUS_FAILURE = "previous_failure"
+    INTERRUPTED = "interrupted"  # stopped by Ctrl-C/SIGTERM; queued, not a failure
+    CHECKPOINT_DISCARDED = "checkpoint_discarded"  # why a bad checkpoint was set aside
+    # rerun
+    SOURCE_TRIAL = "source_trial"
+    SEED = "seed"
+    TEST_ACC = "test_acc"
+    # ablation
+    VARIANT = "variant"
+    CHANGED = "changed"  # key -> [from, to]
+    # the lifecycle's key for a planned run (rerun / ablation): one trial per key
+    RUN_KEY = "run_key"
+
+
+def study_kind(user_attrs: Mapping[str, Any]) -> str:
+    """What made a study: "search", "ablation", "rerun", or "-" (something else)."""
+    kind = user_attrs.get(StudyAttrs.KIND)
+    return kind if isinstance(kind, str) else StudyKind.OTHER.value
+
+
+def source_study(user_attrs: Mapping[str, Any]) -> str | None:
+    """The search a rerun or ablation study comes from (None for others)."""
+    source = user_attrs.get(StudyAttrs.SOURCE_STUDY)
+    return source if isinstance(source, str) else None
+
+
+def recorded_config(trial: FrozenTrial) -> dict[str, Any]:
+    """The flat config a trial recorded ({} if it never started)."""
+    return dict(trial.user_attrs.get(TrialAttrs.CONFIG) or {})
+
+
+def recorded_epochs(trial: FrozenTrial) -> int | None:
+    """The epochs the trial's config trains, if it recorded one."""
+    epochs = recorded_config(trial).get("epochs")
+    return None if epochs is None else int(epochs)

@@ -1,0 +1,121 @@
+"""The shared queries over a study's trials: by state, best, failures, cost."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from study.errors import NoSuchStudyError
+from study.records.keys import TrialAttrs
+
+
+def device_kind(devices: Iterable[str]) -> str:
+    """What summed epoch times were spent on: "GPU", "CPU" or, mixed or unknown, "device"."""
+    kinds = {str(d).split(":")[0] for d in devices}
+    return {frozenset({"cuda"}): "GPU", frozenset({"cpu"}): "CPU"}.get(frozenset(kinds), "device")
+
+
+def trial_devices(trials: Iterable[FrozenTrial]) -> set[str]:
+    """The devices the trials recorded (a trial that never started records none)."""
+    key = TrialAttrs.DEVICE
+    return {str(t.user_attrs[key]) for t in trials if key in t.user_attrs}
+
+
+def trial_seconds(trial: FrozenTrial) -> float:
+    """Device seconds a trial has spent: its per-epoch times, however it ended, each epoch once.
+
+    ``epoch_seconds`` holds the epochs this attempt trained (a resumed attempt's restored
+    epochs were counted by the attempt that trained them); ``history`` (recorded at the end,
+    restored epochs included) is the fallback for trials that have no ``epoch_seconds``.
+    """
+    seconds = trial.user_attrs.get(TrialAttrs.EPOCH_SECONDS)
+    if seconds is not None:
+        return float(sum(seconds))
+    history = trial.user_attrs.get(TrialAttrs.HISTORY) or []
+    return float(sum(epoch.get("seconds", 0.0) for epoch in history))
+
+
+def best_trial(
+    trials: Iterable[FrozenTrial],
+    direction: optuna.study.StudyDirection = optuna.study.StudyDirection.MAXIMIZE,
+) -> FrozenTrial | None:
+    """The best complete trial with a value (the earliest of equals), or None."""
+    complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
+    if not complete:
+        return None
+    if direction == optuna.study.StudyDirection.MINIMIZE:
+        return min(complete, key=lambda t: t.value)
+    return max(complete, key=lambda t: t.value)
+
+
+def top_trials(trials: Iterable[FrozenTrial], k: int) -> list[FrozenTrial]:
+    """The ``k`` best complete trials with a recorded config (maximised value), best first."""
+    complete = [
+        t
+        for t in trials
+        if t.state == TrialState.COMPLETE
+        and t.value is not None
+        and TrialAttrs.CONFIG in t.user_attrs
+    ]
+    return sorted(complete, key=lambda t: (-t.value, t.number))[:k]
+
+
+def is_failure(trial: FrozenTrial) -> bool:
+    """A failed attempt that really failed, not one interrupted by Ctrl-C/SIGTERM (queued to
+    resume)."""
+    return trial.state == TrialState.FAIL and not trial.user_attrs.get(TrialAttrs.INTERRUPTED)
+
+
+def failures(trials: Iterable[FrozenTrial]) -> list[FrozenTrial]:
+    return [t for t in trials if is_failure(t)]
+
+
+STATE_NAMES = tuple(s.name.lower() for s in TrialState)  # running, complete, pruned, ...
+
+
+@dataclass(frozen=True)
+class Tally:
+    """A study's trials by state and its best: what status, notes, reports and summaries show.
+
+    ``by_state["fail"]`` counts real failures only: an attempt stopped by Ctrl-C/SIGTERM is
+    queued to resume and counted in ``interrupted`` instead.
+    """
+
+    by_state: dict[str, int]
+    interrupted: int
+    best: FrozenTrial | None
+
+    def describe(self, states: Sequence[str] = STATE_NAMES, empty: str = "no trials") -> str:
+        """ "3 complete, 1 pruned": the ``states`` that have trials, in that order."""
+        return ", ".join(f"{self.by_state[s]} {s}" for s in states if self.by_state[s]) or empty
+
+
+def tally(
+    trials: Iterable[FrozenTrial],
+    direction: optuna.study.StudyDirection = optuna.study.StudyDirection.MAXIMIZE,
+) -> Tally:
+    """The one query for "trials by state" and "best"."""
+    trials = list(trials)
+    by_state = dict.fromkeys(STATE_NAMES, 0)
+    interrupted = 0
+    for t in trials:
+        if t.state == TrialState.FAIL and not is_failure(t):
+            interrupted += 1
+        else:
+            by_state[t.state.name.lower()] += 1
+    return Tally(by_state, interrupted, best_trial(trials, direction))
+
+
+def study_names(storage: optuna.storages.BaseStorage) -> list[str]:
+    return [s.study_name for s in storage.get_all_studies()]
+
+
+def require_study(storage: optuna.storages.BaseStorage, name: str) -> list[str]:
+    """The storage's study names; raises NoSuchStudyError if ``name`` is not among them."""
+    names = study_names(storage)
+    if name not in names:
+        raise NoSuchStudyError(name, names)
+    return names
