@@ -6,7 +6,9 @@ without a Python loop over images and without computing every variant for every 
 choice is folded into per-image parameters, so that the ops an image did not draw reduce to
 exact identities (a blend with factor 1, an identity warp, an empty box). No ``.item()``, no
 boolean indexing, no data-dependent shapes: no host sync, and fixed shapes for
-``torch.compile`` (:func:`compiled`).
+``torch.compile`` (:func:`wrn.gpu_data.compiled`). The per-device constants (index ranges,
+pixel centres, mean and std, kernels, RandAugment's maps) are made once by :func:`constants`,
+outside any compiled graph, and passed in: a graph holds no host tensor to copy.
 
 * ``"albumentations"`` (WRN-28-10): pad-4 crop and flip (an exact gather), Rotate and Affine
   composed into ONE bilinear warp per image (``grid_sample``). With ``fill="zero"`` the
@@ -31,17 +33,27 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F  # noqa: N812 (PyTorch's own convention)
 
 from wrn.augment_spec import (
-    AUG_FILLS,
     CIFAR100_MEAN,
     CIFAR100_STD,
     CROP_FLIP,
+    IMAGE_SIZE,
     RANDAUGMENT,
     RANDAUGMENT_OPS,
+)
+from wrn.gpu_colour import (
+    autocontrast,
+    blend,
+    equalize,
+    grayscale,
+    posterize,
+    sharpen,
+    sharpness_partner,
 )
 
 Params = dict[str, torch.Tensor]
@@ -66,9 +78,42 @@ _OP = {name: i for i, name in enumerate(RANDAUGMENT_OPS)}
 _BLENDS = ("Brightness", "Color", "Contrast", "Sharpness")  # factor 1 ± RA_ENHANCE
 
 
-def _check_fill(fill: str) -> None:
-    if fill not in AUG_FILLS:
-        raise ValueError(f"unknown aug_fill {fill!r} (known: {', '.join(AUG_FILLS)})")
+class Consts(NamedTuple):
+    """One device's constants for images of one shape (:func:`constants`)."""
+
+    rows: torch.Tensor  # (H,) int64: 0..H-1
+    cols: torch.Tensor  # (W,) int64
+    u: torch.Tensor  # (1, W) float32 pixel-centre x coordinates, i + 0.5
+    v: torch.Tensor  # (H, 1)
+    mean: torch.Tensor  # (1, C, 1, 1) the CIFAR-100 mean on the 0..1 scale
+    std: torch.Tensor
+    smoothing: torch.Tensor  # (C, 1, 3, 3) PIL's smoothing kernel per channel
+    inner: torch.Tensor  # (H, W) bool: not a border pixel
+    ra_maps: torch.Tensor  # (14, 2, 2, 3) RandAugment's inverse maps for sign -1 and +1
+
+
+@functools.cache
+def constants(
+    device: torch.device, channels: int = 3, height: int = IMAGE_SIZE, width: int = IMAGE_SIZE
+) -> Consts:
+    """The recipes' constants on ``device``, made (and uploaded) once per device and shape,
+    outside any compiled graph: the graph takes them as inputs."""
+    kernel = torch.full((channels, 1, 3, 3), 1.0 / 13.0)
+    kernel[:, :, 1, 1] = 5.0 / 13.0
+    inner = torch.zeros((height, width), dtype=torch.bool)
+    inner[1:-1, 1:-1] = True
+    made = Consts(
+        rows=torch.arange(height),
+        cols=torch.arange(width),
+        u=torch.arange(width, dtype=torch.float32).add_(0.5)[None, :],
+        v=torch.arange(height, dtype=torch.float32).add_(0.5)[:, None],
+        mean=torch.tensor(CIFAR100_MEAN, dtype=torch.float32).view(1, channels, 1, 1),
+        std=torch.tensor(CIFAR100_STD, dtype=torch.float32).view(1, channels, 1, 1),
+        smoothing=kernel,
+        inner=inner,
+        ra_maps=_randaugment_maps(width),
+    )
+    return Consts(*(t.to(device) for t in made))
 
 
 # ------------------------------------------------------------------------- geometric warps
@@ -111,24 +156,6 @@ def _map(matrix: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> tuple[torch.
     return x, m[:, 1, 0] * u + m[:, 1, 1] * v + m[:, 1, 2]
 
 
-# Constants per device, made once (an upload per batch would also wait for the host). Under
-# torch.compile, Dynamo steps through the cache wrapper (wrn.gpu_data.compiled silences its
-# note about that) and, told the result is constant, embeds it in the graph.
-@functools.cache
-@torch.compiler.assume_constant_result  # compiled: a constant of the graph
-def _arange(n: int, device: torch.device) -> torch.Tensor:
-    return torch.arange(n, device=device)
-
-
-@functools.cache
-@torch.compiler.assume_constant_result  # compiled: a constant of the graph
-def _centres(height: int, width: int, device: torch.device) -> tuple[torch.Tensor, ...]:
-    """Pixel-centre coordinates u (1, W) and v (H, 1)."""
-    u = torch.arange(width, dtype=torch.float32).add_(0.5)
-    v = torch.arange(height, dtype=torch.float32).add_(0.5)
-    return u[None, :].to(device), v[:, None].to(device)
-
-
 def _reflect(x: torch.Tensor, side: int) -> torch.Tensor:
     """Mirror continuous coordinates into [0.5, side - 0.5] about the edge pixels' centres
     (BORDER_REFLECT_101; exact for bilinear sampling, whose weights are symmetric there)."""
@@ -164,42 +191,47 @@ def _coverage(u: torch.Tensor, v: torch.Tensor, height: int, width: int) -> torc
 
 
 def apply_affine(
-    images: torch.Tensor, matrix: torch.Tensor, mode: str = "bilinear", fill: str = "zero"
+    images: torch.Tensor,
+    matrix: torch.Tensor,
+    k: Consts,
+    mode: str = "bilinear",
+    fill: str = "zero",
 ) -> torch.Tensor:
     """Warp float (N, C, H, W) by per-image inverse maps (N, 2, 3); an identity or whole-pixel
     map copies pixels exactly. ``mode`` "bilinear" or "nearest"."""
-    u, v = _centres(*images.shape[-2:], images.device)
-    return _sample(images, *_map(matrix, u, v), mode, fill)
+    return _sample(images, *_map(matrix, k.u, k.v), mode, fill)
 
 
 def crop_flip(
-    images: torch.Tensor, crop: torch.Tensor, flip: torch.Tensor, padding: int = CROP_FLIP.padding
+    images: torch.Tensor,
+    crop: torch.Tensor,
+    flip: torch.Tensor,
+    k: Consts,
+    padding: int = CROP_FLIP.padding,
 ) -> torch.Tensor:
     """Crop at offsets ``crop`` (N, 2) = (x, y) into the zero-padded image, then mirror where
     ``flip`` (N,): an exact gather, any dtype."""
     n, c, h, w = images.shape
     padded = F.pad(images, (padding,) * 4).view(n, c, -1)
-    cols = _arange(w, images.device)
-    cols = torch.where(flip[:, None], w - 1 - cols, cols) + crop[:, :1]  # (N, W)
-    rows = _arange(h, images.device) + crop[:, 1:]  # (N, H)
+    cols = torch.where(flip[:, None], w - 1 - k.cols, k.cols) + crop[:, :1]  # (N, W)
+    rows = k.rows + crop[:, 1:]  # (N, H)
     index = (rows * (w + 2 * padding))[:, :, None] + cols[:, None, :]
     return padded.gather(2, index.view(n, 1, h * w).expand(n, c, h * w)).view(n, c, h, w)
 
 
-def box_mask(boxes: torch.Tensor, height: int, width: int) -> torch.Tensor:
+def box_mask(boxes: torch.Tensor, k: Consts) -> torch.Tensor:
     """(N, 1, H, W) bool: inside each image's (top, left, height, width) box."""
-    rows, cols = _arange(height, boxes.device), _arange(width, boxes.device)
     top, left, h, w = boxes[:, :, None].unbind(1)
-    inside_rows = (rows >= top) & (rows < top + h)  # (N, H)
-    inside_cols = (cols >= left) & (cols < left + w)  # (N, W)
+    inside_rows = (k.rows >= top) & (k.rows < top + h)  # (N, H)
+    inside_cols = (k.cols >= left) & (k.cols < left + w)  # (N, W)
     return (inside_rows[:, :, None] & inside_cols[:, None, :]).unsqueeze(1)
 
 
 def erase(
-    images: torch.Tensor, boxes: torch.Tensor, on: torch.Tensor, value: float = 0.0
+    images: torch.Tensor, boxes: torch.Tensor, on: torch.Tensor, k: Consts, value: float = 0.0
 ) -> torch.Tensor:
     """Fill each box with ``value`` where ``on`` (N,) is set (CoarseDropout, RandomErasing)."""
-    mask = box_mask(boxes, *images.shape[-2:]) & on[:, None, None, None]
+    mask = box_mask(boxes, k) & on[:, None, None, None]
     return images.masked_fill(mask, value)
 
 
@@ -211,132 +243,30 @@ def gaussian_noise(
     return images.addcmul(noise, scale).clamp_(0.0, 255.0)
 
 
-# ---------------------------------------------------------- colour ops on the 0..255 grid
-# Float tensors holding integers 0..255; each result is clamped and floored, as torchvision's
-# uint8 kernels truncate. Factors are per image, shape (N,).
-
-
-def _to_grid(x: torch.Tensor) -> torch.Tensor:
-    return x.clamp_(0.0, 255.0).floor_()
-
-
-def _blend(image: torch.Tensor, other: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
-    """torchvision's _blend: factor * image + (1 - factor) * other, on the grid. A factor of 1
-    returns ``image`` exactly, whatever ``other`` is."""
-    f = factor[:, None, None, None]
-    return _to_grid((image * f).addcmul_(other.expand_as(image), 1.0 - f))
-
-
-def _grayscale(images: torch.Tensor) -> torch.Tensor:
-    r, g, b = images.unbind(dim=1)
-    return (r * 0.2989 + g * 0.587 + b * 0.114).unsqueeze(1).floor_()
-
-
-@functools.cache
-@torch.compiler.assume_constant_result  # compiled: a constant of the graph
-def _smoothing(channels: int, height: int, width: int, device: torch.device) -> tuple:
-    """PIL's 3x3 smoothing kernel per channel, and the (H, W) mask of non-border pixels."""
-    kernel = torch.full((channels, 1, 3, 3), 1.0 / 13.0)
-    kernel[:, :, 1, 1] = 5.0 / 13.0
-    inner = torch.zeros((height, width), dtype=torch.bool)
-    inner[1:-1, 1:-1] = True
-    return kernel.to(device), inner.to(device)
-
-
-def _sharpness_partner(images: torch.Tensor) -> torch.Tensor:
-    """The 3x3-smoothed image, border pixels kept (PIL's and torchvision's degenerate)."""
-    kernel, inner = _smoothing(*images.shape[1:], images.device)
-    blurred = F.conv2d(images, kernel, groups=images.shape[1]).round_()
-    return F.pad(blurred, (1, 1, 1, 1)).where(inner, images)
-
-
-def adjust_brightness(images: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
-    return _to_grid(images * factor[:, None, None, None])
-
-
-def adjust_saturation(images: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
-    return _blend(images, _grayscale(images), factor)
-
-
-def adjust_contrast(images: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
-    return _blend(images, _grayscale(images).mean(dim=(1, 2, 3), keepdim=True), factor)
-
-
-def _sharpen(images: torch.Tensor, partner: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
-    # torchvision's sharpness blend: x + (1 - f) * (partner - x), rounding as it does
-    return _to_grid(images + (partner - images) * (1.0 - factor[:, None, None, None]))
-
-
-def adjust_sharpness(images: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
-    return _sharpen(images, _sharpness_partner(images), factor)
-
-
-def posterize(images: torch.Tensor, bits: int) -> torch.Tensor:
-    """Keep the top ``bits`` bits of each 8-bit value."""
-    step = float(2 ** (8 - bits))
-    return images.div(step).floor_().mul_(step)
-
-
-def solarize(images: torch.Tensor, threshold: float) -> torch.Tensor:
-    """Invert the values at or above ``threshold`` (0..255 scale)."""
-    return torch.where(images >= threshold, 255.0 - images, images)
-
-
-def autocontrast(images: torch.Tensor) -> torch.Tensor:
-    """Stretch each channel of each image to 0..255 (flat channels are kept)."""
-    low = images.amin(dim=(2, 3), keepdim=True)
-    high = images.amax(dim=(2, 3), keepdim=True)
-    flat = high == low
-    inv_scale = torch.where(flat, 1.0, (high - low) * (1.0 / 255.0))
-    low = torch.where(flat, 0.0, low)
-    return _to_grid((images - low) / inv_scale)
-
-
-def equalize(images: torch.Tensor) -> torch.Tensor:
-    """Histogram-equalise each channel of each image with PIL's look-up table (one batched
-    histogram: a scatter_add over (image, channel) rows of 256 bins)."""
-    n, c, h, w = images.shape
-    flat = images.reshape(n * c, h * w).long()
-    hist = torch.zeros((n * c, 256), dtype=torch.long, device=images.device)
-    hist.scatter_add_(1, flat, torch.ones_like(flat))
-    cum = hist.cumsum(dim=1)
-    last = cum.argmax(dim=1, keepdim=True)  # the largest value present (first max of cum)
-    step = torch.div(h * w - hist.gather(1, last), 255, rounding_mode="floor")
-    lut = torch.div(cum[:, :-1] + step // 2, step.clamp(min=1), rounding_mode="floor")
-    lut = F.pad(lut.clamp_(0, 255), (1, 0))
-    equalized = torch.where(step != 0, lut.gather(1, flat), flat)  # a one-valued channel kept
-    return equalized.to(images.dtype).reshape(n, c, h, w)
-
-
 # ------------------------------------------------------------------------------ recipes
 
 
-@functools.cache
-@torch.compiler.assume_constant_result  # compiled: a constant of the graph
-def _stats(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    mean = torch.tensor(CIFAR100_MEAN, dtype=torch.float32).view(1, 3, 1, 1).to(device)
-    std = torch.tensor(CIFAR100_STD, dtype=torch.float32).view(1, 3, 1, 1).to(device)
-    return mean, std
-
-
-def normalize(images: torch.Tensor) -> torch.Tensor:
+def normalize(images: torch.Tensor, k: Consts) -> torch.Tensor:
     """uint8 or 0..255 float (N, 3, H, W) -> float32 normalised with the CIFAR-100 mean/std."""
-    mean, std = _stats(images.device)
-    return images.to(torch.float32).div(255.0).sub_(mean).div_(std)
+    return images.to(torch.float32).div(255.0).sub_(k.mean).div_(k.std)
 
 
-def apply_basic(images: torch.Tensor, params: Params) -> torch.Tensor:
+def apply_basic(images: torch.Tensor, params: Params, k: Consts) -> torch.Tensor:
     """Crop and flip; normalised float32 out."""
-    return normalize(crop_flip(images, params["crop"], params["flip"]))
+    return normalize(crop_flip(images, params["crop"], params["flip"], k), k)
 
 
 def apply_albumentations(
-    images: torch.Tensor, params: Params, fill: str = "zero", extra_rotate: bool = True
+    images: torch.Tensor,
+    params: Params,
+    k: Consts,
+    fill: str = "zero",
+    extra_rotate: bool = True,
 ) -> torch.Tensor:
     """The WRN-28-10 recipe; normalised float32 out. ``fill``: "zero" or "reflect" border of
     the Rotate/Affine warps; ``extra_rotate=False`` drops the separate Rotate step."""
     height, width = images.shape[-2:]
-    out = crop_flip(images, params["crop"], params["flip"]).to(torch.float32)
+    out = crop_flip(images, params["crop"], params["flip"], k).to(torch.float32)
     rotate_on = params["rotate_on"] & extra_rotate
     affine_on = params["affine_on"]
     # a step not drawn is the identity map (angle 0, scale 1, shift 0: exact)
@@ -348,8 +278,7 @@ def apply_albumentations(
         width,
     )
     # Rotate then Affine as one bilinear warp: output -> before Affine (u3, v3) -> before Rotate
-    u, v = _centres(height, width, out.device)
-    u3, v3 = _map(affine, u, v)
+    u3, v3 = _map(affine, k.u, k.v)
     if fill == "reflect":  # Rotate's output frame, mirrored as its own fill would be
         u3, v3 = _reflect(u3, width), _reflect(v3, height)
     out = _sample(out, *_map(rotate, u3, v3), "bilinear", fill)
@@ -358,14 +287,12 @@ def apply_albumentations(
         out = out * torch.where(both, _coverage(u3, v3, height, width), 1.0)
     dropout = params["oneof_on"] & params["oneof_dropout"]
     noise = params["oneof_on"] & ~params["oneof_dropout"]
-    out = erase(out, params["hole"], dropout, 0.0)
+    out = erase(out, params["hole"], dropout, k, 0.0)
     out = gaussian_noise(out, params["noise"], params["noise_std"], noise)
-    return normalize(out)
+    return normalize(out, k)
 
 
-@functools.cache
-@torch.compiler.assume_constant_result  # compiled: a constant of the graph
-def _randaugment_maps(size: int, device: torch.device) -> torch.Tensor:
+def _randaugment_maps(size: int) -> torch.Tensor:
     """(14, 2, 2, 3): each op's inverse map for sign -1 and +1 (identity for colour ops)."""
     signs = torch.tensor([-1.0, 1.0])
     one, zero = torch.ones(2), torch.zeros(2)
@@ -382,10 +309,12 @@ def _randaugment_maps(size: int, device: torch.device) -> torch.Tensor:
     maps[_OP["TranslateX"]] = _about(eye, 0.0, torch.stack([shift, zero], 1))
     maps[_OP["TranslateY"]] = _about(eye, 0.0, torch.stack([zero, shift], 1))
     maps[_OP["Rotate"]] = rotation_matrix(signs * RA_ROTATE, size)
-    return maps.to(device)
+    return maps
 
 
-def randaugment_op(images: torch.Tensor, op: torch.Tensor, sign: torch.Tensor) -> torch.Tensor:
+def randaugment_op(
+    images: torch.Tensor, op: torch.Tensor, sign: torch.Tensor, k: Consts
+) -> torch.Tensor:
     """One RandAugment op per image: ``op`` (N,) indexes RANDAUGMENT_OPS, ``sign`` (N,) ±1.
 
     Geometric ops: one nearest warp (the others' map is the identity). Identity, Brightness,
@@ -394,8 +323,7 @@ def randaugment_op(images: torch.Tensor, op: torch.Tensor, sign: torch.Tensor) -
     blends in another order, so its own blend.
     Posterize, Solarize, AutoContrast, Equalize: computed for the batch, kept where drawn.
     """
-    maps = _randaugment_maps(images.shape[-1], images.device)[op, (sign > 0).long()]
-    out = apply_affine(images, maps, "nearest")
+    out = apply_affine(images, k.ra_maps[op, (sign > 0).long()], k, "nearest")
 
     drawn = F.one_hot(op, len(RANDAUGMENT_OPS)).bool()[:, :, None, None, None]
 
@@ -404,11 +332,11 @@ def randaugment_op(images: torch.Tensor, op: torch.Tensor, sign: torch.Tensor) -
 
     is_blend = (op >= _OP[_BLENDS[0]]) & (op <= _OP[_BLENDS[-1]])
     factor = torch.where(is_blend, 1.0 + sign * RA_ENHANCE, 1.0)
-    grey = _grayscale(out)
+    grey = grayscale(out)
     partner = torch.where(drew("Color"), grey, grey.mean(dim=(1, 2, 3), keepdim=True))
     partner = torch.where(drew("Brightness"), 0.0, partner)
-    sharp = _sharpen(out, _sharpness_partner(out), factor)
-    out = torch.where(drew("Sharpness"), sharp, _blend(out, partner, factor))
+    sharp = sharpen(out, sharpness_partner(out, k.smoothing, k.inner), factor)
+    out = torch.where(drew("Sharpness"), sharp, blend(out, partner, factor))
     out = torch.where(drew("Posterize"), posterize(out, RA_POSTERIZE_BITS), out)
     out = torch.where(drew("Solarize") & (out >= RA_SOLARIZE), 255.0 - out, out)
     out = torch.where(drew("AutoContrast"), autocontrast(out), out)
@@ -422,23 +350,23 @@ def color_jitter(images: torch.Tensor, factors: torch.Tensor, order: torch.Tenso
     out = images
     for position in range(3):
         op = order[:, position : position + 1]
-        grey = _grayscale(out)
+        grey = grayscale(out)
         partner = torch.where(
             (op == 2)[:, :, None, None], grey, grey.mean(dim=(1, 2, 3), keepdim=True)
         )
         partner = torch.where((op == 0)[:, :, None, None], 0.0, partner)
-        out = _blend(out, partner, factors.gather(1, op).squeeze(1))
+        out = blend(out, partner, factors.gather(1, op).squeeze(1))
     return out
 
 
-def apply_randaugment(images: torch.Tensor, params: Params) -> torch.Tensor:
+def apply_randaugment(images: torch.Tensor, params: Params, k: Consts) -> torch.Tensor:
     """The light recipe on uint8-valued images; normalised float32 out."""
-    out = crop_flip(images, params["crop"], params["flip"]).to(torch.float32)
+    out = crop_flip(images, params["crop"], params["flip"], k).to(torch.float32)
     for slot in range(params["ops"].shape[1]):
-        out = randaugment_op(out, params["ops"][:, slot], params["signs"][:, slot])
+        out = randaugment_op(out, params["ops"][:, slot], params["signs"][:, slot], k)
     out = color_jitter(out, params["jitter"], params["jitter_order"])
     # erasing after normalising: the erased pixels are 0 = the dataset mean
-    return erase(normalize(out), params["erase_box"], params["erase_on"], 0.0)
+    return erase(normalize(out, k), params["erase_box"], params["erase_on"], k, 0.0)
 
 
 Applier = Callable[..., torch.Tensor]

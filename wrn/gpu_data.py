@@ -26,37 +26,27 @@ from __future__ import annotations
 
 import functools
 import math
-import re
 import warnings
 from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
 
+from wrn import augment_spec as spec
 from wrn import seeding
-from wrn.augment_spec import (
-    AFFINE,
-    AUG_FILLS,
-    AUGMENTATION_NAMES,
-    CROP_FLIP,
-    ERASING,
-    IMAGE_SIZE,
-    JITTER,
-    ONE_OF,
-    RANDAUGMENT,
-    RANDAUGMENT_OPS,
-    ROTATE,
-)
 from wrn.data import ImageSet
-from wrn.gpu_augment import APPLIERS, Params, normalize
+from wrn.gpu_augment import APPLIERS, Consts, Params, constants, normalize
 
-GPU_AUGMENTATIONS = AUGMENTATION_NAMES
 _SEED_SALT = 0x6A75_D47A  # keeps these streams apart from other users of (seed, epoch)
 
 
-def gpu_augmentations() -> tuple[str, ...]:
-    """The ``DataConfig.augmentation`` names :class:`GpuBatches` implements."""
-    return GPU_AUGMENTATIONS
+def check_options(augmentation: str, fill: str) -> None:
+    """Refuse an augmentation or ``aug_fill`` the batched pipeline does not implement."""
+    if augmentation not in DERIVERS:
+        known = ", ".join(spec.AUGMENTATION_NAMES)
+        raise ValueError(f"unknown GPU augmentation {augmentation!r} (known: {known})")
+    if fill not in spec.AUG_FILLS:
+        raise ValueError(f"unknown aug_fill {fill!r} (known: {', '.join(spec.AUG_FILLS)})")
 
 
 def resolve_pipeline(pipeline: str, device: torch.device) -> str:
@@ -120,16 +110,16 @@ class Draws:
 
 
 # uniform columns each recipe derives its parameters from (Draws.done checks the count)
-_ERASING_COLUMNS = 2 * ERASING.attempts + 3
+_ERASING_COLUMNS = 2 * spec.ERASING.attempts + 3
 COLUMNS = {
     "basic": 3,
     "albumentations": 3 + 14,
-    "randaugment": 3 + 2 * RANDAUGMENT.num_ops + 6 + _ERASING_COLUMNS,
+    "randaugment": 3 + 2 * spec.RANDAUGMENT.num_ops + 6 + _ERASING_COLUMNS,
 }
 
 
 def draw(
-    augmentation: str, n: int, gen: torch.Generator, size: int = IMAGE_SIZE
+    augmentation: str, n: int, gen: torch.Generator, size: int = spec.IMAGE_SIZE
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """A batch's random numbers: ONE ``torch.rand`` (n, COLUMNS) and, for the albumentations
     recipe's GaussNoise, one ``torch.randn`` (n, 3, size, size)."""
@@ -143,8 +133,8 @@ def draw(
 def _crop_flip(draws: Draws) -> Params:
     """Per image: crop offsets (x, y) in [0, 2 * padding] into the padded image, flip flag."""
     return {
-        "crop": draws.below(2 * CROP_FLIP.padding + 1, 2),
-        "flip": draws.chance(CROP_FLIP.flip_p),
+        "crop": draws.below(2 * spec.CROP_FLIP.padding + 1, 2),
+        "flip": draws.chance(spec.CROP_FLIP.flip_p),
     }
 
 
@@ -160,19 +150,20 @@ def derive_albumentations(u: torch.Tensor, noise: torch.Tensor | None, size: int
     """Per-image parameters of the WRN-28-10 recipe (ranges: :mod:`wrn.augment_spec`)."""
     draws = Draws(u)
     params = _crop_flip(draws)
-    params["rotate_on"] = draws.chance(ROTATE.p)
-    params["rotate_deg"] = draws.uniform(-ROTATE.limit, ROTATE.limit)
-    params["affine_on"] = draws.chance(AFFINE.p)
-    params["affine_deg"] = draws.uniform(-AFFINE.rotate, AFFINE.rotate)
-    params["affine_scale"] = draws.uniform(*AFFINE.scale)
+    rotate, affine, one_of = spec.ROTATE, spec.AFFINE, spec.ONE_OF
+    params["rotate_on"] = draws.chance(rotate.p)
+    params["rotate_deg"] = draws.uniform(-rotate.limit, rotate.limit)
+    params["affine_on"] = draws.chance(affine.p)
+    params["affine_deg"] = draws.uniform(-affine.rotate, affine.rotate)
+    params["affine_scale"] = draws.uniform(*affine.scale)
     # albumentations: int(translate_percent * side), i.e. whole pixels truncated towards 0
-    params["affine_shift"] = draws.uniform(-AFFINE.shift, AFFINE.shift, 2).mul_(size).trunc_()
-    params["oneof_on"] = draws.chance(ONE_OF.p)
+    params["affine_shift"] = draws.uniform(-affine.shift, affine.shift, 2).mul_(size).trunc_()
+    params["oneof_on"] = draws.chance(one_of.p)
     params["oneof_dropout"] = draws.chance(0.5)  # else GaussNoise
-    low, high = ONE_OF.hole_range
+    low, high = one_of.hole_range
     sides = draws.below(high - low + 1, 2) + low
     params["hole"] = draws.boxes(sides[:, 0], sides[:, 1], size)
-    params["noise_std"] = draws.uniform(*ONE_OF.noise_std_range) * 255.0  # 0..255 units
+    params["noise_std"] = draws.uniform(*one_of.noise_std_range) * 255.0  # 0..255 units
     params["noise"] = noise
     draws.done()
     return params
@@ -180,9 +171,10 @@ def derive_albumentations(u: torch.Tensor, noise: torch.Tensor | None, size: int
 
 def _erasing(draws: Draws, size: int) -> Params:
     """RandomErasing as torchvision draws it: the first of 10 attempts that fits, per image."""
-    area = draws.uniform(*ERASING.scale, ERASING.attempts) * (size * size)
-    log_ratio = (math.log(ERASING.ratio[0]), math.log(ERASING.ratio[1]))
-    ratio = draws.uniform(*log_ratio, ERASING.attempts).exp_()
+    erasing = spec.ERASING
+    area = draws.uniform(*erasing.scale, erasing.attempts) * (size * size)
+    log_ratio = (math.log(erasing.ratio[0]), math.log(erasing.ratio[1]))
+    ratio = draws.uniform(*log_ratio, erasing.attempts).exp_()
     heights = torch.sqrt(area * ratio).round_()  # round half to even, as Python's round
     widths = torch.sqrt(area / ratio).round_()
     fits = (heights < size) & (widths < size)
@@ -190,7 +182,7 @@ def _erasing(draws: Draws, size: int) -> Params:
     heights = heights.gather(1, first).squeeze(1).long()
     widths = widths.gather(1, first).squeeze(1).long()
     return {
-        "erase_on": draws.chance(ERASING.p) & fits.any(dim=1),
+        "erase_on": draws.chance(erasing.p) & fits.any(dim=1),
         "erase_box": draws.boxes(heights, widths, size),
     }
 
@@ -199,11 +191,12 @@ def derive_randaugment(u: torch.Tensor, noise: torch.Tensor | None, size: int) -
     """Per-image parameters of the light recipe."""
     draws = Draws(u)
     params = _crop_flip(draws)
-    slots = RANDAUGMENT.num_ops
-    params["ops"] = draws.below(len(RANDAUGMENT_OPS), slots)  # indices into RANDAUGMENT_OPS
+    slots = spec.RANDAUGMENT.num_ops
+    params["ops"] = draws.below(len(spec.RANDAUGMENT_OPS), slots)  # indices into RANDAUGMENT_OPS
     params["signs"] = draws.sign(slots)
     # ColorJitter: factors for (brightness, contrast, saturation) and their per-image order
-    strengths = (JITTER.brightness, JITTER.contrast, JITTER.saturation)
+    jitter = spec.JITTER
+    strengths = (jitter.brightness, jitter.contrast, jitter.saturation)
     params["jitter"] = torch.stack([draws.uniform(1.0 - s, 1.0 + s) for s in strengths], 1)
     params["jitter_order"] = draws.take(3).argsort(dim=1)
     params.update(_erasing(draws, size))
@@ -220,38 +213,28 @@ DERIVERS: dict[str, Deriver] = {
 
 
 def sample_params(
-    augmentation: str, n: int, gen: torch.Generator, size: int = IMAGE_SIZE
+    augmentation: str, n: int, gen: torch.Generator, size: int = spec.IMAGE_SIZE
 ) -> Params:
     """Draw and derive the per-image parameters of one batch of ``n`` images."""
     return DERIVERS[augmentation](*draw(augmentation, n, gen, size), size)
-
-
-def sample_basic_params(n: int, gen: torch.Generator, size: int = IMAGE_SIZE) -> Params:
-    return sample_params("basic", n, gen, size)
-
-
-def sample_albumentations_params(n: int, gen: torch.Generator, size: int = IMAGE_SIZE) -> Params:
-    return sample_params("albumentations", n, gen, size)
-
-
-def sample_randaugment_params(n: int, gen: torch.Generator, size: int = IMAGE_SIZE) -> Params:
-    return sample_params("randaugment", n, gen, size)
 
 
 def augment_drawn(
     images: torch.Tensor,
     u: torch.Tensor,
     noise: torch.Tensor | None,
+    k: Consts,
     augmentation: str,
     fill: str = "zero",
     extra_rotate: bool = True,
 ) -> torch.Tensor:
     """Derive the parameters from the batch's draws and apply the recipe: everything after
-    the random number generation, the part :func:`compiled` compiles."""
+    the random number generation, the part :func:`compiled` compiles. ``k``: the device's
+    :func:`wrn.gpu_augment.constants`, inputs of the graph."""
     params = DERIVERS[augmentation](u, noise, images.shape[-1])
     if augmentation == "albumentations":
-        return APPLIERS[augmentation](images, params, fill=fill, extra_rotate=extra_rotate)
-    return APPLIERS[augmentation](images, params)
+        return APPLIERS[augmentation](images, params, k, fill=fill, extra_rotate=extra_rotate)
+    return APPLIERS[augmentation](images, params, k)
 
 
 @functools.cache
@@ -259,15 +242,11 @@ def compiled(backend: str = "inductor") -> Callable[..., torch.Tensor]:
     """:func:`augment_drawn` through ``torch.compile`` (one graph per recipe and options).
 
     Fixed shapes: every training batch has the same size (a last partial batch compiles once
-    more). Meant for CUDA, where it fuses the derivations and the recipe's elementwise chains
-    into a few kernels; ``backend="eager"`` only traces (tests)."""
-    # wrn.gpu_augment's per-device constant caches are traced through, which is what we want
-    warnings.filterwarnings("ignore", message=re.escape(_CACHE_NOTE))
+    more); each batch's draws and the constants are inputs, so a new batch reuses the graph.
+    Meant for CUDA, where it fuses the derivations and the recipe's elementwise chains into a
+    few kernels."""
     # fullgraph: a graph break would be a host round trip; better an error at the first batch
     return torch.compile(augment_drawn, backend=backend, dynamic=False, fullgraph=True)
-
-
-_CACHE_NOTE = "Dynamo detected a call to a `functools.lru_cache`-wrapped"
 
 
 def augment_batch(
@@ -287,12 +266,10 @@ def augment_batch(
     machine), this warns once and goes on eagerly with the same draws: the run's augmentations
     do not change.
     """
-    if augmentation not in DERIVERS:
-        raise ValueError(f"unknown GPU augmentation {augmentation!r} (known: {GPU_AUGMENTATIONS})")
-    if fill not in AUG_FILLS:
-        raise ValueError(f"unknown aug_fill {fill!r} (known: {', '.join(AUG_FILLS)})")
+    check_options(augmentation, fill)
     u, noise = draw(augmentation, images.shape[0], gen, images.shape[-1])
-    args = (images, u, noise, augmentation, fill, extra_rotate)
+    k = constants(images.device, *images.shape[1:])
+    args = (images, u, noise, k, augmentation, fill, extra_rotate)
     if compile_backend is not None and (augmentation, compile_backend) not in _COMPILE_FAILED:
         try:
             return compiled(compile_backend)(*args)
@@ -347,12 +324,7 @@ class GpuBatches:
         compile: bool | None = None,
         compile_backend: str = "inductor",
     ) -> None:
-        if fill not in AUG_FILLS:
-            raise ValueError(f"unknown aug_fill {fill!r} (known: {', '.join(AUG_FILLS)})")
-        if augmentation not in GPU_AUGMENTATIONS:
-            raise ValueError(
-                f"unknown GPU augmentation {augmentation!r} (known: {GPU_AUGMENTATIONS})"
-            )
+        check_options(augmentation, fill)
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.device = torch.device(device)
@@ -390,7 +362,7 @@ class GpuBatches:
             if order is None:
                 images = self.images[b * size : (b + 1) * size]
                 labels = self.labels[b * size : (b + 1) * size]
-                batch = normalize(images)
+                batch = normalize(images, constants(images.device, *images.shape[1:]))
             else:
                 index = order[b * size : (b + 1) * size]
                 images = self.images.index_select(0, index)
