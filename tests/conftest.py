@@ -2,26 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 
+from tests.tiny import TINY
 from wrn.config import TrainConfig
 from wrn.data import make_synthetic, write_cifar100
-
-# a WRN-10-1 on a few hundred images: the whole training path in well under a second per epoch
-TINY = {
-    "depth": 10,
-    "width": 1,
-    "batch_size": 32,
-    "epochs": 2,
-    "workers": 0,
-    "device": "cpu",
-    "augmentation": "basic",
-    "mixup_prob": 0.0,
-    "cutmix_prob": 0.0,
-    "lr": 0.1,
-}
 
 
 def write_synthetic_cifar(
@@ -54,3 +43,15 @@ def tiny_config() -> TrainConfig:
 @pytest.fixture
 def cifar_writer():
     return write_synthetic_cifar
+
+
+@pytest.fixture(scope="module")
+def one_thread() -> Iterator[None]:
+    """Torch on one intra-op thread for a module (``pytest.mark.usefixtures("one_thread")``).
+
+    A WRN-10-1 on 32 images gains nothing from more, and other test processes share the cores.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import socket
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import optuna
 import optuna_dashboard
 import pytest
-import torch
 from optuna.trial import TrialState
 from scipy import stats as scipy_stats
 
@@ -21,26 +19,16 @@ from study.ablation import plan
 from study.cli import run_command
 from study.lifecycle import attempt as attempt_module
 from tests.study.conftest import copy_db
+from tests.tiny import tiny_flags
 
 # mixing and the strong augmentation fixed off: the factors left are dropout, label smoothing
 # and weight decay, so an ablation is 4 variants
-TINY_SET = [
-    *("--set", "depth=10", "--set", "width=1", "--set", "batch_size=32", "--set", "workers=0"),
-    *("--set", "augmentation=basic", "--set", "mixup_prob=0", "--set", "cutmix_prob=0"),
-    *("--set", "lr=0.1"),
-]
+TINY_SET = tiny_flags("augmentation", "mixup_prob", "cutmix_prob", "lr")
 VARIANTS = {"base", "dropout-off", "label_smoothing-off", "weight_decay-off"}
 EXECUTION = (*plan.EXECUTION_KEYS, "seed", "epochs")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    # a WRN-10-1 on 32 images gains nothing from intra-op threads, and other test processes
-    # share the cores: one thread avoids oversubscribing them
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def url(storage: Path) -> str:

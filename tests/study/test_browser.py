@@ -28,9 +28,9 @@ from typing import Any
 
 import optuna
 import pytest
-import torch
 
 from study import ablate, dashboard, report, run
+from tests.tiny import tiny_flags
 
 CHROMIUM = Path(os.environ.get("WRN_CHROMIUM", "/usr/bin/chromium"))  # Debian's package
 SCREENSHOTS = Path(
@@ -42,16 +42,14 @@ SCREENSHOTS = Path(
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.slow,  # a chromium process and a dashboard server
+    pytest.mark.usefixtures("one_thread"),
     pytest.mark.skipif(
         not CHROMIUM.exists() and not os.environ.get("WRN_REQUIRE_BROWSER"),
         reason=f"{CHROMIUM} is missing (apt-get install -y chromium; CI installs it)",
     ),
 ]
 
-TINY = [
-    *("--set", "depth=10", "--set", "width=1", "--set", "batch_size=32", "--set", "workers=0"),
-    *("--set", "augmentation=basic", "--set", "lr=0.1"),
-]
+TINY = tiny_flags("augmentation", "lr")
 LIGHT = [*TINY, "--space", "light", "--set", "grad_accum=1", "--set", "first_dropout=0"]
 
 
@@ -241,16 +239,6 @@ class Browser:
 
 
 # -- fixtures -----------------------------------------------------------------------------------
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    # a WRN-10-1 on 32 images gains nothing from intra-op threads, and other test processes
-    # (and chromium) share the cores: one thread avoids oversubscribing them
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def search(url: str, data_dir: Path, trials: int, *extra: str) -> None:

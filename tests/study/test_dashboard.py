@@ -19,26 +19,15 @@ from typing import Any
 import optuna
 import optuna_dashboard
 import pytest
-import torch
 
 from study import ablate, dashboard, run
+from tests.tiny import tiny_flags
 from wrn.train import EpochStats
 
-TINY = [
-    *("--set", "depth=10", "--set", "width=1", "--set", "batch_size=32", "--set", "workers=0"),
-    *("--set", "augmentation=basic", "--set", "mixup_prob=0", "--set", "cutmix_prob=0"),
-    *("--set", "lr=0.1"),
-]
+TINY = tiny_flags("augmentation", "mixup_prob", "cutmix_prob", "lr")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    # a WRN-10-1 on 32 images gains nothing from intra-op threads, and other test processes
-    # share the cores: one thread avoids oversubscribing them
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -4,34 +4,23 @@ from __future__ import annotations
 
 import re
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
 import pytest
-import torch
 
 from study import ablate, report, rerun, run
 from study.cli import run_command
 from study.objective import report_epoch
+from tests.tiny import tiny_flags
 from wrn.train import EpochStats
 
-TINY = [
-    *("--set", "depth=10", "--set", "width=1", "--set", "batch_size=32", "--set", "workers=0"),
-    *("--set", "augmentation=basic", "--set", "lr=0.1"),
-]
+TINY = tiny_flags("augmentation", "lr")
 # the light space with first_dropout fixed off: its ablation has 4 variants
 LIGHT = [*TINY, "--space", "light", "--set", "grad_accum=1", "--set", "first_dropout=0"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    # a WRN-10-1 on 32 images gains nothing from intra-op threads, and other test processes
-    # share the cores: one thread avoids oversubscribing them
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def url(storage: Path) -> str:

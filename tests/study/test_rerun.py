@@ -7,6 +7,7 @@ import pytest
 
 from study import rerun, run
 from study.cli import run_command
+from tests.tiny import tiny_flags
 
 
 @pytest.fixture(scope="module")
@@ -29,16 +30,7 @@ def searched(cifar_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
         "2",
         "--pruner",
         "none",
-        "--set",
-        "depth=10",
-        "--set",
-        "width=1",
-        "--set",
-        "batch_size=32",
-        "--set",
-        "workers=0",
-        "--set",
-        "augmentation=basic",
+        *tiny_flags("augmentation"),
     ]
     assert run.main(argv) == 0
     return storage

@@ -10,17 +10,9 @@ import pytest
 from study import run
 from study.cli import run_command
 from tests.study.conftest import copy_db
+from tests.tiny import tiny_flags
 
-TINY_SET = [
-    "--set",
-    "depth=10",
-    "--set",
-    "width=1",
-    "--set",
-    "batch_size=32",
-    "--set",
-    "workers=0",
-]
+TINY_SET = tiny_flags()
 
 
 def run_args(storage: Path, data_dir: Path, *extra: str) -> list[str]:

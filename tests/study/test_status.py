@@ -3,33 +3,22 @@
 from __future__ import annotations
 
 import datetime
-from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
 import pytest
-import torch
 from optuna.trial import TrialState
 
 from study import run, status
 from study.cli import run_command
 from study.objective import report_epoch
+from tests.tiny import tiny_flags
 from wrn.train import EpochStats
 
-TINY = [
-    *("--set", "depth=10", "--set", "width=1", "--set", "batch_size=32", "--set", "workers=0"),
-    *("--set", "augmentation=basic"),
-]
+TINY = tiny_flags("augmentation")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    # a WRN-10-1 on 32 images gains nothing from intra-op threads, and other test processes
-    # share the cores: one thread avoids oversubscribing them
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def epoch_stats(epoch: int, acc: float) -> EpochStats:
