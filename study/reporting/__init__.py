@@ -1,2 +1,3 @@
-"""The parts of ``python -m study.report``: queries (``data``), figures and tables
-(``sections``, ``ranking``), the written answers (``summary``) and the HTML page (``page``)."""
+"""The parts of ``python -m study.report``: queries (``data``), a section's frame and headings
+(``part``), figures and tables (``sections``, ``results``, ``ranking``), the written answers
+(``summary``) and the HTML page (``page``)."""

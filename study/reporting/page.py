@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from study.reporting import results, sections
 from study.reporting.data import StudyData, time_unit
-from study.reporting.sections import Part, table
+from study.reporting.part import Part, table
 from study.reporting.summary import counts, network, seconds, summary
 from study.storage import redact
 

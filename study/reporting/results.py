@@ -11,17 +11,13 @@ import plotly.graph_objects as go
 
 from study.ablation.effects import effects_figure, format_points, path_figure
 from study.reporting import ranking
-from study.reporting.data import StudyData, command, storage_flags
-from study.reporting.sections import Part, slug, table
+from study.reporting.data import AblationData, StudyData, command, storage_flags
+from study.reporting.part import Part, plural, slug, table
 
 # Fewer complete trials than this and an importance is noise: fANOVA's forest has almost
 # nothing to split, and PED-ANOVA wants at least 5 trials in its top quantile (its docs), which
 # with the widest quantile used here, the top half, takes 10.
 MIN_IMPORTANCE_TRIALS = 10
-
-
-def plural(n: object, word: str) -> str:
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 def compute_importances(
@@ -64,13 +60,7 @@ def compute_importances(
 def importance_part(
     studies: Sequence[StudyData], min_trials: int = MIN_IMPORTANCE_TRIALS
 ) -> Part:
-    part = Part(
-        "importance",
-        "Parameter importances",
-        "How much each searched parameter accounts for: PED-ANOVA (how differently the best "
-        "trials set it from the rest) and fANOVA (variance explained in a random-forest fit of "
-        "accuracy). Normalised to sum to 1 per method.",
-    )
+    part = Part.start("importance")
     for s in studies:
         values, problem = compute_importances(s, min_trials)
         if problem:
@@ -95,12 +85,7 @@ def importance_part(
 
 
 def reruns_part(studies: Sequence[StudyData]) -> Part:
-    part = Part(
-        "reruns",
-        "Reruns on the test set",
-        "Trials retrained on the full training set for the recipe's length "
-        "(python -m study.rerun), test accuracy per seed and mean ± std.",
-    )
+    part = Part.start("reruns")
     labels, means, stds, points_x, points_y = [], [], [], [], []
     rows = []
     for s in studies:
@@ -157,15 +142,7 @@ def reruns_part(studies: Sequence[StudyData]) -> Part:
 
 
 def ranking_part(studies: Sequence[StudyData]) -> Part:
-    part = Part(
-        "ranking",
-        "Does the ranking hold?",
-        "The search scores each configuration on a short proxy (a few epochs, validation "
-        "split). Trials rerun at full length (python -m study.rerun --top K) show whether the "
-        "proxy ranks configurations as the full-length test accuracy does: rank correlations "
-        "over the rerun trials with a 95 % bootstrap interval (trials resampled with "
-        f"replacement, {ranking.BOOTSTRAP_RESAMPLES:,} times).",
-    )
+    part = Part.start("ranking", resamples=ranking.BOOTSTRAP_RESAMPLES)
     for s in studies:
         if len(s.ranks) < 2:
             part.missing.append(ranking.winner_sentence(s))
@@ -208,13 +185,7 @@ def ablation_command(s: StudyData) -> str:
 
 
 def ablation_part(studies: Sequence[StudyData]) -> Part:
-    part = Part(
-        "ablation",
-        "Ablations",
-        "Each factor switched off in turn from the base configuration (python -m study.ablate), "
-        "validation accuracy over seeds, and its difference from the base with a 95 % Welch "
-        "t interval, sorted by effect: the most harmful removal first.",
-    )
+    part = Part.start("ablation")
     for s in studies:
         a = s.ablation
         if a is None:
@@ -223,11 +194,14 @@ def ablation_part(studies: Sequence[StudyData]) -> Part:
         if not a.effects:
             part.missing.append(f"{a.name}: no complete run yet (resume: {ablation_command(s)})")
             continue
-        base_text = (
-            f"base: trial {a.attrs.get('base_trial')} (the best)"
-            if a.attrs.get("base") == "best"
-            else "base: the recipe"
-        )
+        part.html.append(f"<h3>{html.escape(a.name)}</h3><p>{html.escape(_ablation_setup(a))}.</p>")
+        unfinished = a.unfinished()
+        if unfinished:
+            part.html.append(
+                f'<p class="missing">Partial: {len(unfinished)} of {len(a.planned())} planned '
+                f"variants not finished for every seed ({html.escape(', '.join(unfinished))}); "
+                f"resume with <code>{html.escape(ablation_command(s))}</code></p>"
+            )
         rows = [
             [
                 e.label,
@@ -238,41 +212,28 @@ def ablation_part(studies: Sequence[StudyData]) -> Part:
             for e in a.effects
         ]
         part.html.append(
-            f"<h3>{html.escape(a.name)}</h3><p>{html.escape(base_text)}, "
-            f"{html.escape(plural(a.attrs.get('epochs'), 'epoch'))} per run, seeds "
-            f"{html.escape(', '.join(str(x) for x in a.seeds))}"
-            + (
-                f"; already off in the base: {html.escape(', '.join(a.attrs['skipped']))}"
-                if a.attrs.get("skipped")
-                else ""
-            )
-            + (f"; {a.running} run(s) in progress" if a.running else "")
-            + ".</p>"
-        )
-        unfinished = a.unfinished()
-        if unfinished:
-            part.html.append(
-                f'<p class="missing">Partial: {len(unfinished)} of {len(a.planned())} planned '
-                f"variants not finished for every seed ({html.escape(', '.join(unfinished))}); "
-                f"resume with <code>{html.escape(ablation_command(s))}</code></p>"
-            )
-        part.html.append(
             table(["variant", "n", "val acc", "difference from base"], rows, f"ablation-{s.name}")
         )
         if any(e.diff is not None for e in a.effects):
-            part.figures.append(
-                (
-                    f"fig-ablation-{slug(s.name)}",
-                    effects_figure(a.effects, f"{s.name}: effect of switching each factor off"),
-                )
-            )
+            title = f"{s.name}: effect of switching each factor off"
+            part.figures.append((f"fig-ablation-{slug(s.name)}", effects_figure(a.effects, title)))
         else:
             part.missing.append(f"{a.name}: no variant besides the base has finished yet")
         if a.path:
-            part.figures.append(
-                (
-                    f"fig-path-{slug(s.name)}",
-                    path_figure(a.path, f"{s.name}: ablation path from the recipe to the best"),
-                )
-            )
+            title = f"{s.name}: ablation path from the recipe to the best"
+            part.figures.append((f"fig-path-{slug(s.name)}", path_figure(a.path, title)))
     return part
+
+
+def _ablation_setup(a: AblationData) -> str:
+    """The ablation's base, epochs, seeds, what the base already lacks and what still runs."""
+    base = (
+        f"base: trial {a.attrs.get('base_trial')} (the best)"
+        if a.attrs.get("base") == "best"
+        else "base: the recipe"
+    )
+    text = f"{base}, {plural(a.attrs.get('epochs'), 'epoch')} per run, seeds "
+    text += ", ".join(str(x) for x in a.seeds)
+    if a.attrs.get("skipped"):
+        text += f"; already off in the base: {', '.join(a.attrs['skipped'])}"
+    return text + (f"; {a.running} run(s) in progress" if a.running else "")

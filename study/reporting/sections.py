@@ -5,49 +5,21 @@ from __future__ import annotations
 
 import html
 import math
-import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import plotly.graph_objects as go
 from optuna.distributions import CategoricalDistribution
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 from plotly.subplots import make_subplots
 
 from study.records import TrialAttrs, trial_seconds
 from study.reporting.data import StudyData, time_unit
+from study.reporting.part import Part, slug
 
 MIN_PARALLEL_TRIALS = 2  # one line shows no relation between parameters and accuracy
 # a colour scale with no near-white end: every trial's line stays visible on a white page
 ACCURACY_SCALE = "Viridis"
-
-
-@dataclass
-class Part:
-    """One section of the page: figures and tables, or what is missing for them."""
-
-    id: str
-    title: str
-    intro: str = ""
-    figures: list[tuple[str, go.Figure]] = field(default_factory=list)
-    html: list[str] = field(default_factory=list)
-    missing: list[str] = field(default_factory=list)
-
-
-def slug(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_-]+", "-", name)
-
-
-def table(header: Sequence[str], rows: Sequence[Sequence[str]], name: str) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows
-    )
-    return (
-        f'<table data-table="{html.escape(name)}"><thead><tr>{head}</tr></thead>'
-        f"<tbody>{body}</tbody></table>"
-    )
 
 
 def pareto_front(points: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
@@ -61,32 +33,25 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[tuple[float, flo
 
 def cost_part(studies: Sequence[StudyData]) -> Part:
     unit = time_unit(studies)
-    part = Part(
-        "cost",
-        "Accuracy against cost",
-        f"Best validation accuracy so far against the {unit} the study has spent (the sum of "
-        "its epoch times; every finished trial counts, pruned ones too); then each complete "
-        "trial's accuracy against its own time and its parameter count, with the Pareto front "
-        "across all studies.",
-    )
+    part = Part.start("cost", unit=unit)
     history = go.Figure()
     for s in studies:
         xs, ys, numbers = s.cost_curve()
-        if xs:
-            history.add_trace(
-                go.Scatter(
-                    x=xs,
-                    y=ys,
-                    name=s.name,
-                    mode="lines+markers",
-                    line={"shape": "hv", "color": s.colour},
-                    customdata=numbers,
-                    hovertemplate="%{x:,.0f} s: best %{y:.4f} (after trial %{customdata})"
-                    "<extra>" + html.escape(s.name) + "</extra>",
-                )
-            )
-        else:
+        if not xs:
             part.missing.append(f"{s.name}: no finished trial yet")
+            continue
+        history.add_trace(
+            go.Scatter(
+                x=xs,
+                y=ys,
+                name=s.name,
+                mode="lines+markers",
+                line={"shape": "hv", "color": s.colour},
+                customdata=numbers,
+                hovertemplate="%{x:,.0f} s: best %{y:.4f} (after trial %{customdata})"
+                "<extra>" + html.escape(s.name) + "</extra>",
+            )
+        )
     history.update_layout(
         title=f"Best validation accuracy against {unit} spent",
         xaxis_title=f"{unit} spent by the study (sum of epoch times)",
@@ -94,7 +59,13 @@ def cost_part(studies: Sequence[StudyData]) -> Part:
         height=420,
     )
     part.figures.append(("fig-cost", history))
+    part.figures.append(("fig-pareto", pareto_figure(studies, unit)))
+    return part
 
+
+def pareto_figure(studies: Sequence[StudyData], unit: str) -> go.Figure:
+    """Each complete trial's accuracy against its time and against its parameter count, with
+    the Pareto front across all studies in each."""
     fig = make_subplots(
         rows=1,
         cols=2,
@@ -110,68 +81,51 @@ def cost_part(studies: Sequence[StudyData]) -> Part:
         costs = [trial_seconds(t) for t in complete]
         sizes = [t.user_attrs.get(TrialAttrs.NUM_PARAMS) for t in complete]
         values = [t.value for t in complete]
-        common = {
-            "mode": "markers",
-            "name": s.name,
-            "legendgroup": s.name,
-            "marker": {"color": s.colour, "size": 8},
-            "customdata": [t.number for t in complete],
-        }
-        fig.add_trace(
-            go.Scatter(
-                x=costs,
+        for col, xs, hover in (
+            (1, costs, "trial %{customdata}: %{y:.4f} in %{x:,.0f} s<extra></extra>"),
+            (2, sizes, "trial %{customdata}: %{y:.4f}, %{x:,} params<extra></extra>"),
+        ):
+            trace = go.Scatter(
+                x=xs,
                 y=values,
-                hovertemplate="trial %{customdata}: %{y:.4f} in %{x:,.0f} s<extra></extra>",
-                **common,
-            ),
-            row=1,
-            col=1,
-        )
-        fig.add_trace(
-            go.Scatter(
-                x=sizes,
-                y=values,
-                showlegend=False,
-                hovertemplate="trial %{customdata}: %{y:.4f}, %{x:,} params<extra></extra>",
-                **common,
-            ),
-            row=1,
-            col=2,
-        )
+                mode="markers",
+                name=s.name,
+                legendgroup=s.name,
+                marker={"color": s.colour, "size": 8},
+                customdata=[t.number for t in complete],
+                hovertemplate=hover,
+            )
+            if col == 2:
+                trace.showlegend = False  # one legend entry per study
+            fig.add_trace(trace, row=1, col=col)
         by_cost += list(zip(costs, values, strict=True))
         by_size += [(n, v) for n, v in zip(sizes, values, strict=True) if n]
     for col, points in ((1, by_cost), (2, by_size)):
         front = pareto_front(points)
         if front:
-            fig.add_trace(
-                go.Scatter(
-                    x=[p[0] for p in front],
-                    y=[p[1] for p in front],
-                    mode="lines+markers",
-                    line={"color": "black", "dash": "dash", "shape": "hv"},
-                    marker={"color": "black", "size": 4},
-                    name="Pareto front (all studies)",
-                    legendgroup="front",
-                    showlegend=col == 1,
-                ),
-                row=1,
-                col=col,
-            )
+            fig.add_trace(_front_trace(front, legend=col == 1), row=1, col=col)
     fig.update_xaxes(title_text=f"{unit} of the trial", type="log", row=1, col=1)
     fig.update_xaxes(title_text="parameters", type="log", row=1, col=2)
     fig.update_yaxes(title_text="val acc", row=1, col=1)
     fig.update_layout(title="Pareto front: accuracy against cost and size", height=440)
-    part.figures.append(("fig-pareto", fig))
-    return part
+    return fig
+
+
+def _front_trace(front: Sequence[tuple[float, float]], legend: bool) -> go.Scatter:
+    return go.Scatter(
+        x=[p[0] for p in front],
+        y=[p[1] for p in front],
+        mode="lines+markers",
+        line={"color": "black", "dash": "dash", "shape": "hv"},
+        marker={"color": "black", "size": 4},
+        name="Pareto front (all studies)",
+        legendgroup="front",
+        showlegend=legend,
+    )
 
 
 def history_part(studies: Sequence[StudyData]) -> Part:
-    part = Part(
-        "history",
-        "Optimisation histories",
-        "Each complete trial's validation accuracy by trial number, with the best so far; "
-        "pruned trials (×) at the last accuracy they reported.",
-    )
+    part = Part.start("history")
     fig = go.Figure()
     for s in studies:
         complete = sorted(s.complete, key=lambda t: t.number)
@@ -233,22 +187,19 @@ def _colour_at(value: float, low: float, high: float) -> str:
     return sample_colorscale(ACCURACY_SCALE, [min(1.0, max(0.0, where))])[0]
 
 
+# each state's line and last-epoch marker on the per-epoch curves
+CURVE_STYLES = {
+    TrialState.COMPLETE: ("solid", "circle"),
+    TrialState.PRUNED: ("dot", "x"),
+    TrialState.RUNNING: ("dash", "circle-open"),
+    TrialState.FAIL: ("dot", "square-open"),
+}
+
+
 def curves_part(studies: Sequence[StudyData]) -> Part:
-    part = Part(
-        "curves",
-        "Per-epoch validation accuracy",
-        "Every trial's accuracy after each epoch, one line per trial coloured by its last "
-        "accuracy (the colour bar): complete trials solid, pruned ones dotted and ending in ×, "
-        "running ones dashed, failed ones dotted ending in □. Hover a line for its trial.",
-    )
-    styles = {
-        TrialState.COMPLETE: ("solid", "circle"),
-        TrialState.PRUNED: ("dot", "x"),
-        TrialState.RUNNING: ("dash", "circle-open"),
-        TrialState.FAIL: ("dot", "square-open"),
-    }
+    part = Part.start("curves")
     for s in studies:
-        trials = [t for t in s.trials if t.intermediate_values and t.state in styles]
+        trials = [t for t in s.trials if t.intermediate_values and t.state in CURVE_STYLES]
         if not trials:
             part.missing.append(f"{s.name}: no trial has reported an epoch yet")
             continue
@@ -256,45 +207,9 @@ def curves_part(studies: Sequence[StudyData]) -> Part:
         low, high = min(last.values()), max(last.values())
         fig = go.Figure()
         for t in sorted(trials, key=lambda t: last[t.number]):  # the best drawn on top
-            dash, symbol = styles[t.state]
-            steps = sorted(t.intermediate_values)
-            state = t.state.name.lower()
             colour = _colour_at(last[t.number], low, high)
-            fig.add_trace(
-                go.Scatter(
-                    x=steps,
-                    y=[t.intermediate_values[e] for e in steps],
-                    mode="lines+markers",
-                    name=f"trial {t.number} ({state})",
-                    showlegend=len(trials) <= 12,  # beyond that the colour bar says enough
-                    line={"dash": dash, "color": colour, "width": 2},
-                    marker={
-                        "color": colour,
-                        "symbol": [symbol if e == steps[-1] else "circle" for e in steps],
-                        "size": [11 if e == steps[-1] else 5 for e in steps],
-                    },
-                    hovertemplate=f"trial {t.number} ({state}): "
-                    "epoch %{x}, %{y:.4f}<extra></extra>",
-                )
-            )
-        # an invisible trace carries the colour bar (accuracy at each trial's last epoch)
-        fig.add_trace(
-            go.Scatter(
-                x=[None],
-                y=[None],
-                mode="markers",
-                showlegend=False,
-                hoverinfo="skip",
-                marker={
-                    "color": [low, high],
-                    "colorscale": ACCURACY_SCALE,
-                    "cmin": low,
-                    "cmax": high if high > low else low + 1e-9,
-                    "showscale": True,
-                    "colorbar": {"title": "last val acc", "x": 1.02, "len": 0.8},
-                },
-            )
-        )
+            fig.add_trace(_curve_trace(t, colour, legend=len(trials) <= 12))
+        fig.add_trace(_colour_bar(low, high))
         epochs = max(max(t.intermediate_values) for t in trials)
         fig.update_layout(
             title=f"{s.name}: per-epoch validation accuracy ({len(trials)} trials)",
@@ -305,6 +220,47 @@ def curves_part(studies: Sequence[StudyData]) -> Part:
         )
         part.figures.append((f"fig-curves-{slug(s.name)}", fig))
     return part
+
+
+def _curve_trace(t: FrozenTrial, colour: str, legend: bool) -> go.Scatter:
+    """One trial's accuracy per epoch; ``legend``: listed (beyond 12 the colour bar says
+    enough)."""
+    dash, symbol = CURVE_STYLES[t.state]
+    steps = sorted(t.intermediate_values)
+    state = t.state.name.lower()
+    return go.Scatter(
+        x=steps,
+        y=[t.intermediate_values[e] for e in steps],
+        mode="lines+markers",
+        name=f"trial {t.number} ({state})",
+        showlegend=legend,
+        line={"dash": dash, "color": colour, "width": 2},
+        marker={
+            "color": colour,
+            "symbol": [symbol if e == steps[-1] else "circle" for e in steps],
+            "size": [11 if e == steps[-1] else 5 for e in steps],
+        },
+        hovertemplate=f"trial {t.number} ({state}): epoch %{{x}}, %{{y:.4f}}<extra></extra>",
+    )
+
+
+def _colour_bar(low: float, high: float) -> go.Scatter:
+    """An invisible trace that carries the colour bar (accuracy at each trial's last epoch)."""
+    return go.Scatter(
+        x=[None],
+        y=[None],
+        mode="markers",
+        showlegend=False,
+        hoverinfo="skip",
+        marker={
+            "color": [low, high],
+            "colorscale": ACCURACY_SCALE,
+            "cmin": low,
+            "cmax": high if high > low else low + 1e-9,
+            "showscale": True,
+            "colorbar": {"title": "last val acc", "x": 1.02, "len": 0.8},
+        },
+    )
 
 
 def _axis(name: str, values: list[Any], distribution: Any) -> dict[str, Any]:
@@ -360,12 +316,7 @@ def parallel_figure(s: StudyData) -> go.Figure:
 
 
 def parallel_part(studies: Sequence[StudyData]) -> Part:
-    part = Part(
-        "parallel",
-        "Parallel coordinates",
-        "Each complete trial as a line through its parameter values, coloured by validation "
-        "accuracy (Viridis: yellow best, dark purple worst).",
-    )
+    part = Part.start("parallel")
     for s in studies:
         n = len(s.complete)
         if n < MIN_PARALLEL_TRIALS:

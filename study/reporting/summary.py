@@ -10,7 +10,8 @@ from study.ablation.effects import Effect
 from study.records import TrialAttrs
 from study.reporting import ranking
 from study.reporting.data import StudyData, command, time_unit
-from study.reporting.results import ablation_command, plural
+from study.reporting.part import plural
+from study.reporting.results import ablation_command
 
 FEW_TRIALS = 10  # below this many complete trials the summary calls a ranking preliminary
 SPACES = ("wrn28_10", "light")  # the two built-in configurations the report compares
@@ -156,56 +157,11 @@ def summary(studies: Sequence[StudyData]) -> list[str]:
         f"{len(studies)} search {'study' if len(studies) == 1 else 'studies'}: {names}. "
         + " ".join(f"{s.name}: {counts(s)}." for s in studies)
     ]
-    for s in studies:
-        best = s.best
-        if best is None:
-            out.append(f"{s.name} has no complete trial yet, so no best result.")
-            continue
-        epochs = s.settings.get("epochs")
-        budget = f", {plural(epochs, 'epoch')} per trial" if epochs else ""
-        out.append(
-            f"{s.name} reaches {best.value:.4f} val acc (trial {best.number}, {network(best)}"
-            f"{budget}) at {seconds(s.seconds_to_best() or 0.0)} {unit}, of "
-            f"{seconds(s.seconds)} spent so far."
-        )
-    compared = comparison(studies, unit)
-    if compared:
-        out.append(compared)
-    for s in studies:
-        if s.best is None:
-            continue
-        text = ranking.winner_sentence(s)
-        correlations = ranking.rank_correlations(s.ranks)
-        if correlations:
-            text += (
-                f" Proxy against full-length rank correlation over {len(s.ranks)} trials: "
-                + "; ".join(c.words() for c in correlations)
-                + "."
-            )
-        out.append(text)
-    for s in studies:
-        words = ablation_words(s)
-        if words:
-            out.append(words)
-    for s in studies:
-        if len(s.reruns) == 1:
-            r = s.reruns[0]
-            out.append(
-                f"{s.name} trial {r['trial']} retrained for {plural(r['epochs'], 'epoch')}: "
-                f"test acc {r['test_acc_mean']:.4f} ± {r['test_acc_std']:.4f} over "
-                f"{plural(len(r['runs']), 'seed')}."
-            )
-        elif s.reruns:  # one line for a top-K rerun, best first
-            ranked = sorted(s.reruns, key=lambda r: -r["test_acc_mean"])
-            out.append(
-                f"{s.name} retrained on the full training set, test acc (mean ± std over seeds): "
-                + "; ".join(
-                    f"trial {r['trial']} {r['test_acc_mean']:.4f} ± {r['test_acc_std']:.4f} "
-                    f"({plural(r['epochs'], 'epoch')}, {plural(len(r['runs']), 'seed')})"
-                    for r in ranked
-                )
-                + "."
-            )
+    out += [best_words(s, unit) for s in studies]
+    out.append(comparison(studies, unit))
+    out += [ranking_words(s) for s in studies if s.best is not None]
+    out += [ablation_words(s) for s in studies]
+    out += [rerun_words(s) for s in studies]
     for s in studies:
         running = len(s.with_state(TrialState.RUNNING))
         if running:
@@ -213,4 +169,55 @@ def summary(studies: Sequence[StudyData]) -> list[str]:
                 f"{s.name} is still running ({running} trial(s) in progress): this report "
                 "shows what has finished so far."
             )
-    return out
+    return [paragraph for paragraph in out if paragraph]
+
+
+def best_words(s: StudyData, unit: str) -> str:
+    """The study's best trial, its network, and the cost of reaching it."""
+    best = s.best
+    if best is None:
+        return f"{s.name} has no complete trial yet, so no best result."
+    epochs = s.settings.get("epochs")
+    budget = f", {plural(epochs, 'epoch')} per trial" if epochs else ""
+    return (
+        f"{s.name} reaches {best.value:.4f} val acc (trial {best.number}, {network(best)}"
+        f"{budget}) at {seconds(s.seconds_to_best() or 0.0)} {unit}, of "
+        f"{seconds(s.seconds)} spent so far."
+    )
+
+
+def ranking_words(s: StudyData) -> str:
+    """Whether the search's winner holds at full length, with the rank correlations."""
+    text = ranking.winner_sentence(s)
+    correlations = ranking.rank_correlations(s.ranks)
+    if correlations:
+        text += (
+            f" Proxy against full-length rank correlation over {len(s.ranks)} trials: "
+            + "; ".join(c.words() for c in correlations)
+            + "."
+        )
+    return text
+
+
+def rerun_words(s: StudyData) -> str | None:
+    """The test accuracies of the study's reruns: one trial's, or every rerun trial's, best
+    first."""
+    if len(s.reruns) == 1:
+        r = s.reruns[0]
+        return (
+            f"{s.name} trial {r['trial']} retrained for {plural(r['epochs'], 'epoch')}: "
+            f"test acc {r['test_acc_mean']:.4f} ± {r['test_acc_std']:.4f} over "
+            f"{plural(len(r['runs']), 'seed')}."
+        )
+    if not s.reruns:
+        return None
+    ranked = sorted(s.reruns, key=lambda r: -r["test_acc_mean"])
+    return (
+        f"{s.name} retrained on the full training set, test acc (mean ± std over seeds): "
+        + "; ".join(
+            f"trial {r['trial']} {r['test_acc_mean']:.4f} ± {r['test_acc_std']:.4f} "
+            f"({plural(r['epochs'], 'epoch')}, {plural(len(r['runs']), 'seed')})"
+            for r in ranked
+        )
+        + "."
+    )
