@@ -1,4 +1,10 @@
-"""What a study records about how it was produced: code version and package versions."""
+"""How a study was produced: the code version, the package versions and the device's name.
+
+``study.records.mark_study`` writes the first two on every study, the lifecycle the device's
+name on every trial. They live apart from ``study.records`` because finding them out is work
+(a ``git`` subprocess, package metadata, a CUDA query that imports torch), while the records
+only name and read what was written, and import nothing heavy.
+"""
 
 from __future__ import annotations
 
@@ -20,26 +26,20 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+def _git(*args: str) -> str:
+    """``git ARGS`` in this checkout: its output, stripped."""
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run(
+        ["git", *args], cwd=root, capture_output=True, text=True, timeout=5, check=True
+    )
+    return done.stdout.strip()
+
+
 def code_version() -> str:
     """The git commit of this checkout (``+dirty`` if changed), else the package version."""
-    root = Path(__file__).resolve().parent.parent
     try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        ).stdout.strip()
+        commit = _git("rev-parse", "HEAD")
+        dirty = _git("status", "--porcelain", "--untracked-files=no")
         return commit + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         try:
