@@ -3,9 +3,33 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F  # noqa: N812 (PyTorch's own convention)
 from torch import nn
 
 from wrn.config import DROPOUT_POSITIONS, ConfigError, ModelConfig, valid_depth
+
+
+class Dropout(nn.Dropout):
+    """``nn.Dropout`` whose probability enters a compiled graph as an input, not a constant.
+
+    A study's trials differ in p: as a constant, each would compile its own graphs; as a
+    (non-persistent) buffer, trials of one depth and width share them. Eagerly this is
+    ``F.dropout`` (one fused kernel on CUDA); compiled, the same distribution written out:
+    keep where a float32 uniform draw >= p, scale by 1 / (1 - p).
+    """
+
+    def __init__(self, p: float) -> None:
+        super().__init__(p)
+        # not saved: checkpoints keep their keys, and the run's config holds p
+        self.register_buffer("p_tensor", torch.tensor(float(p)), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return x
+        if torch.compiler.is_compiling():
+            keep = torch.rand(x.shape, device=x.device) >= self.p_tensor
+            return x * keep / (1.0 - self.p_tensor)
+        return F.dropout(x, self.p, training=True)
 
 
 class BasicBlock(nn.Module):
@@ -30,7 +54,7 @@ class BasicBlock(nn.Module):
         self.bn1 = nn.BatchNorm2d(in_ch)
         self.conv1 = nn.Conv2d(in_ch, out_ch, 3, stride=stride, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(out_ch)
-        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.dropout = Dropout(dropout) if dropout > 0 else nn.Identity()
         self.conv2 = nn.Conv2d(out_ch, out_ch, 3, stride=1, padding=1, bias=False)
         self.shortcut: nn.Module | None = None
         if in_ch != out_ch or stride != 1:
@@ -66,7 +90,7 @@ class WideResNet(nn.Module):
         n = (depth - 4) // 6
         channels = (16, 16 * width, 32 * width, 64 * width)
         self.stem = nn.Conv2d(3, channels[0], 3, padding=1, bias=False)
-        self.stem_dropout = nn.Dropout(first_dropout) if first_dropout > 0 else nn.Identity()
+        self.stem_dropout = Dropout(first_dropout) if first_dropout > 0 else nn.Identity()
         stages = []
         for i, stride in enumerate((1, 2, 2)):
             blocks = [

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Iterable
 
 import torch
@@ -18,6 +19,7 @@ from wrn.model import WideResNet
 
 # wrn.augment and wrn.gpu_data pull in torchvision (and with it torch._dynamo), albumentations
 # and cv2, several seconds of start-up: they are imported where a run builds its batches
+
 
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
@@ -75,11 +77,7 @@ class TrainStep:
             max_momentum=cfg.optim.momentum,
         )
         if cfg.run.compile:
-            # Dynamo's caches are per code object, not per model: every trial of a study adds
-            # its graphs (train, eval; dropout p is guarded as a constant) to WideResNet.forward's
-            # cache until the recompile limit (8) silently turns compilation off. A run's graphs
-            # are never reused by the next run, so start each run with empty caches.
-            torch._dynamo.reset()
+            _start_compiled_run(cfg, device)
         self.step_model: nn.Module = torch.compile(self.model) if cfg.run.compile else self.model
         self.mix_generator = torch.Generator()
         self.start_epoch(cfg.run.seed)
@@ -127,6 +125,34 @@ class TrainStep:
         self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
         return True
+
+
+# The graph key of the last compiled run in this process (Dynamo's caches are per process).
+_last_graph_key: tuple | None = None
+
+
+def _graph_key(cfg: TrainConfig, device: torch.device) -> tuple:
+    """What a compiled model's graphs depend on: the architecture (whether there is dropout,
+    not its p, which is an input: wrn.model.Dropout), the batch shapes, precision, layout."""
+    model = {
+        **dataclasses.asdict(cfg.model),
+        "dropout": cfg.model.dropout > 0,
+        "first_dropout": cfg.model.first_dropout > 0,
+    }
+    run = (cfg.run.batch_size, cfg.run.bf16, cfg.run.channels_last, str(device))
+    return (*sorted(model.items()), run)
+
+
+def _start_compiled_run(cfg: TrainConfig, device: torch.device) -> None:
+    """Keep Dynamo's graphs for a run of the last run's graph key (a study's trials of one
+    depth and width reuse them); drop them for another. Dynamo's caches are per code object:
+    every architecture adds its graphs (train, eval) to WideResNet.forward's, and at the
+    recompile limit (8) compiling would stop. Inductor's on-disk cache keeps them anyway."""
+    global _last_graph_key
+    key = _graph_key(cfg, device)
+    if key != _last_graph_key:
+        torch._dynamo.reset()
+        _last_graph_key = key
 
 
 def recompile_limit_is_an_error() -> contextlib.AbstractContextManager:

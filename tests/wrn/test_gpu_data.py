@@ -16,8 +16,15 @@ from wrn import augment_spec as S  # noqa: N812
 from wrn import gpu_augment as GA  # noqa: N812
 from wrn import gpu_data as G  # noqa: N812
 from wrn.augment import albumentations_pipeline, build_transform, randaugment_pipeline
-from wrn.augment_spec import CIFAR100_MEAN, CIFAR100_STD, IMAGE_SIZE, RANDAUGMENT, RANDAUGMENT_OPS
-from wrn.config import AUG_FILLS, AUGMENTATIONS
+from wrn.augment_spec import (
+    AUG_FILLS,
+    CIFAR100_MEAN,
+    CIFAR100_STD,
+    IMAGE_SIZE,
+    RANDAUGMENT,
+    RANDAUGMENT_OPS,
+)
+from wrn.augment_spec import AUGMENTATION_NAMES as AUGMENTATIONS
 from wrn.data import ImageSet
 
 MEAN = torch.tensor(CIFAR100_MEAN).view(1, 3, 1, 1)
@@ -232,6 +239,35 @@ def test_each_recipe_compiles_with_inductor(augmentation: str) -> None:
         diff = (a - b).abs()
         # fused float maths may land a floor on the other side: one step, on few pixels
         assert diff.max() <= grid_step * 1.01 and (diff > 1e-4).float().mean() < 1e-3
+
+
+@pytest.mark.parametrize("augmentation", AUGMENTATIONS)
+def test_a_cuda_graph_of_each_recipe_copies_nothing_to_the_device(augmentation: str) -> None:
+    """Traced for CUDA under FakeTensorMode (no GPU needed): every input and constant is on
+    the device already; no op copies a host tensor over, none is a tensor constant."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    cuda = torch.device("cuda")
+    with FakeTensorMode(allow_non_fake_inputs=False):
+        k = GA.constants.__wrapped__(cuda)  # uncached: fake tensors stay in this test
+        images = torch.empty((16, 3, 32, 32), dtype=torch.uint8, device=cuda)
+        u = torch.rand((16, G.COLUMNS[augmentation]), device=cuda)
+        noise = None
+        if augmentation == "albumentations":
+            noise = torch.randn((16, 3, 32, 32), device=cuda)
+
+        def recipe(images, u, noise, k):
+            return G.augment_drawn(images, u, noise, k, augmentation, "reflect", True)
+
+        graph = make_fx(recipe)(images, u, noise, k).graph
+        assert recipe(images, u, noise, k).device.type == "cuda"
+    copies = [
+        n for n in graph.nodes if n.op == "call_function" and n.kwargs.get("device") is not None
+        and torch.device(n.kwargs["device"]).type != "cuda"
+    ]  # fmt: skip
+    moved = [n for n in graph.nodes if "_to_copy" in str(n.target) and "device" in n.kwargs]
+    assert not copies and not moved and not [n for n in graph.nodes if n.op == "get_attr"]
 
 
 def test_fill_and_extra_rotate_reach_the_gpu_recipe() -> None:

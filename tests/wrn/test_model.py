@@ -76,3 +76,32 @@ def test_dropout_position(position: str) -> None:
     model = WideResNet.from_config(ModelConfig(depth=10, width=1, dropout_position=position))
     assert all(b.dropout_after == (position == "after") for b in model.stages.modules()
                if isinstance(b, BasicBlock))
+
+
+def test_dropout_p_is_an_input_of_the_compiled_graph_not_a_constant() -> None:
+    """Another p reuses the graph (a study's trials differ in p); eager is F.dropout; both
+    keep each value with probability 1 - p and scale it by 1 / (1 - p)."""
+    from torch._dynamo.testing import CompileCounterWithBackend
+
+    from wrn.model import Dropout
+
+    x = torch.ones(64, 16, 32, 32)
+    counter = CompileCounterWithBackend("aot_eager")
+    torch._dynamo.reset()
+    try:
+        for p in (0.3, 0.1):
+            layer = Dropout(p).train()
+            assert "p_tensor" not in layer.state_dict()  # checkpoints keep their keys
+            torch.manual_seed(0)
+            eager = layer(x)
+            torch.manual_seed(0)
+            assert torch.equal(eager, torch.nn.functional.dropout(x, p, training=True))
+            compiled = torch.compile(layer, backend=counter, fullgraph=True)(x)
+            for out in (eager, compiled):
+                kept = out != 0
+                assert kept.float().mean().item() == pytest.approx(1 - p, abs=0.01)
+                assert torch.allclose(out[kept], torch.tensor(1 / (1 - p)))
+    finally:
+        torch._dynamo.reset()
+    assert counter.frame_count == 1
+    assert torch.equal(Dropout(0.5).eval()(x), x)
