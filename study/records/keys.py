@@ -98,3 +98,9 @@ def recorded_epochs(trial: FrozenTrial) -> int | None:
     """The epochs the trial's config trains, if it recorded one."""
     epochs = recorded_config(trial).get("epochs")
     return None if epochs is None else int(epochs)
+
+
+def metric_name(kind: str) -> str:
+    """What a study's value measures, its name in optuna-dashboard and on the display:
+    "test_acc" for a rerun (scored on the test set), "val_acc" for any other kind."""
+    return "test_acc" if kind == StudyKind.RERUN else "val_acc"
