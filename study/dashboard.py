@@ -13,7 +13,6 @@ import csv
 import dataclasses
 import io
 import math
-import shlex
 import tempfile
 import warnings
 from collections.abc import Mapping, Sequence
@@ -23,11 +22,24 @@ from xml.sax.saxutils import escape
 
 import optuna
 from optuna.artifacts import FileSystemArtifactStore, upload_artifact
-from optuna.trial import TrialState
 
-from study.storage import DEFAULT_STORAGE, StorageError, redact, sqlite_path
+from study.records import (
+    AblationSettings,
+    SearchSettings,
+    Tally,
+    TrialAttrs,
+    ablation_path,
+    source_study,
+    study_kind,
+    tally,
+)
+from study.records.keys import metric_name
+from study.reporting.commands import ablation_flags, command, storage_flags
+from study.reporting.part import plural
+from study.storage import StorageError, sqlite_path
 
 if TYPE_CHECKING:  # wrn.train imports torch: the notes and curves do not need it
+    from search_spaces import SearchSpace
     from wrn.train import EpochStats
 
 DEFAULT_ARTIFACT_DIR = "studies/artifacts"
@@ -193,13 +205,10 @@ def upload_checkpoint(
     )
 
 
-METRIC_NAMES = {"search": "val_acc", "ablation": "val_acc", "rerun": "test_acc"}
-
-
 def name_metric(study: optuna.Study, kind: str) -> None:
-    """Name the study's objective ("val_acc", or "test_acc" for a rerun) so optuna-dashboard
-    does not call it "Objective 0". Call it once the study is created or loaded."""
-    name = METRIC_NAMES.get(kind, "val_acc")
+    """Name the study's objective (``metric_name(kind)``) so optuna-dashboard does not call it
+    "Objective 0". Call it once the study is created or loaded."""
+    name = metric_name(kind)
     if study.metric_names != [name]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -216,34 +225,15 @@ def save_figure(study: optuna.Study, figure: Any, figure_id: str) -> None:
 
 # -- the study note ----------------------------------------------------------------------------
 
+NOTE_STATES = ("complete", "pruned", "fail", "running")  # the states a note counts, in order
+
 
 def _value(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def _plural(n: Any, word: str) -> str:
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
-
-
-def _command(*words: str) -> str:
-    return " ".join(shlex.quote(w) for w in words)
-
-
-def _storage_flags(storage_url: str) -> list[str]:
-    return [] if storage_url == DEFAULT_STORAGE else ["--storage", redact(storage_url)]
-
-
-def _counts(study: optuna.Study) -> tuple[str, optuna.trial.FrozenTrial | None]:
-    trials = study.get_trials(deepcopy=False)
-    counts = {s: 0 for s in ("complete", "pruned", "fail", "running")}
-    for t in trials:
-        name = t.state.name.lower()
-        if name in counts:
-            counts[name] += 1
-    complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
-    best = max(complete, key=lambda t: t.value) if complete else None
-    text = ", ".join(f"{n} {s}" for s, n in counts.items() if n) or "no trials yet"
-    return text, best
+def _counts(study: optuna.Study) -> Tally:
+    return tally(study.get_trials(deepcopy=False))
 
 
 def _network(fixed: Mapping[str, Any], recipe: Mapping[str, Any]) -> str:
@@ -253,146 +243,132 @@ def _network(fixed: Mapping[str, Any], recipe: Mapping[str, Any]) -> str:
     return f"WRN-{depth}-{width}"
 
 
-def _search_note(study: optuna.Study, storage_url: str) -> list[str]:
-    attrs = study.user_attrs
-    settings = attrs.get("settings", {})
-    space = settings.get("space", {})
-    fixed = settings.get("fixed", {})
-    params = space.get("search", {}).get("params", {})
-    recipe = space.get("recipe", {})
-    counts, best = _counts(study)
-    network = _network(fixed, recipe)
-    description = space.get("description", "")
+def _search_note(study: optuna.Study, settings: SearchSettings, storage_url: str) -> list[str]:
+    space, fixed = settings.space, settings.fixed
+    network = _network(fixed, space.recipe)
+    description = space.description
     if any(k in fixed for k in ("depth", "width")):
         description = f"{network} (fixed with `--set`) in place of the recipe's: {description}"
-    lines = [
-        f"## {study.study_name}: search over `{space.get('name', '?')}`, {network}",
+    trials = _counts(study)
+    return [
+        f"## {study.study_name}: search over `{space.name}`, {network}",
         "",
         description,
         "",
         "### Budget",
-        f"- {_plural(settings.get('epochs'), 'epoch')} per trial; the recipe trains "
-        f"{settings.get('recipe_epochs')} (rerun the best trials at that length)",
-        f"- dataset `{settings.get('dataset')}`, {settings.get('val_size')} validation images "
-        f"held out of the training set, seed {settings.get('seed')}",
-        f"- pruner `{settings.get('pruner')}`, sampler `{settings.get('sampler')}`",
+        f"- {plural(settings.epochs, 'epoch')} per trial; the recipe trains "
+        f"{settings.recipe_epochs} (rerun the best trials at that length)",
+        f"- dataset `{settings.dataset}`, {settings.val_size} validation images "
+        f"held out of the training set, seed {settings.seed}",
+        f"- pruner `{settings.pruner}`, sampler `{settings.sampler}`",
         "",
-        "### Space",
-        "| parameter | searched | recipe |",
-        "| --- | --- | --- |",
+        *_space_table(space, fixed),
+        "",
+        "### Best so far",
+        f"Trials: {trials.describe(NOTE_STATES, 'no trials yet')}.",
+        _best_line(trials.best),
+        "",
+        *_next_commands(study.study_name, settings, storage_url),
     ]
-    for name, spec in params.items():
+
+
+def _space_table(space: SearchSpace, fixed: Mapping[str, Any]) -> list[str]:
+    """What each parameter is searched over (or fixed to), beside the recipe's value."""
+    lines = ["### Space", "| parameter | searched | recipe |", "| --- | --- | --- |"]
+    for name, spec in space.params.items():
         if name in fixed:
             searched = f"fixed to {_value(fixed[name])} by `--set`"
-        elif spec.get("type") == "categorical":
-            searched = ", ".join(_value(c) for c in spec.get("choices", []))
+        elif spec.type == "categorical":
+            searched = ", ".join(_value(c) for c in spec.choices or ())
         else:
-            log = " (log)" if spec.get("log") else ""
-            step = f" step {_value(spec['step'])}" if spec.get("step") is not None else ""
-            searched = f"{_value(spec.get('low'))} to {_value(spec.get('high'))}{step}{log}"
-        lines.append(f"| `{name}` | {searched} | {_value(recipe.get(name, '-'))} |")
-    other = {k: v for k, v in fixed.items() if k not in params}
+            log = " (log)" if spec.log else ""
+            step = f" step {_value(spec.step)}" if spec.step is not None else ""
+            searched = f"{_value(spec.low)} to {_value(spec.high)}{step}{log}"
+        lines.append(f"| `{name}` | {searched} | {_value(space.recipe.get(name, '-'))} |")
+    other = {k: v for k, v in fixed.items() if k not in space.params}
     if other:
         shown = ", ".join(f"`{k}={_value(v)}`" for k, v in other.items())
         lines += ["", f"Also fixed with `--set`: {shown}"]
-    lines += ["", "### Best so far", f"Trials: {counts}."]
+    return lines
+
+
+def _best_line(best: optuna.trial.FrozenTrial | None) -> str:
     if best is None:
-        lines.append("No complete trial yet.")
-    else:
-        shown = ", ".join(f"`{k}={_value(v)}`" for k, v in best.params.items())
-        num_params = best.user_attrs.get("num_params")
-        size = f", {num_params:,} parameters" if num_params else ""
-        lines.append(f"Trial {best.number}: val acc **{best.value:.4f}**{size}; {shown or '-'}")
-    flags = _storage_flags(storage_url)
-    name = study.study_name
-    epochs = settings.get("epochs")
-    budget = space.get("search", {}).get("epochs")
+        return "No complete trial yet."
+    shown = ", ".join(f"`{k}={_value(v)}`" for k, v in best.params.items())
+    num_params = best.user_attrs.get(TrialAttrs.NUM_PARAMS)
+    size = f", {num_params:,} parameters" if num_params else ""
+    return f"Trial {best.number}: val acc **{best.value:.4f}**{size}; {shown or '-'}"
+
+
+def _next_commands(name: str, settings: SearchSettings, storage_url: str) -> list[str]:
+    """The rerun, ablation and report that follow a search, with its storage."""
+    flags = storage_flags(storage_url)
+    epochs, budget = settings.epochs, settings.space.search_epochs
     # a study run at other than its space's budget (a smoke run) is rerun at its own length
     short = ["--epochs", str(epochs)] if epochs and budget and epochs != budget else []
     rerun = ["--study-name", name, *flags, *short]
     length = f"{epochs} epochs, as this study" if short else "the recipe's full length"
-    lines += [
-        "",
+    return [
         "### Next",
         "```",
-        _command("python", "-m", "study.rerun", *rerun, "--top", "5", "--seeds", "2"),
-        _command("python", "-m", "study.ablate", "--study-name", name, *flags, *short),
-        _command("python", "-m", "study.report", *flags, "--out", "report.html"),
+        command("python", "-m", "study.rerun", *rerun, "--top", "5", "--seeds", "2"),
+        command("python", "-m", "study.ablate", "--study-name", name, *flags, *short),
+        command("python", "-m", "study.report", *flags, "--out", "report.html"),
         "```",
         f"`study.rerun` retrains the 5 best trials for {length} and tests them; "
         "`study.ablate` switches each regulariser off in turn.",
     ]
-    return lines
 
 
-def ablation_flags(attrs: Mapping[str, Any], storage_url: str) -> list[str]:
-    """The flags an ablation was started with, from what it records: its resume command."""
-    flags = ["--study-name", str(attrs.get("source_study", "?")), *_storage_flags(storage_url)]
-    flags += ["--base", str(attrs.get("base", "best"))]
-    if attrs.get("seeds"):
-        flags += ["--seeds", str(len(attrs["seeds"]))]
-    if attrs.get("epochs"):  # explicit even when it is the study's default: the same runs
-        flags += ["--epochs", str(attrs["epochs"])]
-    if attrs.get("path") or attrs.get("path_target"):
-        flags.append("--path")
-    return flags
-
-
-def _ablation_note(study: optuna.Study, storage_url: str, effects_md: str | None) -> list[str]:
-    attrs = study.user_attrs
-    source = attrs.get("source_study", "?")
-    base = attrs.get("base", "?")
-    trial = attrs.get("base_trial")
-    base_text = f"the best trial ({trial})" if base == "best" else "the recipe"
-    counts, _ = _counts(study)
-    seeds = attrs.get("seeds", [])
+def _ablation_note(
+    study: optuna.Study, settings: AblationSettings, storage_url: str, effects_md: str | None
+) -> list[str]:
+    base = settings.base
+    base_text = f"the best trial ({settings.base_trial})" if base == "best" else "the recipe"
+    seeds = ", ".join(str(s) for s in settings.seeds)
     lines = [
-        f"## {study.study_name}: ablation of `{source}`",
+        f"## {study.study_name}: ablation of `{settings.source_study}`",
         "",
         f"Base: {base_text}. Each factor is switched off in turn, "
-        f"{_plural(attrs.get('epochs'), 'epoch')} per run, "
-        f"seeds {', '.join(str(s) for s in seeds)}; values are validation accuracy.",
-        f"Trials: {counts}.",
+        f"{plural(settings.epochs, 'epoch')} per run, seeds {seeds}; values are validation "
+        "accuracy.",
+        f"Trials: {_counts(study).describe(NOTE_STATES, 'no trials yet')}.",
     ]
-    skipped = attrs.get("skipped", [])
-    if skipped:
-        lines.append(f"Already off in the base, so not ablated: {', '.join(skipped)}.")
+    if settings.skipped:
+        lines.append(f"Already off in the base, so not ablated: {', '.join(settings.skipped)}.")
     if effects_md:
         lines += ["", "### Effects", effects_md]
-    path = attrs.get("path")
+    path = ablation_path(study.user_attrs)
     if path:
         lines += ["", "### Ablation path (recipe to best)"]
-        for step in path:
-            change = step.get("param") or "start (recipe)"
-            lines.append(f"{step['step']}. {change}: {step['mean']:.4f}")
-    lines += [
-        "",
-        "### Resume or extend",
-        "```",
-        _command("python", "-m", "study.ablate", *ablation_flags(attrs, storage_url)),
-        "```",
-    ]
-    return lines
+        lines += [f"{s.step}. {s.param or 'start (recipe)'}: {s.mean:.4f}" for s in path]
+    flags = ablation_flags(settings, storage_url, walked_path=bool(path))
+    lines += ["", "### Resume or extend", "```", command("python", "-m", "study.ablate", *flags)]
+    return [*lines, "```"]
 
 
 def _other_note(study: optuna.Study) -> list[str]:
     attrs = study.user_attrs
-    counts, best = _counts(study)
-    lines = [f"## {study.study_name}", "", f"Kind: {attrs.get('kind', '-')}. Trials: {counts}."]
-    if attrs.get("source_study"):
-        lines.append(f"Source study: `{attrs['source_study']}`.")
-    if best is not None:
-        lines.append(f"Best: trial {best.number}, value {best.value:.4f}.")
+    trials = _counts(study)
+    counts = trials.describe(NOTE_STATES, "no trials yet")
+    lines = [f"## {study.study_name}", "", f"Kind: {study_kind(attrs)}. Trials: {counts}."]
+    source = source_study(attrs)
+    if source:
+        lines.append(f"Source study: `{source}`.")
+    if trials.best is not None:
+        lines.append(f"Best: trial {trials.best.number}, value {trials.best.value:.4f}.")
     return lines
 
 
 def study_note(study: optuna.Study, storage_url: str, effects_md: str | None = None) -> str:
     """The markdown note for a study: what it searched, its budget, best so far, what next."""
-    kind = study.user_attrs.get("kind")
-    if kind == "search":
-        lines = _search_note(study, storage_url)
-    elif kind == "ablation":
-        lines = _ablation_note(study, storage_url, effects_md)
+    search = SearchSettings.of(study.user_attrs)
+    ablation = AblationSettings.of(study.user_attrs)
+    if search is not None:
+        lines = _search_note(study, search, storage_url)
+    elif ablation is not None:
+        lines = _ablation_note(study, ablation, storage_url, effects_md)
     else:
         lines = _other_note(study)
     return "\n".join(lines) + "\n"
@@ -404,7 +380,7 @@ def write_study_note(study: optuna.Study, storage_url: str, effects_md: str | No
     from optuna_dashboard import save_note
 
     save_note(study, body)
-    name_metric(study, str(study.user_attrs.get("kind", "search")))
+    name_metric(study, study_kind(study.user_attrs))
     return body
 
 

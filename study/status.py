@@ -11,14 +11,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import optuna
-from optuna.trial import TrialState
+from optuna.study import StudyDirection
+from optuna.trial import FrozenTrial, TrialState
 
 from study.cli import Parser, add_storage_flag, run_command
 from study.records import (
-    best_trial,
+    Tally,
     device_kind,
-    is_failure,
+    recorded_epochs,
     study_kind,
+    tally,
     trial_devices,
     trial_seconds,
 )
@@ -54,44 +56,54 @@ class StudyRow:
     devices: set[str] = field(default_factory=set)  # what the hours ran on
 
 
+def _running(trials: Sequence[FrozenTrial]) -> list[RunningTrial]:
+    return [
+        RunningTrial(
+            number=t.number,
+            epochs_done=len(t.intermediate_values),
+            epochs=recorded_epochs(t),
+            last_value=(
+                t.intermediate_values[max(t.intermediate_values)]
+                if t.intermediate_values
+                else None
+            ),
+            started=t.datetime_start,
+        )
+        for t in trials
+        if t.state == TrialState.RUNNING
+    ]
+
+
+def _tally(trials: Sequence[FrozenTrial], directions: Sequence[StudyDirection]) -> Tally:
+    """Trials by state (an attempt stopped by Ctrl-C/SIGTERM is queued, not failed) and the best.
+
+    A multi-objective study (this harness makes none) has no single best: its complete trials
+    are counted without one.
+    """
+    if len(directions) == 1:
+        return tally(trials, directions[0])
+    rest = tally(t for t in trials if t.state != TrialState.COMPLETE)
+    complete = sum(t.state == TrialState.COMPLETE for t in trials)
+    return Tally({**rest.by_state, "complete": complete}, rest.interrupted, None)
+
+
 def collect(storage: optuna.storages.BaseStorage) -> list[StudyRow]:
     rows = []
     for summary in sorted(storage.get_all_studies(), key=lambda s: s.study_name):
         study_id = storage.get_study_id_from_name(summary.study_name)
         trials = storage.get_all_trials(study_id, deepcopy=False)
-        counts = {state: 0 for state in STATE_COLUMNS}
-        for t in trials:
-            # an attempt stopped by Ctrl-C/SIGTERM is queued to resume: not a failure
-            if t.state == TrialState.FAIL and not is_failure(t):
-                continue
-            counts[t.state.name.lower()] += 1
-        # a multi-objective study has no single best; this harness only makes single ones
-        best = best_trial(trials, summary.directions[0]) if len(summary.directions) == 1 else None
-        running = [
-            RunningTrial(
-                number=t.number,
-                epochs_done=len(t.intermediate_values),
-                epochs=(t.user_attrs.get("config") or {}).get("epochs"),
-                last_value=(
-                    t.intermediate_values[max(t.intermediate_values)]
-                    if t.intermediate_values
-                    else None
-                ),
-                started=t.datetime_start,
-            )
-            for t in trials
-            if t.state == TrialState.RUNNING
-        ]
+        counted = _tally(trials, summary.directions)
+        best = counted.best
         rows.append(
             StudyRow(
                 name=summary.study_name,
                 kind=study_kind(summary.user_attrs),
-                counts=counts,
+                counts={state: counted.by_state[state] for state in STATE_COLUMNS},
                 best_value=None if best is None else best.value,
                 best_number=None if best is None else best.number,
                 seconds=sum(trial_seconds(t) for t in trials),
                 devices=trial_devices(trials),
-                running=running,
+                running=_running(trials),
             )
         )
     return rows

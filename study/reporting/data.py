@@ -1,58 +1,53 @@
-"""What the storage holds for the report: search studies with their ablation and reruns."""
+"""What the storage holds for the report: search studies with their ablation and reruns, read
+through the typed records (``study.records``)."""
 
 from __future__ import annotations
 
 import datetime
 import math
-import re
-import shlex
 import statistics
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from study.ablation.effects import BASE, Effect, compute_effects
-from study.cli import UsageError
+from study.ablation.effects import Effect, compute_effects
+from study.errors import UsageError
 from study.records import (
-    StudyAttrs,
+    BASE_VARIANT,
+    AblationSettings,
+    PathStep,
+    RerunSummary,
+    SearchSettings,
     StudyKind,
     TrialAttrs,
+    ablation_path,
+    best_trial,
+    derived_name,
     device_kind,
+    recorded_epochs,
     study_kind,
+    trial_devices,
     trial_seconds,
 )
-from study.storage import DEFAULT_STORAGE, redact
+from study.reporting.commands import command, search_flags, storage_flags
+from study.storage import DEFAULT_STORAGE
 
 COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf")
-_RERUN_KEY = re.compile(r"^rerun_trial(\d+)_e(\d+)$")
-
-
-def storage_flags(storage_url: str) -> list[str]:
-    """``--storage URL`` (password masked) unless it is the default."""
-    return [] if storage_url == DEFAULT_STORAGE else ["--storage", redact(storage_url)]
-
-
-def command(*words: Any) -> str:
-    return " ".join(shlex.quote(str(w)) for w in words)
 
 
 @dataclass
 class AblationData:
     name: str
-    attrs: dict[str, Any]
+    settings: AblationSettings
+    path: list[PathStep]
     trials: list[FrozenTrial]
     effects: list[Effect]
 
     @property
     def base_effect(self) -> Effect | None:
-        return next((e for e in self.effects if e.variant == BASE), None)
-
-    @property
-    def path(self) -> list[dict[str, Any]]:
-        return list(self.attrs.get(StudyAttrs.PATH) or [])
+        return next((e for e in self.effects if e.variant == BASE_VARIANT), None)
 
     @property
     def running(self) -> int:
@@ -60,13 +55,11 @@ class AblationData:
 
     @property
     def seeds(self) -> list[int]:
-        return list(self.attrs.get(StudyAttrs.SEEDS) or [])
+        return list(self.settings.seeds)
 
     def planned(self) -> list[str]:
         """The variants the ablation plans: the base and one per factor not already off."""
-        skipped = set(self.attrs.get(StudyAttrs.SKIPPED) or [])
-        factors = self.attrs.get(StudyAttrs.FACTORS) or {}
-        return [BASE, *(f"{k}-off" for k in factors if k not in skipped)]
+        return self.settings.planned_variants()
 
     def unfinished(self) -> list[str]:
         """Planned variants without a complete run for every seed."""
@@ -94,10 +87,10 @@ class StudyData:
     name: str
     study: optuna.Study
     trials: list[FrozenTrial]
-    settings: dict[str, Any]
+    settings: SearchSettings | None  # None: a search study that recorded none
     colour: str
     storage_url: str = DEFAULT_STORAGE
-    reruns: list[dict[str, Any]] = field(default_factory=list)
+    reruns: list[RerunSummary] = field(default_factory=list)
     ablation: AblationData | None = None
     ranks: list[RankPoint] = field(default_factory=list)
     searches_in_storage: int = 1  # search studies the storage holds, chosen or not
@@ -111,8 +104,16 @@ class StudyData:
 
     @property
     def best(self) -> FrozenTrial | None:
-        complete = self.complete
-        return max(complete, key=lambda t: t.value) if complete else None
+        return best_trial(self.trials)
+
+    @property
+    def epochs(self) -> int | None:
+        """Epochs per trial of the search."""
+        return None if self.settings is None else self.settings.epochs
+
+    @property
+    def space_name(self) -> str | None:
+        return None if self.settings is None else self.settings.space.name
 
     @property
     def seconds(self) -> float:
@@ -120,11 +121,7 @@ class StudyData:
 
     @property
     def devices(self) -> set[str]:
-        return {
-            str(t.user_attrs[TrialAttrs.DEVICE])
-            for t in self.trials
-            if TrialAttrs.DEVICE in t.user_attrs
-        }
+        return trial_devices(self.trials)
 
     def seconds_per_epoch(self) -> float | None:
         per_epoch = [
@@ -160,31 +157,14 @@ class StudyData:
         return next(x for x, y in zip(xs, ys, strict=True) if y >= best.value)
 
     def label(self) -> str:
-        space = self.settings.get("space", {}).get("name")
+        space = self.space_name
         return self.name if not space or space == self.name else f"{self.name} ({space})"
 
     def run_flags(self) -> list[str]:
         """The flags the search was started with, as far as its settings record them."""
-        s = self.settings
-        flags: list[str] = []
-        for key, flag, default in (
-            ("dataset", "--dataset", "cifar100"),
-            ("epochs", "--epochs", None),
-            ("val_size", "--val-size", 5000),
-            ("seed", "--seed", 0),
-            ("pruner", "--pruner", "median"),
-            ("sampler", "--sampler", "tpe"),
-        ):
-            if key in s and s[key] != default and not (key == "epochs" and s[key] == self.budget):
-                flags += [flag, str(s[key])]
-        for key, value in (s.get("fixed") or {}).items():
-            flags += ["--set", f"{key}={value}"]
-        return flags + storage_flags(self.storage_url)
-
-    @property
-    def budget(self) -> int | None:
-        """The space's own epochs per trial (what ``--epochs`` defaults to)."""
-        return (self.settings.get("space") or {}).get("search", {}).get("epochs")
+        if self.settings is None:
+            return storage_flags(self.storage_url)
+        return search_flags(self.settings, self.storage_url)
 
     def rerun_command(self, top: int = 5, seeds: int = 2) -> str:
         return command(
@@ -199,16 +179,11 @@ def time_unit(studies: Sequence[StudyData]) -> str:
     return f"{device_kind(d for s in studies for d in s.devices)}-seconds"
 
 
-def collect(
-    storage: optuna.storages.BaseStorage,
-    names: Sequence[str] | None,
-    storage_url: str = DEFAULT_STORAGE,
-) -> list[StudyData]:
-    """The chosen search studies (default: all), each with its ablation and reruns."""
-    summaries = {s.study_name: s for s in storage.get_all_studies()}
-    search = [
-        n for n, s in summaries.items() if study_kind(s.user_attrs) == StudyKind.SEARCH.value
-    ]
+def _chosen(
+    summaries: Mapping[str, optuna.study.StudySummary], names: Sequence[str] | None
+) -> tuple[list[str], int]:
+    """The search studies asked for (default: all), and how many the storage holds."""
+    search = [n for n, s in summaries.items() if study_kind(s.user_attrs) == StudyKind.SEARCH]
     if names:
         for n in names:
             if n not in summaries:
@@ -226,41 +201,49 @@ def collect(
             "the storage holds no search study (run python -m study.run first; studies: "
             f"{', '.join(summaries) or 'none'})"
         )
+    return chosen, len(search)
+
+
+def collect(
+    storage: optuna.storages.BaseStorage,
+    names: Sequence[str] | None,
+    storage_url: str = DEFAULT_STORAGE,
+) -> list[StudyData]:
+    """The chosen search studies (default: all), each with its ablation and reruns."""
+    summaries = {s.study_name: s for s in storage.get_all_studies()}
+    chosen, searches = _chosen(summaries, names)
     result = []
     for i, name in enumerate(chosen):
         study = optuna.load_study(study_name=name, storage=storage)
-        attrs = study.user_attrs
         data = StudyData(
             name=name,
             study=study,
             trials=study.get_trials(deepcopy=False),
-            settings=attrs.get(StudyAttrs.SETTINGS, {}),
+            settings=SearchSettings.of(study.user_attrs),
             colour=COLOURS[i % len(COLOURS)],
             storage_url=storage_url,
-            reruns=_reruns(attrs),
-            searches_in_storage=len(search),
+            reruns=RerunSummary.all(study.user_attrs),
+            searches_in_storage=searches,
         )
-        ablation_name = f"{name}-ablation"
+        ablation_name = derived_name(name, StudyKind.ABLATION)
         if ablation_name in summaries:
             ablation = optuna.load_study(study_name=ablation_name, storage=storage)
-            trials = ablation.get_trials(deepcopy=False)
-            data.ablation = AblationData(
-                ablation_name, ablation.user_attrs, trials, compute_effects(trials)
-            )
-        if f"{name}-rerun" in summaries:
-            rerun = optuna.load_study(study_name=f"{name}-rerun", storage=storage)
+            data.ablation = _ablation(ablation, name)
+        rerun_name = derived_name(name, StudyKind.RERUN)
+        if rerun_name in summaries:
+            rerun = optuna.load_study(study_name=rerun_name, storage=storage)
             data.ranks = rank_points(data.trials, rerun.get_trials(deepcopy=False))
         result.append(data)
     return result
 
 
-def _reruns(attrs: dict[str, Any]) -> list[dict[str, Any]]:
-    runs = []
-    for key, value in attrs.items():
-        match = _RERUN_KEY.match(key)
-        if match and isinstance(value, dict) and value.get("runs"):
-            runs.append({**value, "trial": int(match[1]), "epochs": int(match[2])})
-    return sorted(runs, key=lambda r: (r["trial"], r["epochs"]))
+def _ablation(study: optuna.Study, source: str) -> AblationData:
+    attrs = study.user_attrs
+    settings = AblationSettings.of(attrs) or AblationSettings(source_study=source)
+    trials = study.get_trials(deepcopy=False)
+    return AblationData(
+        study.study_name, settings, ablation_path(attrs), trials, compute_effects(trials)
+    )
 
 
 def rank_points(search: Sequence[FrozenTrial], reruns: Sequence[FrozenTrial]) -> list[RankPoint]:
@@ -269,22 +252,20 @@ def rank_points(search: Sequence[FrozenTrial], reruns: Sequence[FrozenTrial]) ->
     Only the longest rerun length is used (the full-length question); a seed rerun twice at
     that length counts once (the latest).
     """
-    values = {
-        t.number: t.value
-        for t in search
-        if t.state == TrialState.COMPLETE and t.value is not None
-    }
+    values = {t.number: t.value for t in search if t.state == TrialState.COMPLETE}
     runs: dict[int, dict[int, tuple[int, float]]] = {}  # trial -> seed -> (epochs, test acc)
     for t in reruns:
         a = t.user_attrs
         if t.state != TrialState.COMPLETE or TrialAttrs.TEST_ACC not in a:
             continue
         source = a.get(TrialAttrs.SOURCE_TRIAL)
-        if source not in values:
+        if values.get(source) is None:
             continue
-        epochs = int((a.get(TrialAttrs.CONFIG) or {}).get("epochs", 0))
         seed = a.get(TrialAttrs.SEED, t.number)
-        runs.setdefault(source, {})[seed] = (epochs, float(a[TrialAttrs.TEST_ACC]))
+        runs.setdefault(source, {})[seed] = (
+            recorded_epochs(t) or 0,
+            float(a[TrialAttrs.TEST_ACC]),
+        )
     if not runs:
         return []
     full = max(e for seeds in runs.values() for e, _ in seeds.values())

@@ -44,7 +44,7 @@ def overview_table(studies: Sequence[StudyData]) -> str:
         rows.append(
             [
                 s.label(),
-                str(s.settings.get("epochs", "-")),
+                "-" if s.epochs is None else str(s.epochs),
                 counts(s),
                 "-" if best is None else f"{best.value:.4f}",
                 "-" if best is None else str(best.number),
@@ -95,9 +95,7 @@ def render(studies: Sequence[StudyData], storage_url: str) -> tuple[str, int, li
     body = [
         f"<h1>{html.escape(title)}</h1>",
         f'<p class="meta">{html.escape(redact(storage_url))}, generated {html.escape(now)}</p>',
-        "<nav>"
-        + "".join(f'<a href="#{i}">{html.escape(t)}</a>' for i, t in links)
-        + "</nav>",
+        "<nav>" + "".join(f'<a href="#{i}">{html.escape(t)}</a>' for i, t in links) + "</nav>",
         '<section id="summary"><h2>Summary</h2><ul class="answers">',
         *(f"<li>{_paragraph(p)}</li>" for p in answers),
         "</ul>",

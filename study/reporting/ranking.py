@@ -149,7 +149,7 @@ def rank_figure(s: StudyData) -> go.Figure:
         )
     )
     epochs = points[0].epochs if points else "?"
-    budget = s.settings.get("epochs", "?")
+    budget = "?" if s.epochs is None else s.epochs
     fig.update_layout(
         title=f"{s.name}: does the ranking hold? ({budget}-epoch proxy vs {epochs}-epoch rerun)",
         xaxis_title=f"search val acc ({budget} epochs)",

@@ -11,7 +11,8 @@ import plotly.graph_objects as go
 
 from study.ablation.effects import effects_figure, format_points, path_figure
 from study.reporting import ranking
-from study.reporting.data import AblationData, StudyData, command, storage_flags
+from study.reporting.commands import ablation_flags, command, storage_flags
+from study.reporting.data import AblationData, StudyData
 from study.reporting.part import Part, plural, slug, table
 
 # Fewer complete trials than this and an importance is noise: fANOVA's forest has almost
@@ -57,9 +58,7 @@ def compute_importances(
     return result, "; ".join(reasons) or None
 
 
-def importance_part(
-    studies: Sequence[StudyData], min_trials: int = MIN_IMPORTANCE_TRIALS
-) -> Part:
+def importance_part(studies: Sequence[StudyData], min_trials: int = MIN_IMPORTANCE_TRIALS) -> Part:
     part = Part.start("importance")
     for s in studies:
         values, problem = compute_importances(s, min_trials)
@@ -94,20 +93,20 @@ def reruns_part(studies: Sequence[StudyData]) -> Part:
                 f"{s.name}: no rerun yet (the command is under 'Does the ranking hold?')"
             )
         for r in s.reruns:
-            label = f"{s.name} trial {r['trial']}, {r['epochs']} epochs"
-            accs = [run["test_acc"] for run in r["runs"]]
+            label = f"{s.name} trial {r.trial}, {r.epochs} epochs"
+            accs = [run.test_acc for run in r.runs]
             labels.append(label)
-            means.append(r["test_acc_mean"])
-            stds.append(r["test_acc_std"])
+            means.append(r.mean)
+            stds.append(r.std)
             points_x += [label] * len(accs)
             points_y += accs
             rows.append(
                 [
                     s.name,
-                    str(r["trial"]),
-                    str(r["epochs"]),
+                    str(r.trial),
+                    str(r.epochs),
                     str(len(accs)),
-                    f"{r['test_acc_mean']:.4f} ± {r['test_acc_std']:.4f}",
+                    f"{r.mean:.4f} ± {r.std:.4f}",
                     ", ".join(f"{a:.4f}" for a in accs),
                 ]
             )
@@ -171,17 +170,13 @@ def ranking_part(studies: Sequence[StudyData]) -> Part:
 def ablation_command(s: StudyData) -> str:
     """The command that resumes (or completes) the study's ablation, with the flags it ran with."""
     a = s.ablation
-    flags: list[object] = []
-    if a is not None:
-        flags += ["--base", a.attrs.get("base", "best")]
-        if a.seeds:
-            flags += ["--seeds", len(a.seeds)]
-        if a.attrs.get("epochs") and a.attrs.get("epochs") != s.settings.get("epochs"):
-            flags += ["--epochs", a.attrs["epochs"]]
-        if a.path or a.attrs.get("path_target"):
-            flags.append("--path")
-    where = storage_flags(s.storage_url)
-    return command("python", "-m", "study.ablate", "--study-name", s.name, *where, *flags)
+    if a is None:
+        flags = ["--study-name", s.name, *storage_flags(s.storage_url)]
+    else:
+        flags = ablation_flags(
+            a.settings, s.storage_url, walked_path=bool(a.path), search_epochs=s.epochs
+        )
+    return command("python", "-m", "study.ablate", *flags)
 
 
 def ablation_part(studies: Sequence[StudyData]) -> Part:
@@ -194,7 +189,9 @@ def ablation_part(studies: Sequence[StudyData]) -> Part:
         if not a.effects:
             part.missing.append(f"{a.name}: no complete run yet (resume: {ablation_command(s)})")
             continue
-        part.html.append(f"<h3>{html.escape(a.name)}</h3><p>{html.escape(_ablation_setup(a))}.</p>")
+        part.html.append(
+            f"<h3>{html.escape(a.name)}</h3><p>{html.escape(_ablation_setup(a))}.</p>"
+        )
         unfinished = a.unfinished()
         if unfinished:
             part.html.append(
@@ -221,19 +218,21 @@ def ablation_part(studies: Sequence[StudyData]) -> Part:
             part.missing.append(f"{a.name}: no variant besides the base has finished yet")
         if a.path:
             title = f"{s.name}: ablation path from the recipe to the best"
-            part.figures.append((f"fig-path-{slug(s.name)}", path_figure(a.path, title)))
+            steps = [step.to_dict() for step in a.path]
+            part.figures.append((f"fig-path-{slug(s.name)}", path_figure(steps, title)))
     return part
 
 
 def _ablation_setup(a: AblationData) -> str:
     """The ablation's base, epochs, seeds, what the base already lacks and what still runs."""
+    settings = a.settings
     base = (
-        f"base: trial {a.attrs.get('base_trial')} (the best)"
-        if a.attrs.get("base") == "best"
+        f"base: trial {settings.base_trial} (the best)"
+        if settings.base == "best"
         else "base: the recipe"
     )
-    text = f"{base}, {plural(a.attrs.get('epochs'), 'epoch')} per run, seeds "
+    text = f"{base}, {plural(settings.epochs, 'epoch')} per run, seeds "
     text += ", ".join(str(x) for x in a.seeds)
-    if a.attrs.get("skipped"):
-        text += f"; already off in the base: {', '.join(a.attrs['skipped'])}"
+    if settings.skipped:
+        text += f"; already off in the base: {', '.join(settings.skipped)}"
     return text + (f"; {a.running} run(s) in progress" if a.running else "")

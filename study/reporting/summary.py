@@ -6,15 +6,17 @@ from collections.abc import Sequence
 
 from optuna.trial import FrozenTrial, TrialState
 
+from search_spaces import BUILTIN
 from study.ablation.effects import Effect
-from study.records import TrialAttrs
+from study.records import TrialAttrs, recorded_config, tally
 from study.reporting import ranking
-from study.reporting.data import StudyData, command, time_unit
+from study.reporting.commands import command
+from study.reporting.data import StudyData, time_unit
 from study.reporting.part import plural
 from study.reporting.results import ablation_command
 
 FEW_TRIALS = 10  # below this many complete trials the summary calls a ranking preliminary
-SPACES = ("wrn28_10", "light")  # the two built-in configurations the report compares
+COUNTED = ("complete", "pruned", "running", "fail")  # the states the summary counts, in order
 
 
 def seconds(value: float) -> str:
@@ -22,16 +24,12 @@ def seconds(value: float) -> str:
 
 
 def counts(s: StudyData) -> str:
-    parts = []
-    for state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.FAIL):
-        n = len(s.with_state(state))
-        if n:
-            parts.append(f"{n} {state.name.lower()}")
-    return ", ".join(parts) or "no trials"
+    """ "3 complete, 1 pruned": the study's trials by state."""
+    return tally(s.trials).describe(COUNTED)
 
 
 def network(trial: FrozenTrial) -> str:
-    config = trial.user_attrs.get(TrialAttrs.CONFIG, {})
+    config = recorded_config(trial)
     size = trial.user_attrs.get(TrialAttrs.NUM_PARAMS)
     net = f"WRN-{config['depth']}-{config['width']}" if "depth" in config else "network"
     return f"{net}, {size:,} parameters" if size else net
@@ -51,8 +49,8 @@ def effect_words(e: Effect) -> str:
 
 def other_space_command(s: StudyData) -> str:
     """The search of the other built-in configuration, with this study's flags."""
-    space = s.settings.get("space", {}).get("name", s.name)
-    other = SPACES[1] if space != SPACES[1] else SPACES[0]
+    space = s.space_name or s.name
+    other = BUILTIN[1] if space != BUILTIN[1] else BUILTIN[0]  # the two the report compares
     finished = sum(t.state.is_finished() for t in s.trials)
     trials = ["--trials", str(finished)] if finished else []
     return command("python", "-m", "study.run", "--space", other, *trials, *s.run_flags())
@@ -111,14 +109,12 @@ def ablation_words(s: StudyData) -> str | None:
         )
     base = a.base_effect
     base_text = (
-        f"the best trial ({a.attrs.get('base_trial')})"
-        if a.attrs.get("base") == "best"
-        else "the recipe"
+        f"the best trial ({a.settings.base_trial})" if a.settings.base == "best" else "the recipe"
     )
     words = "; ".join(effect_words(e) for e in effects)
     text = (
         f"Ablation of {s.name} from {base_text}, {plural(base.n, 'seed')} of "
-        f"{plural(a.attrs.get('epochs'), 'epoch')}, base {base.mean:.4f} val acc: {words}."
+        f"{plural(a.settings.epochs, 'epoch')}, base {base.mean:.4f} val acc: {words}."
         if base
         else f"Ablation of {s.name}: {words}."
     )
@@ -134,12 +130,12 @@ def ablation_words(s: StudyData) -> str | None:
         text += " No factor's removal is distinguishable from noise at this budget."
     if a.path:
         gains = [
-            f"{step['param']} ({100 * (step['mean'] - prev['mean']):+.2f})"
+            f"{step.param} ({100 * (step.mean - prev.mean):+.2f})"
             for prev, step in zip(a.path, a.path[1:], strict=False)
         ]
         text += (
-            f" The ablation path from the recipe ({a.path[0]['mean']:.4f}) to the best "
-            f"configuration ({a.path[-1]['mean']:.4f}) changes, greedily by gain: "
+            f" The ablation path from the recipe ({a.path[0].mean:.4f}) to the best "
+            f"configuration ({a.path[-1].mean:.4f}) changes, greedily by gain: "
             f"{', '.join(gains)} points."
         )
     return text
@@ -177,7 +173,7 @@ def best_words(s: StudyData, unit: str) -> str:
     best = s.best
     if best is None:
         return f"{s.name} has no complete trial yet, so no best result."
-    epochs = s.settings.get("epochs")
+    epochs = s.epochs
     budget = f", {plural(epochs, 'epoch')} per trial" if epochs else ""
     return (
         f"{s.name} reaches {best.value:.4f} val acc (trial {best.number}, {network(best)}"
@@ -205,18 +201,17 @@ def rerun_words(s: StudyData) -> str | None:
     if len(s.reruns) == 1:
         r = s.reruns[0]
         return (
-            f"{s.name} trial {r['trial']} retrained for {plural(r['epochs'], 'epoch')}: "
-            f"test acc {r['test_acc_mean']:.4f} ± {r['test_acc_std']:.4f} over "
-            f"{plural(len(r['runs']), 'seed')}."
+            f"{s.name} trial {r.trial} retrained for {plural(r.epochs, 'epoch')}: "
+            f"test acc {r.mean:.4f} ± {r.std:.4f} over {plural(len(r.runs), 'seed')}."
         )
     if not s.reruns:
         return None
-    ranked = sorted(s.reruns, key=lambda r: -r["test_acc_mean"])
+    ranked = sorted(s.reruns, key=lambda r: -r.mean)
     return (
         f"{s.name} retrained on the full training set, test acc (mean ± std over seeds): "
         + "; ".join(
-            f"trial {r['trial']} {r['test_acc_mean']:.4f} ± {r['test_acc_std']:.4f} "
-            f"({plural(r['epochs'], 'epoch')}, {plural(len(r['runs']), 'seed')})"
+            f"trial {r.trial} {r.mean:.4f} ± {r.std:.4f} "
+            f"({plural(r.epochs, 'epoch')}, {plural(len(r.runs), 'seed')})"
             for r in ranked
         )
         + "."

@@ -11,7 +11,7 @@ from optuna.trial import TrialState
 
 from study import run, status
 from study.cli import run_command
-from study.objective import report_epoch
+from study.lifecycle import report_epoch
 from tests.tiny import tiny_flags
 from wrn.train import EpochStats
 
@@ -110,6 +110,16 @@ def test_trial_seconds_falls_back_to_the_history() -> None:
     )
     assert status.trial_seconds(rerun_like) == 5.0
     assert status.trial_seconds(optuna.trial.create_trial(value=0.5)) == 0.0
+
+
+def test_a_multi_objective_study_is_counted_without_a_best(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'multi.db'}"
+    study = optuna.create_study(study_name="pareto", storage=url, directions=["maximize"] * 2)
+    study.add_trial(optuna.trial.create_trial(values=[0.5, 0.2]))
+    study.add_trial(optuna.trial.create_trial(state=TrialState.PRUNED))
+    (row,) = status.collect(optuna.storages.RDBStorage(url))
+    assert row.counts["complete"] == 1 and row.counts["pruned"] == 1
+    assert row.best_value is None and row.best_number is None
 
 
 def test_empty_and_missing_storage(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -1,0 +1,74 @@
+"""The commands a dashboard note or the report suggests, with the flags a study was made with.
+
+Each is read from what the study recorded (``study.records``), so that a suggested command
+resumes or extends the same study rather than starting another.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shlex
+
+from study.pruning import DEFAULT_PRUNER
+from study.records import AblationSettings, SearchSettings
+from study.storage import DEFAULT_STORAGE, redact
+from wrn.config import TrainConfig
+
+
+def storage_flags(storage_url: str) -> list[str]:
+    """``--storage URL`` (password masked) unless it is the default."""
+    return [] if storage_url == DEFAULT_STORAGE else ["--storage", redact(storage_url)]
+
+
+def command(*words: object) -> str:
+    """A command line, quoted for a POSIX shell."""
+    return " ".join(shlex.quote(str(w)) for w in words)
+
+
+def _search_defaults(space_epochs: int) -> dict[str, object]:
+    """What ``study.run`` takes for each flag not given, in its usage's order."""
+    train = TrainConfig()
+    sampler = next(f for f in dataclasses.fields(SearchSettings) if f.name == "sampler")
+    return {
+        "dataset": train.data.dataset,
+        "epochs": space_epochs,
+        "val_size": train.data.val_size,
+        "seed": train.run.seed,
+        "pruner": DEFAULT_PRUNER,
+        "sampler": sampler.default,
+    }
+
+
+def search_flags(settings: SearchSettings, storage_url: str) -> list[str]:
+    """The flags a search was started with, where they differ from ``study.run``'s defaults."""
+    flags: list[str] = []
+    for key, default in _search_defaults(settings.space.search_epochs).items():
+        value = getattr(settings, key)
+        if value != default:
+            flags += [f"--{key.replace('_', '-')}", str(value)]
+    for key, value in settings.fixed.items():
+        flags += ["--set", f"{key}={value}"]
+    return flags + storage_flags(storage_url)
+
+
+def ablation_flags(
+    settings: AblationSettings,
+    storage_url: str,
+    *,
+    walked_path: bool,
+    search_epochs: int | None = None,
+) -> list[str]:
+    """The flags that resume an ablation as it was started: its base, seeds, epochs and path.
+
+    ``search_epochs``: the search's own epochs, which ``--epochs`` then need not repeat; None:
+    ``--epochs`` always, as the recorded runs were trained.
+    """
+    flags = ["--study-name", settings.source_study, *storage_flags(storage_url)]
+    flags += ["--base", settings.base]
+    if settings.seeds:
+        flags += ["--seeds", str(len(settings.seeds))]
+    if settings.epochs and settings.epochs != search_epochs:
+        flags += ["--epochs", str(settings.epochs)]
+    if walked_path or settings.path_target:
+        flags.append("--path")
+    return flags
