@@ -21,7 +21,11 @@ from typing import Any, Protocol, TextIO
 
 from tqdm import tqdm
 
+from study.records import StudyKind
+from study.records.keys import metric_name
+
 FINISHED_STATES = ("COMPLETE", "PRUNED")  # count towards --trials, as study.run counts them
+SEARCH_METRIC = metric_name(StudyKind.SEARCH)  # what a trial's value is unless told otherwise
 
 
 def study_eta(
@@ -280,7 +284,7 @@ class Progress:
         self.pace = Pace()
         self.name = ""
         self.unit = "trial"
-        self.metric = "val_acc"  # what a trial's value is (a rerun's is test_acc)
+        self.metric = SEARCH_METRIC
 
     @property
     def best(self) -> float | None:
@@ -299,7 +303,7 @@ class Progress:
         best: float | None,
         epochs: int | None,
         unit: str = "trial",
-        metric: str = "val_acc",
+        metric: str = SEARCH_METRIC,
     ) -> None:
         """A study (rerun, ablation: ``unit="run"``) of ``total`` trials starts or resumes with
         ``finished`` done and ``best`` so far (read from the storage by the caller); ``metric``

@@ -17,7 +17,8 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from study.cli import Parser, UsageError, add_storage_flag, run_command
+from study.cli import Parser, add_storage_flag, run_command
+from study.errors import UsageError
 
 
 def build_parser() -> Parser:
