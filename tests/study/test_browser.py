@@ -16,7 +16,6 @@ import re
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.error
@@ -30,6 +29,7 @@ import optuna
 import pytest
 
 from study import ablate, dashboard, report, run
+from tests.study.dashboard_server import dashboard_server
 from tests.tiny import tiny_flags
 
 CHROMIUM = Path(os.environ.get("WRN_CHROMIUM", "/usr/bin/chromium"))  # Debian's package
@@ -279,44 +279,9 @@ def browser() -> Iterator[Browser]:
 @pytest.fixture(scope="module")
 def dashboard_url(written: dict[str, Any]) -> Iterator[str]:
     """``optuna-dashboard`` as the README starts it, on a free loopback port."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    log = (written["folder"] / "dashboard.log").open("w")
-    proc = subprocess.Popen(
-        [
-            str(Path(sys.executable).with_name("optuna-dashboard")),
-            written["url"],
-            "--artifact-dir",
-            str(written["folder"] / "artifacts"),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/api/meta", timeout=5):
-                    break
-            except (urllib.error.URLError, ConnectionError):
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail("optuna-dashboard did not start; see dashboard.log")
-                time.sleep(0.2)
+    log = written["folder"] / "dashboard.log"
+    with dashboard_server(written["url"], written["folder"] / "artifacts", log) as base:
         yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 # -- the tests ----------------------------------------------------------------------------------

@@ -5,11 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
 import urllib.request
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -21,6 +16,7 @@ import optuna_dashboard
 import pytest
 
 from study import ablate, dashboard, run
+from tests.study.dashboard_server import dashboard_server
 from tests.tiny import tiny_flags
 from wrn.train import EpochStats
 
@@ -47,12 +43,6 @@ def written(cifar_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[s
     return {"url": url, "artifacts": folder / "artifacts", "folder": folder}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def get(base: str, path: str) -> bytes:
     with urllib.request.urlopen(base + path, timeout=30) as response:
         return response.read()
@@ -65,42 +55,9 @@ def get_json(base: str, path: str) -> Any:
 @pytest.fixture(scope="module")
 def server(written: dict[str, Any]) -> Iterator[str]:
     """The README's command: optuna-dashboard on loopback with the artifact folder."""
-    exe = Path(sys.executable).with_name("optuna-dashboard")
-    assert exe.exists(), f"{exe}: optuna-dashboard is installed with the project"
-    port = free_port()
-    log = (written["folder"] / "dashboard.log").open("w")
-    command = [
-        str(exe),
-        written["url"],
-        "--artifact-dir",
-        str(written["artifacts"]),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-    ]
-    proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                get(base, "/api/meta")
-                break
-            except (urllib.error.URLError, ConnectionError):
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    log.close()
-                    pytest.fail((written["folder"] / "dashboard.log").read_text()[-2000:])
-                time.sleep(0.2)
+    log = written["folder"] / "dashboard.log"
+    with dashboard_server(written["url"], written["artifacts"], log) as base:
         yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 def study_ids(base: str) -> dict[str, int]:
