@@ -25,27 +25,21 @@ def command(*words: object) -> str:
     return " ".join(shlex.quote(str(w)) for w in words)
 
 
-def _search_defaults(space_epochs: int) -> dict[str, object]:
-    """What ``study.run`` takes for each flag not given, in its usage's order."""
-    train = TrainConfig()
-    sampler = next(f for f in dataclasses.fields(SearchSettings) if f.name == "sampler")
-    return {
-        "dataset": train.data.dataset,
-        "epochs": space_epochs,
-        "val_size": train.data.val_size,
-        "seed": train.run.seed,
-        "pruner": DEFAULT_PRUNER,
-        "sampler": sampler.default,
-    }
-
-
 def search_flags(settings: SearchSettings, storage_url: str) -> list[str]:
     """The flags a search was started with, where they differ from ``study.run``'s defaults."""
+    train = TrainConfig()  # the defaults study.run's flags take
+    sampler = next(f for f in dataclasses.fields(SearchSettings) if f.name == "sampler")
     flags: list[str] = []
-    for key, default in _search_defaults(settings.space.search_epochs).items():
-        value = getattr(settings, key)
+    for flag, value, default in (
+        ("--dataset", settings.dataset, train.data.dataset),
+        ("--epochs", settings.epochs, settings.space.search_epochs),  # the space's budget
+        ("--val-size", settings.val_size, train.data.val_size),
+        ("--seed", settings.seed, train.run.seed),
+        ("--pruner", settings.pruner, DEFAULT_PRUNER),
+        ("--sampler", settings.sampler, sampler.default),
+    ):
         if value != default:
-            flags += [f"--{key.replace('_', '-')}", str(value)]
+            flags += [flag, str(value)]
     for key, value in settings.fixed.items():
         flags += ["--set", f"{key}={value}"]
     return flags + storage_flags(storage_url)
