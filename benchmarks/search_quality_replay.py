@@ -24,7 +24,7 @@ from benchmarks.search_quality import TABLE_KIND, UsageError, _write_json, resul
 from study.pruning import (
     EXTRA_WAIT_FRAC,
     build_pruner,
-    default_warmup_epochs,
+    default_wait_epochs,
     legacy_pruner,
     peak_epoch,
 )
@@ -55,7 +55,7 @@ class Row:
 def candidates(epochs: int, warmup_frac: float, startup_trials: int) -> list[Candidate]:
     """No pruning, the default, the old defaults, the other kinds, and the default's median
     with each possible first epoch from the LR peak on (to choose the extra wait)."""
-    first = default_warmup_epochs(epochs, warmup_frac) + 1  # the default's first judged epoch
+    first = default_wait_epochs(epochs, warmup_frac) + 1  # the default's first judged epoch
     peak = peak_epoch(epochs, warmup_frac)
     old_first = 1 + max(1, epochs // 6)
 
@@ -65,7 +65,7 @@ def candidates(epochs: int, warmup_frac: float, startup_trials: int) -> list[Can
             epochs=epochs,
             warmup_frac=warmup_frac,
             startup_trials=startup_trials,
-            warmup_epochs=warmup,
+            wait_epochs=warmup,
         )
 
     rows = [

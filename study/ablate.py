@@ -14,42 +14,52 @@ with its variant and seed; rerunning the command runs only the (variant, seed) p
 
 from __future__ import annotations
 
+import argparse
+import shlex
 import sys
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from study.cli import (
     Parser,
-    add_artifact_flag,
-    add_checkpoint_flags,
-    add_output_flags,
     add_retrain_flags,
+    command_parser,
     int_at_least,
     run_command,
+    run_flags,
 )
 from study.errors import UsageError
-from study.metadata import code_version, package_versions
+from study.jobs import AblationJob, RetrainJob
 from study.progress import Progress
 from study.records import (
-    StudyAttrs,
+    BASE_VARIANT,
+    PATH_START,
+    AblationSettings,
+    SearchSettings,
     StudyKind,
+    ablation_run_key,
     best_trial,
-    record_command,
-    require_study,
+    derived_name,
+    is_path_variant,
+    record_ablation_path,
+    recorded_config,
 )
 from study.records import TrialAttrs as A
-from study.storage import default_checkpoint_dir, open_storage, redact
+from study.retrain import Retrain, Started
+from study.storage import redact, storage_flags
+
+if TYPE_CHECKING:
+    from study.ablation.plan import Variant
+    from study.ablation.runner import Runner
+    from wrn.config import TrainConfig
 
 
 def build_parser() -> Parser:
-    p = Parser(
-        prog="python -m study.ablate",
-        description=__doc__.splitlines()[0],
-        examples=[line for line in __doc__.splitlines()[2:5] if line.startswith("python")],
-    )
+    p = command_parser("study.ablate", __doc__)
     p.add_argument("--study-name", required=True, help="the search study to ablate")
     p.add_argument(
         "--base",
@@ -71,258 +81,291 @@ def build_parser() -> Parser:
         help="also the ablation path from the recipe to the best configuration",
     )
     add_retrain_flags(p)
-    add_checkpoint_flags(p)
-    add_artifact_flag(p)
-    add_output_flags(p)
     return p
+
+
+def ablation_job(args: argparse.Namespace, argv: Sequence[str]) -> AblationJob:
+    retrain = RetrainJob(
+        "study.ablate", run_flags(args), tuple(argv), args.study_name, args.epochs, args.seeds
+    )
+    return AblationJob(retrain, base=args.base, path=args.path)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the ablation trains: the base and its variants, and the path's ends and keys."""
+
+    settings: AblationSettings  # what the ablation study records
+    split_seed: int  # the search's: every run scores on the search's validation split
+    seeds: list[int]  # this command's
+    recipe: TrainConfig
+    base: TrainConfig
+    target: TrainConfig | None  # the path's end (the best trial's config)
+    variants: list[Variant]
+    path_keys: list[str]
+    distributions: dict[str, Any]
+
+    @property
+    def start_variant(self) -> str:
+        """The path's first configuration: the base itself when the base is the recipe."""
+        return BASE_VARIANT if self.settings.base == "recipe" else PATH_START
+
+    @property
+    def path_configs(self) -> int:
+        """The path's configurations, at most: its start (unless it is the base) and every
+        step's candidates."""
+        n = len(self.path_keys)
+        return n * (n + 1) // 2 + (self.start_variant != BASE_VARIANT) if self.path_keys else 0
+
+
+def search_settings(source: optuna.Study) -> SearchSettings:
+    settings = SearchSettings.of(source.user_attrs)
+    if settings is None:
+        raise UsageError(
+            f"study {source.study_name!r} is not a search study made by python -m study.run"
+        )
+    return settings
 
 
 def _best_trial(study: optuna.Study) -> FrozenTrial | None:
     trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    return best_trial(t for t in trials if A.CONFIG in t.user_attrs)
+    return best_trial(t for t in trials if recorded_config(t))
 
 
-def _source_study(storage: optuna.storages.BaseStorage, name: str) -> optuna.Study:
-    require_study(storage, name)
-    source = optuna.load_study(study_name=name, storage=storage)
-    if source.user_attrs.get(StudyAttrs.KIND) != StudyKind.SEARCH or not isinstance(
-        source.user_attrs.get("settings"), dict
-    ):
-        raise UsageError(f"study {name!r} is not a search study made by python -m study.run")
-    return source
+@dataclass(frozen=True)
+class Ends:
+    """The configurations an ablation starts from: the recipe (with the study's ``--set``
+    values) and the best trial's, both with this command's run values."""
+
+    recipe: TrainConfig
+    best: FrozenTrial | None
+    best_cfg: TrainConfig | None
+    run_values: dict[str, Any]
 
 
-def _check_resumable(recorded: dict[str, Any], args: Any, epochs: int, dataset: str) -> str:
-    """Refuse to mix runs of another base, length or dataset into an existing ablation.
+def read_ends(job: AblationJob, source: optuna.Study, settings: SearchSettings) -> Ends:
+    from study.ablation.plan import make_config
 
-    Returns the hint for starting over, for messages.
-    """
-    name = f"{args.study_name}-ablation"
-    if recorded.get("kind") != "ablation" or recorded.get("source_study") != args.study_name:
-        raise UsageError(f"study {name!r} exists but is not an ablation of {args.study_name!r}")
-    restart = (
-        f"or delete it to start over: optuna delete-study --study-name {name} "
-        f"--storage {redact(args.storage)}"
+    fixed, flags = settings.fixed, job.retrain.flags
+    run_values = {
+        **flags.execution(),
+        "epochs": job.retrain.epochs or fixed.get("epochs") or settings.epochs,
+        "dataset": flags.dataset or fixed.get("dataset") or settings.dataset,
+        "eval_split": "val",  # an ablation is part of the search: never the test set
+    }
+    recipe_values = {"val_size": settings.val_size, "seed": settings.seed, **fixed, **run_values}
+    recipe = make_config(
+        {**settings.space.recipe, **recipe_values}, "the recipe with the study's --set values"
     )
-    for key, flag, value in (
-        ("base", "--base", args.base),
-        ("epochs", "--epochs", epochs),
-        ("dataset", "--dataset", dataset),
-    ):
-        if recorded.get(key, value) != value:
-            raise UsageError(
-                f"{name!r} was run with {flag} {recorded[key]}; resume it with {flag} "
-                f"{recorded[key]}, {restart}"
+    best = _best_trial(source)
+    if best is None and (job.base == "best" or job.path):
+        need = "--base best" if job.base == "best" else "--path"
+        raise UsageError(
+            f"study {source.study_name!r} has no complete trial yet, which {need} needs "
+            "(--base recipe ablates the recipe)"
+        )
+    best_cfg = None
+    if best is not None:
+        best_cfg = make_config({**recorded_config(best), **run_values}, f"trial {best.number}")
+    return Ends(recipe, best, best_cfg, run_values)
+
+
+def make_plan(job: AblationJob, retrain: Retrain, progress: Progress) -> Plan:
+    """The ablation's runs, from the search's settings and best trial (a resumed ablation keeps
+    its recorded base and path target); UsageError if they cannot be planned."""
+    from study.ablation.plan import config_diff, make_config, param_distributions, plan_variants
+
+    settings = search_settings(retrain.source)
+    ends = read_ends(job, retrain.source, settings)
+    best, target, values = ends.best, ends.best_cfg, ends.run_values
+    base = ends.recipe if job.base == "recipe" else target
+    base_trial = None if job.base == "recipe" or best is None else best.number
+    target_trial = None if best is None else best.number
+    recorded = resumed(job, retrain, values) if retrain.recorded() else None
+    if recorded is not None:
+        # a resumed ablation keeps its base, even if the study has found a better trial since
+        base = make_config({**recorded.base_config, **values}, "the recorded base")
+        base_trial = recorded.base_trial
+        if job.base == "best" and best is not None and best.number != base_trial:
+            progress.message(
+                f"note: {job.retrain.study_name!r}'s best is now trial {best.number}; this "
+                f"ablation keeps its base, trial {base_trial} ({restart_hint(job)})"
             )
-    return restart
+        if job.path and recorded.path_target:
+            target = make_config({**recorded.path_target, **values}, "the path target")
+            target_trial = recorded.path_target_trial
+    assert base is not None
+    variants, skipped = plan_variants(base, settings.space.ablation)
+    path_keys: list[str] = []
+    if job.path:
+        assert target is not None
+        order = list(settings.space.params)
+        path_keys = config_diff(ends.recipe.to_flat(), target.to_flat(), order)
+        if not path_keys:
+            raise UsageError(
+                f"--path: the best trial of {job.retrain.study_name!r} has the recipe's "
+                "configuration"
+            )
+    seeds = [settings.seed + k for k in range(job.retrain.seeds)]
+    ablation = AblationSettings(
+        source_study=job.retrain.study_name,
+        base=job.base,
+        base_trial=base_trial,
+        base_config=base.to_flat(),
+        epochs=values["epochs"],
+        dataset=values["dataset"],
+        val_size=base.data.val_size,
+        factors=dict(settings.space.ablation),
+        skipped=skipped,
+        seeds=sorted(set(seeds) | set(recorded.seeds if recorded else [])),
+        path_target=None if not job.path or target is None else target.to_flat(),
+        path_target_trial=target_trial if job.path else None,
+    )
+    path_ends = [ends.recipe] if target is None else [ends.recipe, target]
+    return Plan(
+        ablation,
+        settings.seed,
+        seeds,
+        ends.recipe,
+        base,
+        target,
+        variants,
+        path_keys,
+        param_distributions(base, variants, path_ends, path_keys),
+    )
+
+
+def restart_hint(job: AblationJob) -> str:
+    name = derived_name(job.retrain.study_name, StudyKind.ABLATION)
+    storage = shlex.join(storage_flags(job.retrain.flags.storage, always=True))
+    return f"delete it to start over: optuna delete-study --study-name {name} {storage}"
+
+
+def resumed(job: AblationJob, retrain: Retrain, run_values: dict[str, Any]) -> AblationSettings:
+    """The existing ablation's settings; refuses to mix runs of another base, length or dataset
+    into it."""
+    source, name = job.retrain.study_name, retrain.name
+    recorded = AblationSettings.of(retrain.recorded())
+    if recorded is None or recorded.source_study != source:
+        raise UsageError(f"study {name!r} exists but is not an ablation of {source!r}")
+    for flag, was, value in (
+        ("--base", recorded.base, job.base),
+        ("--epochs", recorded.epochs, run_values["epochs"]),
+        ("--dataset", recorded.dataset, run_values["dataset"]),
+    ):
+        if was is not None and was != value:
+            raise UsageError(
+                f"{name!r} was run with {flag} {was}; resume it with {flag} {was}, "
+                f"or {restart_hint(job)}"
+            )
+    return recorded
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
-    progress = Progress(quiet=args.quiet)
+    job = ablation_job(build_parser().parse_args(argv), argv)
+    progress = Progress(quiet=job.retrain.flags.quiet)
     try:
-        return ablate(args, argv, progress)
+        return ablate(job, progress)
     finally:
         progress.close()
 
 
-def ablate(args: Any, argv: list[str], progress: Progress) -> int:
+def ablate(job: AblationJob, progress: Progress) -> int:
     """The command's work, shown on ``progress``; returns the exit status."""
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own progress lines instead
-    storage = open_storage(args.storage, create=False, heartbeat_interval=args.heartbeat)
-    from study.ablation.plan import (
-        config_diff,
-        make_config,
-        param_distributions,
-        plan_variants,
+    retrain = Retrain(job.retrain, StudyKind.ABLATION, progress)
+    plan = make_plan(job, retrain, progress)
+    started = retrain.start(
+        plan.settings,
+        plan.split_seed,
+        [plan.base],
+        keep_checkpoints=job.retrain.flags.keep_checkpoints,
     )
+    runner = make_runner(plan, retrain, started)
+    show_start(plan, retrain, started, runner)
+    runner.evaluate_many(plan.variants)
+    if job.path:
+        walk_path(plan, runner, started.study, progress)
+    runner.after_trial()  # the note and the figure, once more at the end
+    from study.ablation.effects import compute_effects, effects_table
 
-    name = args.study_name
-    source = _source_study(storage, name)
-    settings = source.user_attrs["settings"]
-    space = settings["space"]
-    fixed = settings.get("fixed", {})
-    epochs = args.epochs or fixed.get("epochs") or settings["epochs"]
-    dataset = args.dataset or fixed.get("dataset") or settings["dataset"]
-    run_values = {
-        "epochs": epochs,
-        "dataset": dataset,
-        "data_dir": args.data_dir,
-        "device": args.device,
-        "eval_split": "val",  # an ablation is part of the search: never the test set
-        "checkpoint_every": args.checkpoint_every,
-    }
-    recipe = make_config(
-        {
-            **space["recipe"],
-            "val_size": settings["val_size"],
-            "seed": settings["seed"],
-            **fixed,
-            **run_values,
-        },
-        "the recipe with the study's --set values",
-    )
-    best = _best_trial(source)
-    if best is None and (args.base == "best" or args.path):
-        need = "--base best" if args.base == "best" else "--path"
-        raise UsageError(
-            f"study {name!r} has no complete trial yet, which {need} needs "
-            "(--base recipe ablates the recipe)"
-        )
-    best_cfg = (
-        None
-        if best is None
-        else make_config({**best.user_attrs["config"], **run_values}, f"trial {best.number}")
-    )
-
-    ablation_name = f"{name}-ablation"
-    existing = {s.study_name: s for s in storage.get_all_studies()}
-    recorded = existing[ablation_name].user_attrs if ablation_name in existing else {}
-    base_trial = None if args.base == "recipe" or best is None else best.number
-    base_cfg = recipe if args.base == "recipe" else best_cfg
-    if recorded:
-        restart = _check_resumable(recorded, args, epochs, dataset)
-        # a resumed ablation keeps its base, even if the study has found a better trial since
-        base_cfg = make_config({**recorded["base_config"], **run_values}, "the recorded base")
-        base_trial = recorded.get("base_trial")
-        if args.base == "best" and best is not None and best.number != base_trial:
-            progress.message(
-                f"note: {name!r}'s best is now trial {best.number}; this ablation keeps its base, "
-                f"trial {base_trial} ({restart.removeprefix('or ')})"
-            )
-        if args.path and recorded.get("path_target"):
-            best_cfg = make_config({**recorded["path_target"], **run_values}, "the path target")
-    assert base_cfg is not None
-    variants, skipped = plan_variants(base_cfg, space.get("ablation", {}))
-
-    path_keys: list[str] = []
-    if args.path:
-        assert best_cfg is not None
-        order = list(space.get("search", {}).get("params", {}))
-        path_keys = config_diff(recipe.to_flat(), best_cfg.to_flat(), order)
-        if not path_keys:
-            raise UsageError(f"--path: the best trial of {name!r} has the recipe's configuration")
-    ends = [recipe] if best_cfg is None else [recipe, best_cfg]
-    distributions = param_distributions(base_cfg, variants, ends, path_keys)
-
-    import torch  # after the input is checked: --help and bad flags answer without it
-
-    if args.device == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda: no CUDA GPU is available")
-    from pathlib import Path
-
-    from study import dashboard
-    from study.ablation.effects import (
-        BASE,
-        PATH_PREFIX,
-        PATH_START,
-        compute_effects,
-        effects_figure,
-        effects_markdown,
-        effects_table,
-    )
-    from study.ablation.runner import Runner, run_key, run_path
-    from study.lifecycle import Lifecycle, completed_runs, splits_loader
-
-    # the data and the artifact folder last among the checks, before anything is written
-    splits_for = splits_loader(settings["seed"])
-    splits_for(base_cfg)
-    seeds = [settings["seed"] + k for k in range(args.seeds)]
-    store = dashboard.artifact_store(
-        args.artifact_dir or dashboard.default_artifact_dir(args.storage)
-    )
-    checkpoints = args.checkpoint_dir or default_checkpoint_dir(args.storage)
-
-    ablation = optuna.create_study(
-        storage=storage, study_name=ablation_name, direction="maximize", load_if_exists=True
-    )
-    attrs: dict[str, Any] = {
-        "kind": StudyKind.ABLATION.value,
-        "source_study": name,
-        "base": args.base,
-        "base_trial": base_trial,
-        "base_config": base_cfg.to_flat(),
-        "epochs": epochs,
-        "dataset": dataset,
-        "val_size": base_cfg.data.val_size,
-        "factors": dict(space.get("ablation", {})),
-        "skipped": skipped,
-        "seeds": sorted(set(seeds) | set(recorded.get("seeds", []))),
-        "code_version": code_version(),
-        "packages": package_versions(),
-    }
-    if args.path:
-        assert best_cfg is not None
-        attrs["path_target"] = best_cfg.to_flat()
-        attrs["path_target_trial"] = recorded.get(
-            "path_target_trial", None if best is None else best.number
-        )
-    for key, value in attrs.items():
-        ablation.set_user_attr(key, value)
-    record_command(ablation, "study.ablate", argv)  # the note's resume command repeats it
-
-    def refresh_dashboard() -> None:
-        effects = compute_effects(ablation.get_trials(deepcopy=False))
-        dashboard.write_study_note(ablation, args.storage, effects_markdown(effects))
-        if any(e.diff is not None for e in effects):
-            dashboard.save_figure(
-                ablation, effects_figure(effects, f"{ablation_name}: effects"), "effects"
-            )
-
-    life = Lifecycle(
-        checkpoint_dir=Path(checkpoints),
-        keep_checkpoints=args.keep_checkpoints,
-        artifact_store=store,
-        progress=progress,
-    )
-    runner = Runner(ablation, storage, splits_for, seeds, distributions, life, refresh_dashboard)
-    described = (
-        "the recipe" if args.base == "recipe" else f"trial {base_trial} (the best when started)"
-    )
-    start_variant = BASE if args.base == "recipe" else PATH_START
-    n = len(path_keys)
-    # the path's configurations, at most: its start (unless it is the base) and every step's
-    path_configs = n * (n + 1) // 2 + (start_variant != BASE) if args.path else 0
-    planned = {run_key(v.name, s) for v in variants for s in seeds}
-    done = [
-        t.value
-        for key, t in completed_runs(ablation.get_trials(deepcopy=False)).items()
-        if key in planned
-        or (args.path and key.startswith(PATH_PREFIX) and t.user_attrs.get(A.SEED) in seeds)
-    ]
-    progress.study_start(
-        ablation_name,
-        total=(len(variants) + path_configs) * len(seeds),
-        finished=len(done),
-        best=max(done, default=None),  # read from the storage: a resumed ablation shows it
-        epochs=epochs,
-        unit="run",
-    )
-    missing = runner.missing(variants)
-    progress.message(
-        f"ablating {name!r} from {described}: {len(variants)} variants x {len(seeds)} seed(s), "
-        f"{epochs} epoch(s) each; {len(variants) * len(seeds) - missing} done, running {missing}"
-    )
-    if skipped:
-        progress.message(f"not ablated, already off in the base: {', '.join(skipped)}")
-    runner.evaluate_many(variants)
-
-    if args.path:
-        assert best_cfg is not None
-        progress.message(
-            f"ablation path over {n} parameter(s) ({', '.join(path_keys)}): up to "
-            f"{path_configs} configurations x {len(seeds)} seed(s)"
-        )
-        path = run_path(runner, recipe, best_cfg, path_keys, start_variant)
-        ablation.set_user_attr("path", path)
-        print("path: " + " -> ".join(f"{s['param'] or 'recipe'} {s['mean']:.4f}" for s in path))
-
-    refresh_dashboard()
-    effects = compute_effects(ablation.get_trials(deepcopy=False))
-    print(f"{ablation_name!r} in {redact(args.storage)} ({runner.ran} run(s) trained now):")
+    effects = compute_effects(started.study.get_trials(deepcopy=False))
+    where = redact(job.retrain.flags.storage)
+    print(f"{retrain.name!r} in {where} ({runner.ran} run(s) trained now):")
     print(effects_table(effects))
     return 0
+
+
+def make_runner(plan: Plan, retrain: Retrain, started: Started) -> Runner:
+    from study import dashboard
+    from study.ablation.effects import compute_effects, effects_figure, effects_markdown
+    from study.ablation.runner import Runner
+
+    study, storage_url = started.study, retrain.job.flags.storage
+
+    def refresh_dashboard() -> None:
+        effects = compute_effects(study.get_trials(deepcopy=False))
+        dashboard.write_study_note(study, storage_url, effects_markdown(effects))
+        if any(e.diff is not None for e in effects):
+            figure = effects_figure(effects, f"{study.study_name}: effects")
+            dashboard.save_figure(study, figure, "effects")
+
+    return Runner(
+        study,
+        retrain.storage,
+        started.splits_for,
+        plan.seeds,
+        plan.distributions,
+        started.life,
+        refresh_dashboard,
+    )
+
+
+def show_start(plan: Plan, retrain: Retrain, started: Started, runner: Runner) -> None:
+    """The display's first lines: runs done of the planned total, and what runs now."""
+    from study.lifecycle import completed_runs
+
+    seeds, variants = plan.seeds, plan.variants
+    planned = {ablation_run_key(v.name, s) for v in variants for s in seeds}
+    done = [
+        t.value
+        for key, t in completed_runs(started.study.get_trials(deepcopy=False)).items()
+        if key in planned
+        or (
+            plan.path_keys
+            and is_path_variant(t.user_attrs.get(A.VARIANT, ""))
+            and t.user_attrs.get(A.SEED) in seeds
+        )
+    ]
+    total = (len(variants) + plan.path_configs) * len(seeds)
+    retrain.show_start(done, total, plan.settings.epochs or 0)
+    base = plan.settings
+    described = f"trial {base.base_trial} (the best when started)"
+    if base.base == "recipe":
+        described = "the recipe"
+    missing = runner.missing(variants)
+    retrain.progress.message(
+        f"ablating {base.source_study!r} from {described}: {len(variants)} variants x "
+        f"{len(seeds)} seed(s), {base.epochs} epoch(s) each; "
+        f"{len(variants) * len(seeds) - missing} done, running {missing}"
+    )
+    if base.skipped:
+        skipped = ", ".join(base.skipped)
+        retrain.progress.message(f"not ablated, already off in the base: {skipped}")
+
+
+def walk_path(plan: Plan, runner: Runner, study: optuna.Study, progress: Progress) -> None:
+    from study.ablation.runner import run_path
+
+    assert plan.target is not None
+    keys = plan.path_keys
+    progress.message(
+        f"ablation path over {len(keys)} parameter(s) ({', '.join(keys)}): up to "
+        f"{plan.path_configs} configurations x {len(plan.seeds)} seed(s)"
+    )
+    path = run_path(runner, plan.recipe, plan.target, keys, plan.start_variant)
+    record_ablation_path(study, path)
+    print("path: " + " -> ".join(f"{s.param or 'recipe'} {s.mean:.4f}" for s in path))
 
 
 if __name__ == "__main__":

@@ -7,17 +7,18 @@ Nothing here imports torch or optuna: ``--help`` and usage errors stay fast.
 from __future__ import annotations
 
 import argparse
+import itertools
 import re
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 # UsageError: until report.py and reporting/ import it from study.errors
 from study.errors import StudyStoppedError, UsageError, UserError  # noqa: F401
-from study.storage import DEFAULT_STORAGE, StorageError, check_url
-
-SEED_LIMIT = 2**31  # seeds are 0 <= seed < 2**31: numpy, torch and Optuna's samplers all take it
-
+from study.jobs import RunFlags
+from study.storage import DEFAULT_STORAGE, StorageError, check_url, default_checkpoint_dir
+from wrn.config import DATASETS, DEVICES, SEED_LIMIT, DataConfig, RunConfig
 
 # error classes that are user errors, by module and name; a class can only have been raised if
 # its module was imported, so they are looked up in sys.modules at catch time and importing
@@ -135,7 +136,7 @@ def positive_float(text: str) -> float:
 
 
 def seed_type(text: str) -> int:
-    """A seed: an integer with 0 <= seed < 2**31."""
+    """A seed: an integer with 0 <= seed < ``SEED_LIMIT`` (wrn.config)."""
     value = int_at_least(0)(text)
     if value >= SEED_LIMIT:
         raise argparse.ArgumentTypeError(f"must be < 2**31 ({SEED_LIMIT}), got {value}")
@@ -166,23 +167,25 @@ def add_storage_flag(p: argparse.ArgumentParser) -> None:
 def add_device_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--device",
-        choices=("auto", "cuda", "cpu"),
-        default="auto",
+        choices=DEVICES,
+        default=RunConfig.device,
         help="where to train; auto takes the GPU when one is visible",
     )
 
 
-def add_data_flags(p: argparse.ArgumentParser, dataset_default: str | None = "cifar100") -> None:
+def add_data_flags(
+    p: argparse.ArgumentParser, dataset_default: str | None = DataConfig.dataset
+) -> None:
     """``--data-dir`` and ``--dataset``; ``dataset_default=None``: the study's own dataset."""
     p.add_argument(
         "--data-dir",
         metavar="DIR",
-        default="./data",
+        default=DataConfig.data_dir,
         help="holds, or receives (downloaded), cifar-100-python/",
     )
     p.add_argument(
         "--dataset",
-        choices=("cifar100", "synthetic"),
+        choices=DATASETS,
         default=dataset_default,
         help="synthetic: learnable class-dependent images made in memory, no download"
         + ("" if dataset_default else " (default: the dataset the study searched on)"),
@@ -217,7 +220,7 @@ def add_checkpoint_flags(p: argparse.ArgumentParser) -> None:
         "--checkpoint-every",
         metavar="K",
         type=int_at_least(1),
-        default=1,
+        default=RunConfig.checkpoint_every,
         help="save a checkpoint every K epochs (and after the last); a resume repeats at most "
         "K-1 epochs",
     )
@@ -230,6 +233,24 @@ def add_checkpoint_flags(p: argparse.ArgumentParser) -> None:
     )
 
 
+def run_flags(args: argparse.Namespace) -> RunFlags:
+    """The flags a training command shares (storage, data, device, checkpoint, artifact and
+    output flags), typed; the checkpoint folder defaults beside the storage."""
+    checkpoints = args.checkpoint_dir or default_checkpoint_dir(args.storage)
+    return RunFlags(
+        storage=args.storage,
+        data_dir=args.data_dir,
+        dataset=args.dataset,
+        device=args.device,
+        checkpoint_dir=Path(checkpoints),
+        keep_checkpoints=args.keep_checkpoints,
+        checkpoint_every=args.checkpoint_every,
+        heartbeat=args.heartbeat,
+        artifact_dir=args.artifact_dir,
+        quiet=args.quiet,
+    )
+
+
 def add_output_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--quiet",
@@ -239,11 +260,28 @@ def add_output_flags(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_run_flags(p: argparse.ArgumentParser) -> None:
+    """What a training command's runs share: checkpoints, artifacts and output."""
+    add_checkpoint_flags(p)
+    add_artifact_flag(p)
+    add_output_flags(p)
+
+
 def add_retrain_flags(p: argparse.ArgumentParser) -> None:
-    """Where a command that retrains a study's configs reads from and runs."""
+    """Where a command that retrains a study's configs reads from and runs, and its runs'
+    flags (``add_run_flags``)."""
     add_storage_flag(p)
     add_data_flags(p, dataset_default=None)
     add_device_flag(p)
+    add_run_flags(p)
+
+
+def command_parser(module: str, doc: str) -> Parser:
+    """The parser of ``python -m MODULE``: the first line of its docstring ``doc`` describes it,
+    and the ``python`` lines right after it are its examples."""
+    lines = doc.splitlines()
+    examples = list(itertools.takewhile(lambda line: line.startswith("python"), lines[2:]))
+    return Parser(prog=f"python -m {module}", description=lines[0], examples=examples)
 
 
 def _one_line(error: BaseException) -> str:

@@ -11,13 +11,13 @@ from collections.abc import Sequence
 
 import optuna
 
-from study.cli import Parser, add_storage_flag, int_at_least, run_command
+from study.cli import Parser, add_storage_flag, command_parser, int_at_least, run_command
 from study.errors import UsageError
 from study.storage import open_storage, redact
 
 
 def build_parser() -> Parser:
-    p = Parser(prog="python -m study.proxy", description=__doc__.splitlines()[0])
+    p = command_parser("study.proxy", __doc__)
     add_storage_flag(p)
     p.add_argument(
         "--host",

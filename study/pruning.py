@@ -1,10 +1,12 @@
 """The one place the study's pruners are built: schedule-aware, and never at the last epoch.
 
 Trials train under OneCycleLR, whose learning rate rises for the first ``warmup_frac`` of the
-run and peaks at epoch ``ceil(warmup_frac * epochs)``. Until then, high-LR and strongly
-regularised trials trail at the same epoch and often finish best, so by default no trial is
-pruned before the peak, and the default waits a little longer still (``EXTRA_WAIT_FRAC``, chosen
-with ``python -m benchmarks.search_quality``). Steps are epochs counted from 1.
+run (the LR warm-up) and peaks at epoch ``ceil(warmup_frac * epochs)``. Until then, high-LR and
+strongly regularised trials trail at the same epoch and often finish best, so by default no
+trial is pruned before the peak: the pruner's *wait* (epochs every trial runs before it may be
+pruned) ends there, and the first judged epoch is the one after (``EXTRA_WAIT_FRAC`` would wait
+longer; the replay benchmark, ``python -m benchmarks.search_quality``, chose none). Steps are
+epochs counted from 1.
 
 Every pruner built here returns False at the final epoch: by then the compute is spent and the
 finished result is worth more than a pruned one. The guard is a subclass of each Optuna pruner
@@ -57,7 +59,7 @@ def peak_epoch(epochs: int, warmup_frac: float) -> int:
     return max(1, math.ceil(warmup_frac * epochs - 1e-9))  # 1e-9: 0.3 * 30 is 9.000000000000002
 
 
-def default_warmup_epochs(epochs: int, warmup_frac: float) -> int:
+def default_wait_epochs(epochs: int, warmup_frac: float) -> int:
     """Epochs every trial runs before it may be pruned: the LR warm-up plus the extra wait."""
     _check_schedule(epochs, warmup_frac)
     return peak_epoch(epochs, warmup_frac) + math.ceil(EXTRA_WAIT_FRAC * epochs - 1e-9)
@@ -71,7 +73,7 @@ def describe_default(epochs: int | None = None, warmup_frac: float | None = None
         f"{extra}), nor at the last epoch"
     )
     if epochs is not None and warmup_frac is not None:
-        first = default_warmup_epochs(epochs, warmup_frac) + 1
+        first = default_wait_epochs(epochs, warmup_frac) + 1
         text += f"; here from epoch {first} of {epochs}"
     return text
 
@@ -118,13 +120,13 @@ def build_pruner(
     epochs: int,
     warmup_frac: float,
     startup_trials: int = 5,
-    warmup_epochs: int | None = None,
+    wait_epochs: int | None = None,
 ) -> BasePruner:
     """The study's pruner; raises ValueError (one line) on a bad argument.
 
-    ``warmup_epochs`` (default ``default_warmup_epochs``) are the epochs every trial runs
+    ``wait_epochs`` (default ``default_wait_epochs``) are the epochs every trial runs
     before it may be pruned: median, percentile and patient first judge at epoch
-    ``warmup_epochs + 1``, which is also Hyperband's first rung (``min_resource``).
+    ``wait_epochs + 1``, which is also Hyperband's first rung (``min_resource``).
     ``startup_trials`` trials finish before median/percentile/patient prune any.
     """
     if kind not in PRUNERS:
@@ -132,14 +134,14 @@ def build_pruner(
     _check_schedule(epochs, warmup_frac)
     if startup_trials < 0:
         raise ValueError(f"pruner startup trials must be >= 0, got {startup_trials}")
-    if warmup_epochs is None:
-        warmup_epochs = default_warmup_epochs(epochs, warmup_frac)
-    elif warmup_epochs < 0:
-        raise ValueError(f"pruner warm-up epochs must be >= 0, got {warmup_epochs}")
+    if wait_epochs is None:
+        wait_epochs = default_wait_epochs(epochs, warmup_frac)
+    elif wait_epochs < 0:
+        raise ValueError(f"pruner wait epochs must be >= 0, got {wait_epochs}")
     if kind == "none":
         return NopPruner()
     # Optuna's n_warmup_steps: a step below it is never pruned, so the first judged epoch is it.
-    first = warmup_epochs + 1
+    first = wait_epochs + 1
     if kind == "hyperband":
         return GuardedHyperbandPruner(
             final_epoch=epochs,
@@ -191,7 +193,7 @@ __all__ = [
     "EXTRA_WAIT_FRAC",
     "PRUNERS",
     "build_pruner",
-    "default_warmup_epochs",
+    "default_wait_epochs",
     "describe_default",
     "legacy_pruner",
     "peak_epoch",

@@ -15,7 +15,7 @@ import stat
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 if TYPE_CHECKING:  # optuna and sqlalchemy load lazily: `--help` and usage errors skip them
@@ -284,32 +284,9 @@ def open_storage(
         return open_grpc(url)  # heartbeats need direct database access; the proxy has none
     import optuna
     import sqlalchemy
-    from sqlalchemy.engine import make_url
 
-    password = ""
-    path = sqlite_path(url) if url.startswith("sqlite://") else None
-    if "://" not in url:
-        if Path(url).is_dir():
-            raise StorageError(f"{url}: is a directory, not a SQLite database ({EXPECTED_FORMS})")
-        raise StorageError(f"malformed storage URL {redact(url)!r}: {EXPECTED_FORMS}")
-    if not url.startswith("sqlite://"):
-        url, password = _server_url(url)
-    try:
-        parsed = make_url(url)
-    except (sqlalchemy.exc.ArgumentError, ValueError):
-        raise StorageError(f"malformed storage URL {redact(url)!r}: {EXPECTED_FORMS}") from None
-    backend = parsed.get_backend_name()
-    engine_kwargs: dict = {}
-    rdb_kwargs: dict = {}
-    if path is not None:
-        # wait for another worker's write instead of failing with "database is locked"
-        engine_kwargs = {"connect_args": {"timeout": 60}}
-        if _prepare_sqlite(path, create, read_only):
-            engine_kwargs = {"creator": _read_only_connect(path)}
-            # the tables and version rows are there (checked); optuna must not try to add them
-            rdb_kwargs = {"skip_table_creation": True}
-    elif backend in ("postgresql", "mysql"):
-        engine_kwargs = {"pool_pre_ping": True}
+    url, password, backend = _rdb_url(url)
+    engine_kwargs, rdb_kwargs = _rdb_options(url, backend, create, read_only)
     if heartbeat_interval is not None and not rdb_kwargs:
         rdb_kwargs = {
             "heartbeat_interval": heartbeat_interval,
@@ -327,9 +304,48 @@ def open_storage(
         ) from None
     except (sqlalchemy.exc.SQLAlchemyError, ValueError, RuntimeError, OSError) as e:
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        reason = _mask(reason, password or str(parsed.password or ""))
+        reason = _mask(reason, password)
         raise StorageError(f"cannot open storage {redact(url)}: {reason[:200]}") from None
 
 
-def study_names(storage: optuna.storages.BaseStorage) -> list[str]:
-    return [s.study_name for s in storage.get_all_studies()]
+def _rdb_url(url: str) -> tuple[str, str, str]:
+    """A database URL checked and made parseable, its password (for masking driver messages;
+    "" if none) and its back end ("sqlite", "postgresql", ...)."""
+    import sqlalchemy
+    from sqlalchemy.engine import make_url
+
+    password = ""
+    if "://" not in url:
+        if Path(url).is_dir():
+            raise StorageError(f"{url}: is a directory, not a SQLite database ({EXPECTED_FORMS})")
+        raise StorageError(f"malformed storage URL {redact(url)!r}: {EXPECTED_FORMS}")
+    if not url.startswith("sqlite://"):
+        url, password = _server_url(url)
+    try:
+        parsed = make_url(url)
+    except (sqlalchemy.exc.ArgumentError, ValueError):
+        raise StorageError(f"malformed storage URL {redact(url)!r}: {EXPECTED_FORMS}") from None
+    return url, password or str(parsed.password or ""), parsed.get_backend_name()
+
+
+def _rdb_options(
+    url: str, backend: str, create: bool, read_only: bool | None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The engine's and the RDBStorage's keyword arguments for this back end; a SQLite file is
+    checked (and, to be written, put in WAL mode) first."""
+    path = sqlite_path(url) if url.startswith("sqlite://") else None
+    if path is not None:
+        if _prepare_sqlite(path, create, read_only):
+            # the tables and version rows are there (checked); optuna must not try to add them
+            return {"creator": _read_only_connect(path)}, {"skip_table_creation": True}
+        # wait for another worker's write instead of failing with "database is locked"
+        return {"connect_args": {"timeout": 60}}, {}
+    if backend in ("postgresql", "mysql"):
+        return {"pool_pre_ping": True}, {}
+    return {}, {}
+
+
+def storage_flags(url: str, always: bool = False) -> list[str]:
+    """``--storage URL`` for a suggested command (password masked), or nothing for the default
+    storage unless ``always``."""
+    return [] if url == DEFAULT_STORAGE and not always else ["--storage", redact(url)]

@@ -11,14 +11,11 @@ from typing import TYPE_CHECKING, Any
 
 from optuna.trial import FrozenTrial, TrialState
 
-from study.records import TrialAttrs
+from study.records import BASE_VARIANT as BASE
+from study.records import TrialAttrs, is_path_variant
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
-
-BASE = "base"
-PATH_PREFIX = "path-"
-PATH_START = "path-0-recipe"
 
 
 def welch_interval(
@@ -75,10 +72,6 @@ class Effect:
 
 def _fmt(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-
-def is_path_variant(variant: str) -> bool:
-    return variant.startswith(PATH_PREFIX)
 
 
 def values_by_variant(trials: Sequence[FrozenTrial]) -> dict[str, list[FrozenTrial]]:

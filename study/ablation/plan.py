@@ -14,8 +14,8 @@ from optuna.distributions import (
     IntDistribution,
 )
 
-from study.ablation.effects import BASE
 from study.errors import UsageError
+from study.records import BASE_VARIANT, off_variant
 from wrn.config import EXECUTION_KEYS, ConfigError, TrainConfig, coerce, key_kind
 
 # execution keys change how a run executes, not what it computes: never a difference
@@ -61,7 +61,7 @@ def distribution_for(key: str, values: Sequence[Any]) -> BaseDistribution | None
 def plan_variants(base: TrainConfig, factors: dict[str, Any]) -> tuple[list[Variant], list[str]]:
     """The base and one variant per factor it uses; the factors already off in it."""
     base_flat = base.to_flat()
-    variants = [Variant(BASE, base)]
+    variants = [Variant(BASE_VARIANT, base)]
     skipped = []
     for key, off in factors.items():
         off = coerce(key, off)
@@ -69,7 +69,7 @@ def plan_variants(base: TrainConfig, factors: dict[str, Any]) -> tuple[list[Vari
             skipped.append(key)
             continue
         cfg = make_config({**base_flat, key: off}, f"the base with {key}={off!r}")
-        variants.append(Variant(f"{key}-off", cfg, {key: [base_flat[key], off]}))
+        variants.append(Variant(off_variant(key), cfg, {key: [base_flat[key], off]}))
     return variants, skipped
 
 

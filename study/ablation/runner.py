@@ -11,17 +11,13 @@ import optuna
 from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial
 
-from study.ablation.effects import PATH_PREFIX
 from study.ablation.plan import Variant
 from study.errors import UsageError
-from study.lifecycle import Lifecycle, PlannedRun, run_planned
+from study.lifecycle import Lifecycle, PlannedRun, completed_runs, run_planned
+from study.records import PathStep, ablation_run_key, path_variant
 from study.records import TrialAttrs as A
 from wrn.config import ConfigError, TrainConfig
 from wrn.data import Splits
-
-
-def run_key(variant: str, seed: int) -> str:
-    return f"{variant}/seed{seed}"
 
 
 class Runner:
@@ -47,10 +43,8 @@ class Runner:
         self.ran = 0
 
     def missing(self, variants: Sequence[Variant]) -> int:
-        from study.lifecycle import completed_runs
-
         done = completed_runs(self.study.get_trials(deepcopy=False))
-        return sum(run_key(v.name, s) not in done for v in variants for s in self.seeds)
+        return sum(ablation_run_key(v.name, s) not in done for v in variants for s in self.seeds)
 
     def evaluate_many(self, variants: Sequence[Variant]) -> dict[str, list[float]]:
         """Each variant's final val accuracy for every seed, training the missing runs."""
@@ -62,7 +56,7 @@ class Runner:
                 attrs = {A.VARIANT: variant.name, A.SEED: seed, A.CHANGED: variant.changed}
                 runs.append(
                     PlannedRun(
-                        key=run_key(variant.name, seed),
+                        key=ablation_run_key(variant.name, seed),
                         cfg=cfg,
                         params={k: flat[k] for k in self.distributions},
                         attrs=attrs,
@@ -77,7 +71,9 @@ class Runner:
             self.life,
             after_trial=self._after,
         )
-        return {v.name: [values[run_key(v.name, s)] for s in self.seeds] for v in variants}
+        return {
+            v.name: [values[ablation_run_key(v.name, s)] for s in self.seeds] for v in variants
+        }
 
     def evaluate(self, variant: Variant) -> list[float]:
         return self.evaluate_many([variant])[variant.name]
@@ -93,7 +89,7 @@ def run_path(
     target: TrainConfig,
     keys: Sequence[str],
     start_variant: str,
-) -> list[dict[str, Any]]:
+) -> list[PathStep]:
     """Fawcett & Hoos's greedy ablation path from ``start`` to ``target``.
 
     At each step every remaining single-parameter change is evaluated (K seeds) and the one
@@ -101,46 +97,42 @@ def run_path(
     """
     current = start.to_flat()
     goal = target.to_flat()
-    values = runner.evaluate(Variant(start_variant, start))
-    path = [_step(0, None, None, None, values, start_variant, {})]
+    first = runner.evaluate(Variant(start_variant, start))
+    path = [_step(0, None, None, None, first, start_variant, {})]
     remaining = list(keys)
-    step = 1
     while remaining:
-        variants: dict[str, Variant] = {}
-        for key in remaining:
-            flat = {**current, key: goal[key]}
-            try:
-                cfg = TrainConfig.from_flat(flat)
-            except ConfigError:  # an invalid intermediate combination is not a candidate
-                continue
-            name = f"{PATH_PREFIX}{step}-{key}"
-            variants[key] = Variant(name, cfg, {key: [current[key], goal[key]]})
-        if not variants:
-            raise UsageError(
-                f"no single change of {', '.join(remaining)} from step {step - 1} of the path "
-                "gives a valid config"
-            )
+        step = len(path)
+        variants = _candidates(current, goal, remaining, step)
         # a step's candidates together: cooperating processes can share them
         results = runner.evaluate_many(list(variants.values()))
         candidates = {k: results[v.name] for k, v in variants.items()}
-        # the largest mean gain; ties keep the earlier key (the space's order)
-        key = max(candidates, key=lambda k: statistics.fmean(candidates[k]))
         means = {k: statistics.fmean(v) for k, v in candidates.items()}
-        path.append(
-            _step(
-                step,
-                key,
-                current[key],
-                goal[key],
-                candidates[key],
-                f"{PATH_PREFIX}{step}-{key}",
-                means,
-            )
-        )
+        # the largest mean gain; ties keep the earlier key (the space's order)
+        key = max(candidates, key=lambda k: means[k])
+        name = variants[key].name
+        path.append(_step(step, key, current[key], goal[key], candidates[key], name, means))
         current[key] = goal[key]
         remaining.remove(key)
-        step += 1
     return path
+
+
+def _candidates(
+    current: dict[str, Any], goal: dict[str, Any], remaining: Sequence[str], step: int
+) -> dict[str, Variant]:
+    """Each remaining key's single change from ``current`` towards ``goal`` that is valid."""
+    variants: dict[str, Variant] = {}
+    for key in remaining:
+        try:
+            cfg = TrainConfig.from_flat({**current, key: goal[key]})
+        except ConfigError:  # an invalid intermediate combination is not a candidate
+            continue
+        variants[key] = Variant(path_variant(step, key), cfg, {key: [current[key], goal[key]]})
+    if not variants:
+        raise UsageError(
+            f"no single change of {', '.join(remaining)} from step {step - 1} of the path "
+            "gives a valid config"
+        )
+    return variants
 
 
 def _step(
@@ -151,15 +143,15 @@ def _step(
     values: Sequence[float],
     variant: str,
     candidates: dict[str, float],
-) -> dict[str, Any]:
-    return {
-        "step": step,
-        "param": key,
-        "from": old,
-        "to": new,
-        "variant": variant,
-        "mean": statistics.fmean(values),
-        "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-        "n": len(values),
-        "candidates": candidates,
-    }
+) -> PathStep:
+    return PathStep(
+        step=step,
+        param=key,
+        from_=old,
+        to=new,
+        variant=variant,
+        mean=statistics.fmean(values),
+        std=statistics.stdev(values) if len(values) > 1 else 0.0,
+        n=len(values),
+        candidates=candidates,
+    )

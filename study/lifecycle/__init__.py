@@ -8,6 +8,7 @@ from study.lifecycle.attempt import (
     record_result,
     record_setup,
     report_epoch,
+    require_device,
 )
 from study.lifecycle.planned import PlannedRun, completed_runs, run_planned, splits_loader
 from study.lifecycle.workers import (
@@ -33,6 +34,7 @@ __all__ = [
     "record_worker",
     "recover_dead_trials",
     "report_epoch",
+    "require_device",
     "run_planned",
     "splits_loader",
     "worker_alive",

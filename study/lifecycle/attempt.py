@@ -2,6 +2,8 @@
 
 Reports epochs (the only caller of ``trial.report``), checkpoints, records the result, and ends
 in a value, a prune, a failure with its reason, or an interruption that keeps the checkpoint.
+``Lifecycle.run_and_tell`` is the one path from an asked trial to a told one, for search and
+planned runs alike.
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ import optuna
 import torch
 from optuna.trial import FrozenTrial, TrialState
 
+import wrn.train as training
 from study.dashboard import upload_checkpoint, upload_learning_curve
-from study.lifecycle.workers import record_worker
+from study.errors import UsageError
+from study.lifecycle.workers import Heartbeat, queue_interrupted, record_worker, trial_id
 from study.metadata import device_name
 from study.progress import Progress
 from study.records import TrialAttrs as A
@@ -28,25 +32,41 @@ from wrn.checkpoint import CheckpointError, saved_history
 from wrn.config import TrainConfig
 from wrn.data import Splits
 from wrn.model import count_parameters
-from wrn.train import EpochStats, NonFiniteLossError, TrainResult, build_model, resolve_device
-from wrn.train import train as _train
-
-train = _train  # module attribute, so tests can stand a scripted run in for it
+from wrn.step import build_model, resolve_device
+from wrn.train import EpochStats, NonFiniteLossError, TrainResult
 
 
 class TrialFailedError(RuntimeError):
     """A trial failed; the reason is recorded on it and the study goes on."""
 
 
+def require_device(device: str) -> None:
+    """Refuse ``--device cuda`` on a machine without a CUDA GPU, before anything is written."""
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda: no CUDA GPU is available")
+
+
+@dataclass
+class _Attempt:
+    """What one attempt tracks while it trains."""
+
+    trial: optuna.Trial
+    cfg: TrainConfig
+    splits: Splits | None
+    checkpoint: Path | None
+    history: list[EpochStats]  # restored epochs first
+    # this attempt's epochs only: restored epochs were counted by the attempt that ran them
+    epoch_seconds: list[float] = field(default_factory=list)
+
+
 @dataclass(frozen=True)
 class Lifecycle:
-    """What the lifecycle needs, built by each command from its arguments."""
+    """What the lifecycle needs, built by each command from its job."""
 
     checkpoint_dir: Path | None = None
     keep_checkpoints: bool = False
     artifact_store: Any | None = None  # learning curves (and kept checkpoints) go here
     prune: bool = False  # search trials may be pruned by the study's pruner
-    eval_name: str = "val"  # the split the reported value is measured on
     progress: Progress = field(default_factory=lambda: Progress(quiet=True))
 
     def note(self, text: str, always: bool = True) -> None:
@@ -63,6 +83,34 @@ class Lifecycle:
                 return  # queued to resume; the interruption's own line says so
             reason = trial.user_attrs.get(A.FAIL_REASON) or "unknown error"
         self.progress.trial_end(trial.number, trial.state.name, trial.value, reason=reason)
+
+    def run_and_tell(
+        self,
+        study: optuna.Study,
+        storage: optuna.storages.BaseStorage,
+        trial: optuna.Trial,
+        train: Callable[[optuna.Trial], float],
+    ) -> FrozenTrial:
+        """Run ``train`` on ``trial`` with heartbeats and tell the study how it ended.
+
+        Ctrl-C/SIGTERM: the trial is queued to resume (its checkpoint kept), the display says
+        what was saved, and the interrupt goes on to the command.
+        """
+        with Heartbeat(storage, trial_id(storage, study, trial.number)):
+            try:
+                value = train(trial)
+            except optuna.TrialPruned:
+                return study.tell(trial, state=TrialState.PRUNED)
+            except TrialFailedError:
+                return study.tell(trial, state=TrialState.FAIL)
+            except KeyboardInterrupt:
+                trial.set_user_attr(A.INTERRUPTED, True)  # queued, not a failure
+                self.note(queue_interrupted(study, storage, trial.number))
+                raise
+            except BaseException:
+                study.tell(trial, state=TrialState.FAIL)  # a bug: the trial is not left RUNNING
+                raise
+        return study.tell(trial, value)
 
     # -- one attempt -------------------------------------------------------------------------
 
@@ -86,93 +134,90 @@ class Lifecycle:
         ``label``: what the display shows the trial as (default: its parameters).
 
         Raises ``optuna.TrialPruned`` (pruned, or a non-finite loss), ``TrialFailedError``
-        (the reason recorded) or ``KeyboardInterrupt`` (checkpoint kept, ``interrupted`` set).
+        (the reason recorded) or ``KeyboardInterrupt`` (the checkpoint kept, for a resume).
         """
-        record_setup(trial, cfg)
-        record_worker(trial)
-        checkpoint = self.checkpoint_path(trial)
-        if checkpoint is not None:
-            trial.set_user_attr(A.CHECKPOINT, str(checkpoint))
-        history = self._resume(trial, checkpoint)
-        # this attempt's epochs only: restored epochs were counted by the attempt that ran them
-        epoch_seconds: list[float] = []
-        trial.set_user_attr(A.EPOCH_SECONDS, epoch_seconds)
-        self.progress.trial_start(
-            trial.number,
-            trial.params if label is None else label,
-            epochs=cfg.run.epochs,
-            start_epoch=len(history),
-        )
-
-        def on_epoch_end(stats: EpochStats) -> None:
-            history.append(stats)
-            epoch_seconds.append(stats.seconds)
-            trial.set_user_attr(A.EPOCH_SECONDS, epoch_seconds)
-            trial.set_user_attr(A.IMAGES_PER_S, stats.images_per_s)
-            report_epoch(trial, stats)
-            self.progress.epoch(
-                trial.number,
-                stats.epoch,
-                cfg.run.epochs,
-                stats.eval_acc,
-                stats.seconds,
-                images_per_s=stats.images_per_s,
-            )
-            # the study's pruners (study.pruning) never prune at the last epoch themselves
-            if self.prune and trial.should_prune():
-                raise optuna.TrialPruned(
-                    f"pruned at epoch {stats.epoch} (val_acc {stats.eval_acc:.4f})"
-                )
-
+        attempt = self._start(trial, cfg, splits, label)
         try:
-            result = self._train(
-                trial, cfg, splits, checkpoint, on_epoch_end, history, epoch_seconds
-            )
+            result = self._train(attempt)
         except optuna.TrialPruned as e:
             trial.set_user_attr(A.PRUNED_REASON, str(e))
-            self._remove(checkpoint)
+            self._remove(attempt.checkpoint)
             raise
         except NonFiniteLossError as e:
             # a diverged run cannot recover: prune it now rather than train on NaNs
             trial.set_user_attr(A.PRUNED_REASON, f"non-finite loss: {e}")
-            self._remove(checkpoint)
+            self._remove(attempt.checkpoint)
             raise optuna.TrialPruned(f"non-finite loss: {e}") from None
-        except KeyboardInterrupt:
-            trial.set_user_attr(A.INTERRUPTED, True)  # checkpoint kept: the next run resumes
-            raise
         except torch.cuda.OutOfMemoryError:
-            self._fail(trial, checkpoint, f"CUDA out of memory (batch_size {cfg.run.batch_size})")
+            reason = f"CUDA out of memory (batch_size {cfg.run.batch_size})"
+            self._fail(trial, attempt.checkpoint, reason)
         except Exception as e:
-            self._fail(trial, checkpoint, f"{type(e).__name__}: {e}", traceback.format_exc())
+            reason = f"{type(e).__name__}: {e}"
+            self._fail(trial, attempt.checkpoint, reason, traceback.format_exc())
         finally:
             # before the trial is told (a finished trial takes no artifacts), so pruned,
             # failed and interrupted trials get their curve too
             if self.artifact_store is not None:
                 upload_learning_curve(
-                    trial, self.artifact_store, history, eval_name=self.eval_name
+                    trial, self.artifact_store, attempt.history, eval_name=cfg.data.eval_split
                 )
         record_result(trial, result)
-        if self.artifact_store is not None and self.keep_checkpoints and checkpoint is not None:
-            upload_checkpoint(trial, self.artifact_store, checkpoint)
-        self._remove(checkpoint)
+        if self.artifact_store is not None and self.keep_checkpoints and attempt.checkpoint:
+            upload_checkpoint(trial, self.artifact_store, attempt.checkpoint)
+        self._remove(attempt.checkpoint)
         return result.final_acc
 
-    def _train(
+    def _start(
         self,
         trial: optuna.Trial,
         cfg: TrainConfig,
         splits: Splits | None,
-        checkpoint: Path | None,
-        on_epoch_end: Callable[[EpochStats], None],
-        history: list[EpochStats],
-        epoch_seconds: list[float],
-    ) -> TrainResult:
+        label: dict[str, Any] | None,
+    ) -> _Attempt:
+        """Record what the trial is and where it runs, and restore its checkpoint's epochs."""
+        record_setup(trial, cfg)
+        record_worker(trial)
+        checkpoint = self.checkpoint_path(trial)
+        if checkpoint is not None:
+            trial.set_user_attr(A.CHECKPOINT, str(checkpoint))
+        attempt = _Attempt(trial, cfg, splits, checkpoint, self._resume(trial, checkpoint))
+        trial.set_user_attr(A.EPOCH_SECONDS, attempt.epoch_seconds)
+        self.progress.trial_start(
+            trial.number,
+            trial.params if label is None else label,
+            epochs=cfg.run.epochs,
+            start_epoch=len(attempt.history),
+        )
+        return attempt
+
+    def _on_epoch_end(self, attempt: _Attempt, stats: EpochStats) -> None:
+        trial, epochs = attempt.trial, attempt.cfg.run.epochs
+        attempt.history.append(stats)
+        attempt.epoch_seconds.append(stats.seconds)
+        trial.set_user_attr(A.EPOCH_SECONDS, attempt.epoch_seconds)
+        trial.set_user_attr(A.IMAGES_PER_S, stats.images_per_s)
+        report_epoch(trial, stats)
+        self.progress.epoch(
+            trial.number,
+            stats.epoch,
+            epochs,
+            stats.eval_acc,
+            stats.seconds,
+            images_per_s=stats.images_per_s,
+        )
+        # the study's pruners (study.pruning) never prune at the last epoch themselves
+        if self.prune and trial.should_prune():
+            raise optuna.TrialPruned(
+                f"pruned at epoch {stats.epoch} (val_acc {stats.eval_acc:.4f})"
+            )
+
+    def _train(self, attempt: _Attempt) -> TrainResult:
         def run() -> TrainResult:
-            return train(
-                cfg,
-                on_epoch_end=on_epoch_end,
-                splits=splits,
-                checkpoint_path=checkpoint,
+            return training.train(
+                attempt.cfg,
+                on_epoch_end=lambda stats: self._on_epoch_end(attempt, stats),
+                splits=attempt.splits,
+                checkpoint_path=attempt.checkpoint,
                 on_batch=self.progress.batch,  # the bar moves within an epoch
             )
 
@@ -181,10 +226,11 @@ class Lifecycle:
         except CheckpointError as e:
             # refused before any epoch ran (unreadable, another config): start over from zero;
             # an error while saving (disk full) fails the trial instead
-            if checkpoint is None or epoch_seconds or not checkpoint.exists():
+            checkpoint = attempt.checkpoint
+            if checkpoint is None or attempt.epoch_seconds or not checkpoint.exists():
                 raise
-            self._set_aside(trial, checkpoint, str(e))
-            history.clear()
+            self._set_aside(attempt.trial, checkpoint, str(e))
+            attempt.history.clear()
             return run()
 
     def _resume(self, trial: optuna.Trial, checkpoint: Path | None) -> list[EpochStats]:

@@ -14,21 +14,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import optuna
-from optuna.distributions import (
-    BaseDistribution,
-    CategoricalDistribution,
-    FloatDistribution,
-    IntDistribution,
-)
+from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-from study.lifecycle.attempt import Lifecycle, TrialFailedError
-from study.lifecycle.workers import (
-    Heartbeat,
-    queue_interrupted,
-    recover_dead_trials,
-    trial_id,
-)
+from study.lifecycle.attempt import Lifecycle
+from study.lifecycle.workers import recover_dead_trials
+from study.objective import suggest
 from study.records import TrialAttrs as A
 from wrn.config import TrainConfig
 from wrn.data import Splits
@@ -43,15 +34,6 @@ class PlannedRun:
     params: dict[str, Any]  # shown as trial parameters (the dashboard's columns)
     attrs: dict[str, Any]  # user attrs recorded on the trial (variant, seed, source_trial ...)
     value_attr: str | None = None  # also record the final value under this attr (test_acc)
-
-
-def suggest(trial: optuna.Trial, name: str, dist: BaseDistribution) -> Any:
-    if isinstance(dist, CategoricalDistribution):
-        return trial.suggest_categorical(name, list(dist.choices))
-    if isinstance(dist, IntDistribution):
-        return trial.suggest_int(name, dist.low, dist.high, step=dist.step, log=dist.log)
-    assert isinstance(dist, FloatDistribution)
-    return trial.suggest_float(name, dist.low, dist.high, step=dist.step, log=dist.log)
 
 
 def completed_runs(trials: Sequence[FrozenTrial]) -> dict[str, FrozenTrial]:
@@ -116,7 +98,7 @@ def _claim_and_run(
 ) -> int | None:
     # ask() hands out the oldest queued trial (a retry) or, with none, makes a fresh one
     with warnings.catch_warnings():
-        # heartbeats are sent by Heartbeat below, as study.optimize would
+        # heartbeats are sent by Lifecycle.run_and_tell, as study.optimize would
         warnings.simplefilter("ignore", UserWarning)
         trial = study.ask()
     key = trial.user_attrs.get(A.RUN_KEY)
@@ -144,25 +126,17 @@ def _claim_and_run(
     for name, dist in distributions.items():
         if run is not None and name in run.params:
             suggest(trial, name, dist)
-    with Heartbeat(storage, trial_id(storage, study, trial.number)):
-        try:
-            # the display names the run by its key ("dropout/seed0"), with what the variant changed
-            changed = run.attrs.get(A.CHANGED) if run is not None else None
-            label = {"run": key, **({"changed": changed} if changed else {})}
-            value = life.run(trial, cfg, splits_for(cfg), label=label)
-        except optuna.TrialPruned:
-            study.tell(trial, state=TrialState.PRUNED)
-            return trial.number
-        except TrialFailedError:
-            study.tell(trial, state=TrialState.FAIL)  # its line, with the reason: show_end
-            return trial.number
-        except KeyboardInterrupt:
-            life.note(queue_interrupted(study, storage, trial.number))
-            raise
-    if run is not None and run.value_attr is not None:
-        trial.set_user_attr(run.value_attr, value)
-    study.tell(trial, value)
-    return trial.number
+    # the display names the run by its key ("dropout/seed0"), with what the variant changed
+    changed = run.attrs.get(A.CHANGED) if run is not None else None
+    label = {"run": key, **({"changed": changed} if changed else {})}
+
+    def train(trial: optuna.Trial) -> float:
+        value = life.run(trial, cfg, splits_for(cfg), label=label)
+        if run is not None and run.value_attr is not None:
+            trial.set_user_attr(run.value_attr, value)
+        return value
+
+    return life.run_and_tell(study, storage, trial, train).number
 
 
 def _claim(study: optuna.Study, trial: optuna.Trial, todo: list[str]) -> str | None:

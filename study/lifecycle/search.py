@@ -7,7 +7,6 @@ from __future__ import annotations
 import fcntl
 import gc
 import hashlib
-import signal
 import tempfile
 import time
 import warnings
@@ -17,67 +16,86 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from search_spaces import SearchSpace
+from search_spaces import SearchSpace, over_cap
 from study.dashboard import note_callback
 from study.errors import StudyStoppedError
-from study.lifecycle.attempt import Lifecycle, TrialFailedError
-from study.lifecycle.workers import Heartbeat, queue_interrupted, trial_id
-from study.objective import Objective
-from study.progress import Progress
+from study.jobs import SearchJob
+from study.lifecycle.attempt import Lifecycle
+from study.lifecycle.workers import sigterm_as_interrupt
+from study.objective import trial_config
 from study.records import TrialAttrs as A
 from study.records import is_failure
+from wrn.data import Splits
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 # trials that count towards the total: finished, running or queued to run (failures do not)
 CLAIMED = (*FINISHED, TrialState.RUNNING, TrialState.WAITING)
 
 
+class Objective:
+    """Train one trial's config and return its final validation accuracy.
+
+    ``base`` holds every non-searched value (recipe, command-line flags); ``fixed`` the ``--set``
+    values, which win over both the base and the search. ``life`` runs the trial (checkpoints,
+    resume, failure); ``sampler_seed`` is recorded on every trial, so its draws can be replayed
+    (``--sampler-seed``).
+    """
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        base: dict[str, Any],
+        fixed: dict[str, Any],
+        splits: Splits | None = None,
+        life: Lifecycle | None = None,
+        sampler_seed: int | None = None,
+    ) -> None:
+        self.space = space
+        self.base = base
+        self.fixed = fixed
+        self.splits = splits
+        self.life = life or Lifecycle(prune=True)
+        self.sampler_seed = sampler_seed
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        cfg = trial_config(trial, self.space, self.base, self.fixed)
+        if cfg.data.eval_split != "val":
+            raise ValueError("a search trial must score on the validation split")
+        if self.sampler_seed is not None and A.SAMPLER_SEED not in trial.user_attrs:
+            # a retry keeps the seed of the sampler that drew its parameters
+            trial.set_user_attr(A.SAMPLER_SEED, self.sampler_seed)
+        reason = over_cap(self.space, cfg)
+        if reason is not None:
+            # above the space's cost cap: pruned before any epoch is spent on it
+            trial.set_user_attr(A.PRUNED_REASON, reason)
+            raise optuna.TrialPruned(reason)
+        return self.life.run(trial, cfg, self.splits)
+
+
 def optimize(
     study: optuna.Study,
     storage: optuna.storages.BaseStorage,
-    args: Any,
-    space: SearchSpace,
-    base: dict[str, Any],
-    fixed: dict[str, Any],
-    splits: Any,
-    store: Any,
-    sampler_seed: int,
-    progress: Progress | None = None,
+    job: SearchJob,
+    life: Lifecycle,
+    splits: Splits | None,
 ) -> None:
-    """Run trials until the study holds ``args.trials`` finished ones (all workers together),
-    shown on ``progress`` (the caller started it with the study's totals, and closes it)."""
-    life = Lifecycle(
-        checkpoint_dir=Path(args.checkpoint_dir),
-        keep_checkpoints=args.keep_checkpoints,
-        artifact_store=store,
-        prune=True,
-        progress=progress or Progress(quiet=True),
-    )
-    objective = Objective(space, base, fixed, splits, life, sampler_seed=sampler_seed)
-    failures = FailureGuard(args.max_failures)
-
-    def report_end(study: optuna.Study, trial: FrozenTrial) -> None:
-        life.show_end(trial)
-
-    callbacks = [report_end, failures, note_callback(args.storage)]
-    deadline = None if args.timeout is None else time.monotonic() + args.timeout
-    # SIGTERM (a scheduler, `kill`) stops like Ctrl-C: the trial's last epoch stays saved
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
-    try:
+    """Run trials until the study holds ``job.trials`` finished ones (all workers together),
+    shown on ``life.progress`` (the caller started it with the study's totals, and closes it)."""
+    objective = Objective(job.space, job.base(), job.fixed, splits, life, job.sampler_seed)
+    failures = FailureGuard(job.max_failures)
+    note = note_callback(job.flags.storage)
+    lock = ClaimLock(job.flags.storage, study.study_name)
+    deadline = None if job.timeout is None else time.monotonic() + job.timeout
+    with sigterm_as_interrupt():
         while not failures.stopped and (deadline is None or time.monotonic() < deadline):
-            trial = claim(study, args.trials, ClaimLock(args.storage, study.study_name))
+            trial = claim(study, job.trials, lock)
             if trial is None:
                 break
-            frozen = run_one(study, storage, trial, objective)
-            for callback in callbacks:
-                callback(study, frozen)
+            frozen = life.run_and_tell(study, storage, trial, objective)
+            life.show_end(frozen)
+            failures(study, frozen)
+            note(study, frozen)
             gc.collect()
-    except KeyboardInterrupt:
-        if objective.interrupted_trial is not None:
-            life.note(queue_interrupted(study, storage, objective.interrupted_trial))
-        raise
-    finally:
-        signal.signal(signal.SIGTERM, previous)
     if failures.stopped:
         raise StudyStoppedError(
             f"stopped after {failures.in_a_row} failed trials in a row "
@@ -120,34 +138,9 @@ def claim(study: optuna.Study, total: int, lock: ClaimLock) -> optuna.Trial | No
         if not waiting and len(trials) >= total:
             return None
         with warnings.catch_warnings():
-            # heartbeats are sent by Heartbeat in run_one, as study.optimize would
+            # heartbeats are sent by Lifecycle.run_and_tell, as study.optimize would
             warnings.simplefilter("ignore", UserWarning)
             return study.ask()
-
-
-def run_one(
-    study: optuna.Study,
-    storage: optuna.storages.BaseStorage,
-    trial: optuna.Trial,
-    objective: Objective,
-) -> FrozenTrial:
-    """Run ``objective`` on ``trial`` with heartbeats and tell the study how it ended."""
-    with Heartbeat(storage, trial_id(storage, study, trial.number)):
-        try:
-            value = objective(trial)
-        except optuna.TrialPruned:
-            return study.tell(trial, state=TrialState.PRUNED)
-        except TrialFailedError:
-            return study.tell(trial, state=TrialState.FAIL)
-        except BaseException:
-            # Ctrl-C (queued by the caller) or a bug: the trial is not left RUNNING
-            study.tell(trial, state=TrialState.FAIL)
-            raise
-    return study.tell(trial, value)
-
-
-def _raise_interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
 
 
 class FailureGuard:

@@ -12,6 +12,8 @@ import socket
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +21,7 @@ import optuna
 from optuna.trial import TrialState
 
 from study.records import TrialAttrs as A
-from study.storage import retry_callback
+from study.storage import MAX_RETRY, retry_callback
 
 
 def process_start_time(pid: int) -> int | None:
@@ -98,7 +100,7 @@ def recover_dead_trials(study: optuna.Study, storage: optuna.storages.BaseStorag
         t.number
         for t in running
         if worker_alive(t.user_attrs) is False
-        and fail_and_requeue(study, storage, t.number, "worker process died", max_retry=3)
+        and fail_and_requeue(study, storage, t.number, "worker process died", MAX_RETRY)
     ]
 
 
@@ -147,35 +149,61 @@ class Heartbeat:
             self.thread.join()
 
 
-def run_workers(
-    command: list[str], workers: int, device: str, worker_env: str, env: dict[str, str]
-) -> int:
-    """Run ``workers`` copies of ``python COMMAND --workers 1`` (each with ``worker_env`` set to
-    its number from 1, and ``env``), spread over the visible GPUs; the highest exit status."""
+COMPILE_THREADS_ENV = "TORCHINDUCTOR_COMPILE_THREADS"
+
+
+def worker_environments(
+    workers: int, device: str, worker_env: str, env: dict[str, str]
+) -> list[dict[str, str]]:
+    """Each worker's environment: ``worker_env`` its number from 1, ``env``, one visible GPU
+    (round robin), and a share of the cores for inductor's compile processes (each process
+    would start one per core) unless the user chose their number."""
     import torch
 
     gpus: list[int | str] = list(range(torch.cuda.device_count())) if device != "cpu" else []
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     if visible:
         gpus = [int(g) if g.isdigit() else g for g in visible.split(",") if g][: len(gpus)]
-    procs = []
+    threads = str(max(1, (os.cpu_count() or 1) // workers))
+    children = []
     for i in range(workers):
-        child = {**os.environ, **env, worker_env: str(i + 1)}
+        child = {COMPILE_THREADS_ENV: threads, **os.environ, **env, worker_env: str(i + 1)}
         if gpus:
             child["CUDA_VISIBLE_DEVICES"] = str(gpus[i % len(gpus)])
-        procs.append(subprocess.Popen([sys.executable, *command, "--workers", "1"], env=child))
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+        children.append(child)
+    return children
+
+
+def run_workers(
+    command: list[str], workers: int, device: str, worker_env: str, env: dict[str, str]
+) -> int:
+    """Run ``workers`` copies of ``python COMMAND --workers 1`` (environments from
+    ``worker_environments``); the highest exit status."""
+    procs = [
+        subprocess.Popen([sys.executable, *command, "--workers", "1"], env=child)
+        for child in worker_environments(workers, device, worker_env, env)
+    ]
     try:
-        codes = [p.wait() for p in procs]
+        with sigterm_as_interrupt():
+            codes = [p.wait() for p in procs]
     except KeyboardInterrupt:
         for p in procs:  # each worker saves and queues its trial, then exits
             p.send_signal(signal.SIGTERM)
         for p in procs:
             p.wait()
         raise
+    return max(codes)
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (a scheduler, ``kill``) stops like Ctrl-C while this holds: the running trial's
+    last epoch stays saved and it is queued to resume."""
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        yield
     finally:
         signal.signal(signal.SIGTERM, previous)
-    return max(codes)
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:

@@ -17,7 +17,7 @@ from benchmarks.search_quality_replay import (
     replay_rows,
 )
 from search_spaces import load_space
-from study.pruning import default_warmup_epochs, peak_epoch
+from study.pruning import default_wait_epochs, peak_epoch
 
 # 8 configurations x 12 epochs of the light space (WRN-10-1, Fashion-MNIST), the first eight of
 # the CPU table in benchmarks/results/*-search-quality.json
@@ -76,7 +76,7 @@ def test_replay_of_the_committed_table() -> None:
     none = by_name["none"]
     assert (none.epochs_saved_frac, none.regret, none.best_survives_frac) == (0.0, 0.0, 1.0)
     (default,) = [r for r in rows if r.default]
-    assert default.first_epoch == default_warmup_epochs(12, table["warmup_frac"]) + 1
+    assert default.first_epoch == default_wait_epochs(12, table["warmup_frac"]) + 1
     assert default.first_epoch > peak_epoch(12, table["warmup_frac"])
     assert any(name.startswith("old median") for name in by_name)
     assert any(name.startswith("old hyperband") for name in by_name)

@@ -13,11 +13,11 @@ import pytest
 from optuna.trial import TrialState
 from scipy import stats as scipy_stats
 
+import wrn.train as training
 from study import ablate, run
 from study.ablation import effects as ablation_effects
 from study.ablation import plan
 from study.cli import run_command
-from study.lifecycle import attempt as attempt_module
 from tests.study.conftest import copy_db
 from tests.tiny import tiny_flags
 
@@ -81,7 +81,7 @@ class CountingTrain:
     def __init__(self, interrupt_at: int | None = None) -> None:
         self.calls = 0
         self.interrupt_at = interrupt_at
-        self.real = attempt_module.train
+        self.real = training.train
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         self.calls += 1
@@ -100,7 +100,7 @@ def ablated(searched: Path, cifar_dir: Path, tmp_path_factory: pytest.TempPathFa
     calls = {}
     with pytest.MonkeyPatch.context() as mp:
         first = CountingTrain(interrupt_at=3)
-        mp.setattr(attempt_module, "train", first)
+        mp.setattr(training, "train", first)
         with pytest.raises(KeyboardInterrupt):
             ablate.main(argv)
         calls["interrupted"] = first.calls
@@ -117,12 +117,12 @@ def ablated(searched: Path, cifar_dir: Path, tmp_path_factory: pytest.TempPathFa
         calls["stale_number"] = stale.number
 
         resumed = CountingTrain()
-        mp.setattr(attempt_module, "train", resumed)
+        mp.setattr(training, "train", resumed)
         assert ablate.main(argv) == 0
         calls["resumed"] = resumed.calls
 
         again = CountingTrain()
-        mp.setattr(attempt_module, "train", again)
+        mp.setattr(training, "train", again)
         assert ablate.main(argv) == 0
         calls["again"] = again.calls
     return {"storage": storage, "calls": calls}
@@ -221,7 +221,7 @@ def test_path_ends_at_the_best_configuration(
     copy_db(ablated["storage"], storage)
     counting = CountingTrain()
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(attempt_module, "train", counting)
+        mp.setattr(training, "train", counting)
         assert ablate.main(ablate_args(storage, cifar_dir, "--seeds", "1", "--path")) == 0
     # the variants' seed 0 is done; the path trains its start and 3 + 2 + 1 candidates
     assert counting.calls == 7

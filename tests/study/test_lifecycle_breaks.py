@@ -5,7 +5,6 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,9 +13,9 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+import wrn.train as training
 from study import rerun, run, status
 from study.cli import run_command
-from study.lifecycle import attempt as attempt_module
 from study.records import trial_seconds
 from tests.study.conftest import TINY_STUDY, copy_db, tiny_args
 from tests.study.workers import ROOT, running_epochs, trials, wait_for, worker_env
@@ -26,7 +25,7 @@ COMPLETE, FAIL, WAITING = TrialState.COMPLETE, TrialState.FAIL, TrialState.WAITI
 
 def interrupt_after(epoch: int) -> Callable[..., Any]:
     """A ``train`` that stops like Ctrl-C once ``epoch`` is reported (its checkpoint is saved)."""
-    real = attempt_module.train
+    real = training.train
 
     def train(cfg: Any, on_epoch_end: Any = None, **kwargs: Any) -> Any:
         def hook(stats: Any) -> None:
@@ -47,7 +46,7 @@ def interrupted_search(tmp_path: Path, epochs: int = 3) -> list[str]:
     """A 1-trial search stopped by Ctrl-C after its first epoch; returns its arguments."""
     argv = tiny_args(tmp_path / "wrn.db", "--epochs", str(epochs), "--trials", "1")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(attempt_module, "train", interrupt_after(1))
+        mp.setattr(training, "train", interrupt_after(1))
         with pytest.raises(KeyboardInterrupt):
             run.main(argv)
     return argv
@@ -209,13 +208,18 @@ def test_two_ablations_on_one_study_share_the_work(tiny_study: Path, tmp_path: P
     argv = rerun_args(storage, "--epochs", "2", "--seeds", "2")
     logs = [tmp_path / "a.log", tmp_path / "b.log"]
     procs = [start("study.ablate", argv, logs[0])]
-    time.sleep(1.0)  # the second joins while the first is at work
+    record = f"{TINY_STUDY}-ablation"
+    # the second joins once the first is at work, a run of its own RUNNING
+    wait_for(
+        lambda: any(t.state == TrialState.RUNNING for t in trials(url(storage), record)),
+        what="the first ablation's first run",
+    )
     procs.append(start("study.ablate", argv, logs[1]))
     codes = [p.wait(timeout=900) for p in procs]
     text = "".join(log.read_text() for log in logs)
     assert codes == [0, 0], text
     assert "Traceback" not in text
-    final = trials(url(storage), f"{TINY_STUDY}-ablation")
+    final = trials(url(storage), record)
     assert [t for t in final if t.state != COMPLETE] == []
     pairs = [(t.user_attrs["variant"], t.user_attrs["seed"]) for t in final]
     assert len(pairs) == len(set(pairs))

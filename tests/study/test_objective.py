@@ -5,9 +5,10 @@ from typing import Any
 import optuna
 import pytest
 
+import wrn.train as training
 from search_spaces import load_space
-from study.lifecycle import attempt as attempt_module
-from study.objective import Objective, searched_params, trial_config
+from study.lifecycle.search import Objective
+from study.objective import trial_config
 from wrn.config import TrainConfig
 from wrn.train import EpochStats, TrainResult
 
@@ -39,7 +40,7 @@ def test_fixed_trial_gives_a_valid_config(space_name: str) -> None:
 def test_set_values_are_not_searched_and_win() -> None:
     space = load_space("light")
     fixed = {"depth": 10, "width": 1, "batch_size": 64}
-    assert {s.name for s in searched_params(space, fixed)} == set(space.params) - {
+    assert {s.name for s in space.searched(fixed)} == set(space.params) - {
         "depth",
         "width",
     }
@@ -71,7 +72,7 @@ def fake_train(curves: dict[float, list[float]]) -> Any:
 
 
 def make_objective(monkeypatch: pytest.MonkeyPatch, curves: dict[float, list[float]]) -> Objective:
-    monkeypatch.setattr(attempt_module, "train", fake_train(curves))
+    monkeypatch.setattr(training, "train", fake_train(curves))
     space = load_space("wrn28_10")
     fixed = {
         "depth": 10,
@@ -129,7 +130,7 @@ def test_objective_refuses_to_score_on_the_test_set(monkeypatch: pytest.MonkeyPa
 def test_a_config_over_the_cost_cap_is_pruned_untrained(monkeypatch: pytest.MonkeyPatch) -> None:
     objective = make_objective(monkeypatch, {0.2: [0.5] * 4})
     calls = []
-    monkeypatch.setattr(attempt_module, "train", lambda *a, **k: calls.append(1))
+    monkeypatch.setattr(training, "train", lambda *a, **k: calls.append(1))
     big = {**objective.fixed, "depth": 40, "width": 16}  # far above wrn28_10's cap
     objective.fixed = big
     study = optuna.create_study(direction="maximize")

@@ -1,5 +1,6 @@
 """Several worker processes on one study: SQLite on one machine, PostgreSQL across machines."""
 
+import os
 import uuid
 from pathlib import Path
 
@@ -104,3 +105,18 @@ def test_workers_through_the_grpc_storage_proxy(tmp_path: Path) -> None:
     result = trials(db, "proxied")
     assert len(result) >= 4
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in result)
+
+
+def test_each_worker_gets_a_share_of_the_compile_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each process's first inductor compile starts one compile worker per core: --workers N
+    gives each worker cores / N (at least 1), unless the user chose the number."""
+    from study.lifecycle.workers import COMPILE_THREADS_ENV, worker_environments
+
+    monkeypatch.delenv(COMPILE_THREADS_ENV, raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    envs = worker_environments(4, "cpu", "WORKER", {"EXTRA": "1"})
+    assert [e[COMPILE_THREADS_ENV] for e in envs] == ["4"] * 4
+    assert [e["WORKER"] for e in envs] == ["1", "2", "3", "4"] and envs[0]["EXTRA"] == "1"
+    assert {e[COMPILE_THREADS_ENV] for e in worker_environments(32, "cpu", "WORKER", {})} == {"1"}
+    monkeypatch.setenv(COMPILE_THREADS_ENV, "2")
+    assert {e[COMPILE_THREADS_ENV] for e in worker_environments(4, "cpu", "WORKER", {})} == {"2"}

@@ -143,9 +143,9 @@ def test_rerun_shows_runs_by_test_accuracy_and_names_its_metric(
 
 def _objective(monkeypatch: pytest.MonkeyPatch, curves: dict[float, list[float]]) -> Any:
     """An Objective over wrn28_10 whose trial's accuracy curve is chosen by its dropout."""
+    import wrn.train as training
     from search_spaces import load_space
-    from study.lifecycle import attempt as attempt_module
-    from study.objective import Objective
+    from study.lifecycle.search import Objective
     from wrn.train import EpochStats, TrainResult
 
     def fake_train(cfg: Any, on_epoch_end: Any = None, **kwargs: Any) -> TrainResult:
@@ -156,7 +156,7 @@ def _objective(monkeypatch: pytest.MonkeyPatch, curves: dict[float, list[float]]
             on_epoch_end(stats)
         return result
 
-    monkeypatch.setattr(attempt_module, "train", fake_train)
+    monkeypatch.setattr(training, "train", fake_train)
     space = load_space("wrn28_10")
     fixed = {"depth": 10, "width": 1, "label_smoothing": 0.1, "mixup_prob": 0.0,
              "cutmix_prob": 0.0, "weight_decay": 5e-4, "lr": 0.1, "device": "cpu"}  # fmt: skip
@@ -173,7 +173,7 @@ def test_the_last_epoch_is_left_to_the_pruner(
     objective = _objective(monkeypatch, {0.1: good, 0.4: bad})
     # the first judged epoch is the last (4): the study's pruners never prune there
     pruner = (
-        build_pruner("median", epochs=4, warmup_frac=0.3, startup_trials=1, warmup_epochs=3)
+        build_pruner("median", epochs=4, warmup_frac=0.3, startup_trials=1, wait_epochs=3)
         if guarded
         else optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=4)
     )

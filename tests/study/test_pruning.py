@@ -12,7 +12,7 @@ from optuna.pruners import BasePruner, HyperbandPruner
 from study.pruning import (
     PRUNERS,
     build_pruner,
-    default_warmup_epochs,
+    default_wait_epochs,
     describe_default,
     legacy_pruner,
     peak_epoch,
@@ -63,7 +63,7 @@ def test_peak_epoch_is_the_end_of_the_onecycle_warmup() -> None:
 @pytest.mark.parametrize(("epochs", "warmup_frac"), SCHEDULES)
 def test_default_waits_at_least_until_the_lr_peak(epochs: int, warmup_frac: float) -> None:
     peak = peak_epoch(epochs, warmup_frac)
-    assert peak <= default_warmup_epochs(epochs, warmup_frac) < epochs
+    assert peak <= default_wait_epochs(epochs, warmup_frac) < epochs
 
 
 @pytest.mark.parametrize("kind", PRUNING_KINDS)
@@ -72,7 +72,7 @@ def test_not_pruned_before_the_lr_peak(kind: str, epochs: int, warmup_frac: floa
     pruner = build_pruner(kind, epochs=epochs, warmup_frac=warmup_frac)
     pruned = run_study(pruner, epochs)
     assert pruned, "hopeless trials should be pruned at some point"
-    first = default_warmup_epochs(epochs, warmup_frac) + 1
+    first = default_wait_epochs(epochs, warmup_frac) + 1
     assert min(pruned) > peak_epoch(epochs, warmup_frac)
     assert min(pruned) >= first
     if kind in ("median", "percentile", "hyperband"):
@@ -84,7 +84,7 @@ def test_not_pruned_before_the_lr_peak(kind: str, epochs: int, warmup_frac: floa
 def test_hyperband_first_rung_is_after_the_warmup(epochs: int, warmup_frac: float) -> None:
     pruner = build_pruner("hyperband", epochs=epochs, warmup_frac=warmup_frac)
     assert isinstance(pruner, HyperbandPruner)  # so TPE still keeps brackets apart
-    assert min(run_study(pruner, epochs)) == default_warmup_epochs(epochs, warmup_frac) + 1
+    assert min(run_study(pruner, epochs)) == default_wait_epochs(epochs, warmup_frac) + 1
     # the old min_resource=1 judged trials inside the warm-up, at epoch 1
     assert min(run_study(legacy_pruner("hyperband", epochs=epochs), epochs)) == 1
 
@@ -98,9 +98,9 @@ def test_old_median_pruned_inside_the_warmup() -> None:
 def test_never_pruned_at_the_last_epoch(kind: str) -> None:
     epochs = 8
     # the first judged epoch is the last one: only the guard keeps the trial
-    pruner = build_pruner(kind, epochs=epochs, warmup_frac=0.3, warmup_epochs=epochs - 1)
+    pruner = build_pruner(kind, epochs=epochs, warmup_frac=0.3, wait_epochs=epochs - 1)
     assert run_study(pruner, epochs) == []
-    pruner = build_pruner(kind, epochs=epochs, warmup_frac=0.3, warmup_epochs=0)
+    pruner = build_pruner(kind, epochs=epochs, warmup_frac=0.3, wait_epochs=0)
     assert epochs not in run_study(pruner, epochs)
 
 
@@ -111,10 +111,10 @@ def test_an_unguarded_median_would_prune_at_the_last_epoch() -> None:
 
 
 @pytest.mark.parametrize("kind", ["median", "percentile", "hyperband"])
-def test_warmup_epochs_override(kind: str) -> None:
-    pruner = build_pruner(kind, epochs=20, warmup_frac=0.3, warmup_epochs=1)
+def test_wait_epochs_override(kind: str) -> None:
+    pruner = build_pruner(kind, epochs=20, warmup_frac=0.3, wait_epochs=1)
     assert min(run_study(pruner, 20)) == 2
-    pruner = build_pruner(kind, epochs=20, warmup_frac=0.3, warmup_epochs=12)
+    pruner = build_pruner(kind, epochs=20, warmup_frac=0.3, wait_epochs=12)
     assert min(run_study(pruner, 20)) == 13
 
 
@@ -131,7 +131,7 @@ def test_none_never_prunes() -> None:
     ("kwargs", "message"),
     [
         ({"kind": "asha"}, "unknown pruner 'asha'"),
-        ({"warmup_epochs": -1}, "warm-up epochs must be >= 0"),
+        ({"wait_epochs": -1}, "wait epochs must be >= 0"),
         ({"startup_trials": -1}, "startup trials must be >= 0"),
         ({"epochs": 0}, "epochs must be >= 1"),
         ({"warmup_frac": 1.0}, "warmup_frac must be in (0, 1)"),
@@ -148,5 +148,5 @@ def test_bad_arguments(kwargs: dict, message: str) -> None:
 def test_describe_default_names_the_first_epoch() -> None:
     text = describe_default(30, 0.3)
     assert "\n" not in text
-    assert f"from epoch {default_warmup_epochs(30, 0.3) + 1} of 30" in text
+    assert f"from epoch {default_wait_epochs(30, 0.3) + 1} of 30" in text
     assert "peak" in describe_default()

@@ -12,9 +12,9 @@ import optuna
 import pytest
 import torch
 
+import wrn.train as training
 from study import run as run_module
 from study.cli import run_command
-from study.lifecycle import attempt as attempt_module
 from study.lifecycle import process_start_time, recover_dead_trials
 from study.storage import open_storage
 from tests.study.workers import FAST_TRIAL, run, running_epochs, start, trials, wait_for
@@ -216,7 +216,7 @@ def test_oom_nan_and_errors_are_contained(
         1: NonFiniteLossError(1, float("nan")),
         2: RuntimeError("cudnn exploded"),
     }
-    monkeypatch.setattr(attempt_module, "train", scripted_train(plan))
+    monkeypatch.setattr(training, "train", scripted_train(plan))
     assert run_module.main(in_process_args(tmp_path, "--trials", "3")) == 0
     result = trials(f"sqlite:///{tmp_path}/wrn.db", "s")
     # failures do not count towards --trials, the pruned trial does
@@ -233,7 +233,7 @@ def test_too_many_failures_in_a_row_stop_with_one_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
     plan = {i: RuntimeError("broken setup") for i in range(10)}
-    monkeypatch.setattr(attempt_module, "train", scripted_train(plan))
+    monkeypatch.setattr(training, "train", scripted_train(plan))
     with pytest.raises(SystemExit) as exit_info:
         run_command(
             "python -m study.run",

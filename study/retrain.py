@@ -1,0 +1,113 @@
+"""What ``study.rerun`` and ``study.ablate`` share: the search they retrain configs of, and the
+study their runs are recorded in (``NAME-rerun``, ``NAME-ablation``) with what the runs need.
+
+``Retrain(job, kind, progress)`` opens the storage and the source study before any input check
+that needs them (no torch yet); ``start`` comes after the checks: the device, the data, the
+artifact folder, then the derived study is created (or resumed), marked and its command
+recorded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import optuna
+
+from study.jobs import RetrainJob
+from study.progress import Progress
+from study.records import (
+    AblationSettings,
+    RerunSettings,
+    StudyKind,
+    derived_name,
+    mark_study,
+    record_command,
+    require_study,
+)
+from study.storage import open_storage
+
+if TYPE_CHECKING:
+    from study.lifecycle import Lifecycle
+    from wrn.config import TrainConfig
+    from wrn.data import Splits
+
+
+@dataclass(frozen=True)
+class Started:
+    """The derived study, ready for its runs."""
+
+    study: optuna.Study
+    life: Lifecycle
+    splits_for: Callable[[TrainConfig], Splits]  # the search's split of each data config
+
+
+class Retrain:
+    """A rerun or an ablation of the search ``job.study_name``."""
+
+    def __init__(self, job: RetrainJob, kind: StudyKind, progress: Progress) -> None:
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own progress lines instead
+        self.job, self.kind, self.progress = job, kind, progress
+        flags = job.flags
+        self.storage = open_storage(
+            flags.storage, create=False, heartbeat_interval=flags.heartbeat
+        )
+        require_study(self.storage, job.study_name)
+        self.source = optuna.load_study(study_name=job.study_name, storage=self.storage)
+        self.name = derived_name(job.study_name, kind)
+
+    def recorded(self) -> Mapping[str, Any]:
+        """The derived study's attributes, if an earlier run made it ({} if not)."""
+        for summary in self.storage.get_all_studies():
+            if summary.study_name == self.name:
+                return summary.user_attrs
+        return {}
+
+    def start(
+        self,
+        settings: RerunSettings | AblationSettings,
+        split_seed: int,
+        configs: Iterable[TrainConfig],
+        *,
+        keep_checkpoints: bool,
+    ) -> Started:
+        """Check the device, the data of every config (split with the search's ``split_seed``)
+        and the artifact folder, then create or resume the derived study."""
+        from study.dashboard import artifact_store, default_artifact_dir, name_metric
+        from study.lifecycle import Lifecycle, require_device, splits_loader
+
+        flags = self.job.flags
+        require_device(flags.device)
+        splits_for = splits_loader(split_seed)
+        for cfg in configs:  # a bad data directory fails here, before anything is written
+            splits_for(cfg)
+        store = artifact_store(flags.artifact_dir or default_artifact_dir(flags.storage))
+        study = optuna.create_study(
+            storage=self.storage, study_name=self.name, direction="maximize", load_if_exists=True
+        )
+        mark_study(study, settings)
+        name_metric(study, self.kind.value)  # "test_acc" for a rerun in optuna-dashboard
+        record_command(study, self.job.command, self.job.argv)  # the note's resume command
+        life = Lifecycle(
+            checkpoint_dir=flags.checkpoint_dir,
+            keep_checkpoints=keep_checkpoints,
+            artifact_store=store,
+            progress=self.progress,
+        )
+        return Started(study, life, splits_for)
+
+    def show_start(
+        self, done: Sequence[float], total: int, epochs: int, metric: str = "val_acc"
+    ) -> None:
+        """The display's first line: runs done (read from the storage, so a resumed study shows
+        them) of ``total``, and the best so far."""
+        self.progress.study_start(
+            self.name,
+            total=total,
+            finished=len(done),
+            best=max(done, default=None),
+            epochs=epochs,
+            unit="run",
+            metric=metric,
+        )
