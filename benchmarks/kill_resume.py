@@ -6,9 +6,10 @@ prints every trial: state, which attempt it continues, and the epoch it resumed 
 runs the same trial uninterrupted in a fresh study (its sampled params fixed with ``--set``) and
 compares the retried trial's per-epoch values with it.
 
-On CPU (the default here: a WRN-10-1 on synthetic data) training is exactly repeatable, so the
-values must be equal. ``benchmarks.acceptance`` runs the same measurement on CUDA, where bf16
-and cuDNN autotuning make two uninterrupted runs differ slightly; see ``compare_values``.
+Every worker runs through ``benchmarks.deterministic`` (deterministic kernels, no cuDNN
+autotuning, a fixed cuBLAS workspace), so that training is exactly repeatable on CUDA as it is
+on CPU (the default here: a WRN-10-1 on synthetic data): the values must be equal.
+``benchmarks.acceptance`` runs the same measurement on CUDA.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+
+from study.records import TrialAttrs
 
 # a WRN-10-1 on 600 synthetic 10-class images: about a second per epoch on one CPU core
 FAST_TRIAL = [
@@ -57,6 +60,7 @@ def study_command(study_args: Sequence[str], url: str, folder: Path, epochs: int
     return [
         sys.executable,
         "-m",
+        "benchmarks.deterministic",  # bit-for-bit repeatable on CUDA too
         "study.run",
         *study_args,
         "--epochs",
@@ -160,7 +164,7 @@ def uninterrupted_values(
     (trial,) = optuna.load_study(study_name=STUDY, storage=url).get_trials()
     if trial.state != optuna.trial.TrialState.COMPLETE:
         raise KillResumeError(f"the uninterrupted trial ended {trial.state.name}")
-    return trial.user_attrs.get("config"), per_epoch(trial)
+    return trial.user_attrs.get(TrialAttrs.CONFIG), per_epoch(trial)
 
 
 def per_epoch(trial: optuna.trial.FrozenTrial) -> list[float]:
@@ -170,7 +174,8 @@ def per_epoch(trial: optuna.trial.FrozenTrial) -> list[float]:
 def retried_trial(trials: Sequence[optuna.trial.FrozenTrial]) -> optuna.trial.FrozenTrial:
     """The completed attempt that continues trial 0 (the one the worker was killed in)."""
     for t in trials:
-        if t.state == optuna.trial.TrialState.COMPLETE and t.user_attrs.get("first_attempt") == 0:
+        complete = t.state == optuna.trial.TrialState.COMPLETE
+        if complete and t.user_attrs.get(TrialAttrs.FIRST_ATTEMPT) == 0:
             return t
     raise KillResumeError("no completed retry of trial 0")
 
@@ -215,8 +220,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for t in result["trials"]:
         print(
             f"trial {t.number}: {t.state.name:8} continues trial "
-            f"{t.user_attrs.get('first_attempt', t.number)}, resumed from epoch "
-            f"{t.user_attrs.get('resumed_from_epoch', 0)}, "
+            f"{t.user_attrs.get(TrialAttrs.FIRST_ATTEMPT, t.number)}, resumed from epoch "
+            f"{t.user_attrs.get(TrialAttrs.RESUMED_FROM_EPOCH, 0)}, "
             f"{len(t.intermediate_values)} epochs reported"
         )
     print(f"{result['complete']} of {args.trials} trials complete; lost: {result['trials_lost']}")
@@ -224,10 +229,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     config, reference = uninterrupted_values(
         FAST_TRIAL, folder / "reference", args.epochs, env, 600, retry.params
     )
-    same = compare_values(per_epoch(retry), reference, tolerance=0.0)  # CPU: exactly repeatable
+    same = compare_values(per_epoch(retry), reference, tolerance=0.0)  # exactly repeatable
+    same_config = retry.user_attrs.get(TrialAttrs.CONFIG) == config
     print(
         f"retried trial's per-epoch values equal an uninterrupted run's: "
-        f"{same['values_exactly_equal']} (same config: {retry.user_attrs.get('config') == config})"
+        f"{same['values_exactly_equal']} (same config: {same_config})"
     )
     return 0
 

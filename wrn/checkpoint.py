@@ -49,7 +49,10 @@ def set_rng_state(state: dict[str, Any]) -> None:
     np.random.set_state((kind, keys.cpu().numpy().astype(np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(state["torch"].cpu())
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+        # one state per device the writer saw; this process may see fewer (--workers sets
+        # CUDA_VISIBLE_DEVICES), and each epoch reseeds them all: restore those that exist
+        for index, device_state in enumerate(state["cuda"][: torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(device_state.cpu(), index)
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:

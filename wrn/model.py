@@ -139,7 +139,9 @@ class WideResNet(nn.Module):
 
     def forward_head(self, x: torch.Tensor) -> torch.Tensor:
         """Feature map -> logits (N, num_classes)."""
-        return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
+        # the global average pool as a mean: adaptive_avg_pool2d's CUDA backward has no
+        # deterministic kernel (torch.use_deterministic_algorithms refuses it)
+        return self.fc(x.mean(dim=(2, 3)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))

@@ -29,6 +29,14 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def autotune_cudnn(device: torch.device) -> None:
+    """Turn on cuDNN autotuning on CUDA (fixed shapes: it pays back at once), except in a
+    deterministic process (``torch.use_deterministic_algorithms``, e.g. through
+    ``benchmarks.deterministic``): autotuning may pick other kernels in each process."""
+    if device.type == "cuda" and not torch.are_deterministic_algorithms_enabled():
+        torch.backends.cudnn.benchmark = True
+
+
 def build_model(cfg: TrainConfig) -> WideResNet:
     return WideResNet.from_config(cfg.model)
 
@@ -46,8 +54,7 @@ class TrainStep:
         self.cfg = cfg
         self.device = device
         on_cuda = device.type == "cuda"
-        if on_cuda:
-            torch.backends.cudnn.benchmark = True  # fixed shapes: autotuning pays back at once
+        autotune_cudnn(device)
         self.memory_format = torch.channels_last if on_cuda and cfg.run.channels_last else None
         self.model = build_model(cfg).to(device)
         if self.memory_format is not None:
