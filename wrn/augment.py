@@ -33,7 +33,6 @@ import torch
 
 from wrn.augment_spec import (
     AFFINE,
-    AUG_FILLS,
     AUGMENTATION_NAMES,
     CIFAR100_MEAN,
     CIFAR100_STD,
@@ -44,6 +43,7 @@ from wrn.augment_spec import (
     ONE_OF,
     RANDAUGMENT,
     ROTATE,
+    check_aug_fill,
 )
 
 if TYPE_CHECKING:  # imported where the pipelines are built: a plain import stays fast
@@ -60,11 +60,6 @@ _SEED_SALT = 0x5EED_A1B0
 _U64 = (1 << 64) - 1
 
 
-def _check_options(fill: str) -> None:
-    if fill not in AUG_FILLS:
-        raise ValueError(f"unknown aug_fill {fill!r} (known: {', '.join(AUG_FILLS)})")
-
-
 def albumentations_pipeline(fill: str = "zero", extra_rotate: bool = True) -> A.Compose:
     """The WRN-28-10 recipe's augmentation, as an inspectable albumentations 2.x Compose.
 
@@ -77,7 +72,7 @@ def albumentations_pipeline(fill: str = "zero", extra_rotate: bool = True) -> A.
     import cv2
     from albumentations.pytorch import ToTensorV2
 
-    _check_options(fill)
+    check_aug_fill(fill)
     border = cv2.BORDER_CONSTANT if fill == "zero" else cv2.BORDER_REFLECT_101
     side = IMAGE_SIZE + 2 * CROP_FLIP.padding
     steps = [
@@ -231,7 +226,7 @@ def build_transform(
     """
     if name not in AUGMENTATION_NAMES:
         raise ValueError(f"unknown augmentation {name!r} (known: {', '.join(AUGMENTATION_NAMES)})")
-    _check_options(fill)
+    check_aug_fill(fill)
     if not train:
         return EvalTransform()
     if name == "albumentations":

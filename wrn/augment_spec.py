@@ -11,14 +11,24 @@ sit next to the constant.
 
 from __future__ import annotations
 
+import typing
 from dataclasses import dataclass
+from typing import Literal
 
 # DataConfig.augmentation values: WRN-28-10 recipe, light recipe, crop + flip only
-AUGMENTATION_NAMES = ("albumentations", "randaugment", "basic")
+Augmentation = Literal["albumentations", "randaugment", "basic"]
+AUGMENTATION_NAMES: tuple[str, ...] = typing.get_args(Augmentation)
 # DataConfig.aug_fill: border of the albumentations recipe's Rotate/Affine warps. "zero" is
 # albumentations 2.x's constant fill; "reflect" is 1.x's default (cv2.BORDER_REFLECT_101,
 # mirrored about the edge pixels), which the seed notebook most likely ran with.
-AUG_FILLS = ("zero", "reflect")
+AugFill = Literal["zero", "reflect"]
+AUG_FILLS: tuple[str, ...] = typing.get_args(AugFill)
+
+
+def check_aug_fill(fill: str) -> None:
+    """Refuse a border fill no pipeline implements (``TrainConfig`` refuses it as a Literal)."""
+    if fill not in AUG_FILLS:
+        raise ValueError(f"unknown aug_fill {fill!r} (known: {', '.join(AUG_FILLS)})")
 
 # per channel (R, G, B), on the 0..1 scale
 CIFAR100_MEAN = (0.5071, 0.4867, 0.4408)

@@ -15,15 +15,30 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from wrn.augment_spec import AUG_FILLS
-from wrn.augment_spec import AUGMENTATION_NAMES as AUGMENTATIONS
+from wrn.augment_spec import AugFill, Augmentation
 
-DATASETS = ("cifar100", "synthetic")
-DEVICES = ("auto", "cuda", "cpu")
-EVAL_SPLITS = ("val", "test")
-PIPELINES = ("auto", "gpu", "cpu")
-DROPOUT_POSITIONS = ("between", "after")
+# each allowed-value set once, as the Literal a field is typed with; the tuples derive from it
+Dataset = Literal["cifar100", "synthetic"]
+Device = Literal["auto", "cuda", "cpu"]
+EvalSplit = Literal["val", "test"]  # "val": held out of the training set; "test": reruns
+Pipeline = Literal["auto", "gpu", "cpu"]
+DropoutPosition = Literal["between", "after"]
+DATASETS: tuple[str, ...] = typing.get_args(Dataset)
+DEVICES: tuple[str, ...] = typing.get_args(Device)
+EVAL_SPLITS: tuple[str, ...] = typing.get_args(EvalSplit)
+PIPELINES: tuple[str, ...] = typing.get_args(Pipeline)
+DROPOUT_POSITIONS: tuple[str, ...] = typing.get_args(DropoutPosition)
 
+# the defaults a command line shows (the fields below take them too)
+DEFAULT_DATASET: Dataset = "cifar100"
+DEFAULT_DATA_DIR = "./data"
+DEFAULT_VAL_SIZE = 5000  # images held out of CIFAR-100's 50,000 training images
+DEFAULT_DEVICE: Device = "auto"
+DEFAULT_CHECKPOINT_EVERY = 1  # epochs
+
+# the most epochs a run may have (run.epochs and a space's search.epochs): 500x the recipe's 200,
+# so a bound no study plans to reach, while a slip such as 1e9 is refused before any work
+MAX_EPOCHS = 100_000
 
 # seeds must be valid for every seeding call they reach: np.random.seed needs < 2**32, and
 # torch/NumPy/Python take the per-epoch and per-image seeds derived from them; 2**31 leaves room
@@ -43,6 +58,19 @@ def _check(ok: bool, key: str, message: str) -> None:
         raise ConfigError(f"{key}: {message}")
 
 
+def _choices_message(choices: tuple[Any, ...], value: Any) -> str:
+    return f"must be one of {', '.join(choices)}, got {value!r}"
+
+
+def _check_choices(section: object) -> None:
+    """Every Literal-typed field of a section holds one of its values (the one such check)."""
+    for f in dataclasses.fields(section):  # type: ignore[arg-type]
+        _, choices = key_kind(f.name)
+        value = getattr(section, f.name)
+        if choices is not None and value not in choices:
+            raise ConfigError(f"{f.name}: {_choices_message(choices, value)}")
+
+
 def valid_depth(depth: int) -> bool:
     """WRN depth is 6n+4: n BasicBlocks (two convs each) in each of 3 stages, plus 4."""
     return depth >= 10 and (depth - 4) % 6 == 0
@@ -55,7 +83,7 @@ class ModelConfig:
     dropout: float = 0.3  # in each block, where dropout_position says
     # "between" the two 3x3 convs (the WRN paper's code) or "after" the second (the WRN-28-10
     # seed document's literal text)
-    dropout_position: Literal["between", "after"] = "between"
+    dropout_position: DropoutPosition = "between"
     first_dropout: float = 0.0  # after the stem conv (light recipe: 0.1)
     num_classes: int = 100
 
@@ -69,29 +97,25 @@ class ModelConfig:
             f"must be in [0, 1), got {self.first_dropout}",
         )
         _check(self.num_classes >= 2, "num_classes", f"must be >= 2, got {self.num_classes}")
-        _check(
-            self.dropout_position in DROPOUT_POSITIONS,
-            "dropout_position",
-            f"must be one of {DROPOUT_POSITIONS}",
-        )
+        _check_choices(self)
 
 
 @dataclass(frozen=True)
 class DataConfig:
-    dataset: Literal["cifar100", "synthetic"] = "cifar100"
-    data_dir: str = field(default="./data", metadata=_EXEC)
+    dataset: Dataset = DEFAULT_DATASET
+    data_dir: str = field(default=DEFAULT_DATA_DIR, metadata=_EXEC)
     # fetch the official archive when the pickles are missing
     download: bool = field(default=True, metadata=_EXEC)
-    val_size: int = 5000  # held out of the training set; what trials score on
-    eval_split: Literal["val", "test"] = "val"  # "test" only for full reruns
-    augmentation: Literal["albumentations", "randaugment", "basic"] = "albumentations"
+    val_size: int = DEFAULT_VAL_SIZE  # held out of the training set; what trials score on
+    eval_split: EvalSplit = "val"  # "test" only for full reruns
+    augmentation: Augmentation = "albumentations"
     # "gpu": images held on the GPU as uint8 and augmented there, per image, batch at a time;
     # "cpu": a DataLoader with per-image augmentation in worker processes; "auto": gpu on CUDA
-    pipeline: Literal["auto", "gpu", "cpu"] = field(default="auto", metadata=_EXEC)
+    pipeline: Pipeline = field(default="auto", metadata=_EXEC)
     # albumentations recipe: how the affine warp fills the border ("zero", Albumentations 2.x's
     # default; "reflect", 1.x's, which the seed notebook likely ran), and whether the separate
     # Rotate(±15) is stacked on the Affine's own rotation (up to ±30° together)
-    aug_fill: Literal["zero", "reflect"] = "zero"
+    aug_fill: AugFill = "zero"
     extra_rotate: bool = True
     # DataLoader worker processes; -1 = one per CPU core, at most 8
     workers: int = field(default=-1, metadata=_EXEC)
@@ -99,15 +123,7 @@ class DataConfig:
     synthetic_test_size: int = 10_000
 
     def __post_init__(self) -> None:
-        _check(self.dataset in DATASETS, "dataset", f"must be one of {DATASETS}")
-        _check(self.eval_split in EVAL_SPLITS, "eval_split", f"must be one of {EVAL_SPLITS}")
-        _check(
-            self.augmentation in AUGMENTATIONS,
-            "augmentation",
-            f"must be one of {AUGMENTATIONS}, got {self.augmentation!r}",
-        )
-        _check(self.pipeline in PIPELINES, "pipeline", f"must be one of {PIPELINES}")
-        _check(self.aug_fill in AUG_FILLS, "aug_fill", f"must be one of {AUG_FILLS}")
+        _check_choices(self)
         _check(self.val_size >= 0, "val_size", f"must be >= 0, got {self.val_size}")
         _check(
             self.eval_split == "test" or self.val_size > 0,
@@ -175,22 +191,25 @@ class RunConfig:
     epochs: int = 200
     batch_size: int = 256  # images per micro-batch (optimiser step = batch_size * grad_accum)
     seed: int = 0
-    device: Literal["auto", "cuda", "cpu"] = field(default="auto", metadata=_EXEC)
+    device: Device = field(default=DEFAULT_DEVICE, metadata=_EXEC)
     bf16: bool = True  # autocast to bfloat16 on CUDA; CPU always runs fp32
     channels_last: bool = True  # on CUDA only
     compile: bool = field(default=False, metadata=_EXEC)  # torch.compile the model
     # epochs between checkpoints (the last epoch is always saved)
-    checkpoint_every: int = field(default=1, metadata=_EXEC)
+    checkpoint_every: int = field(default=DEFAULT_CHECKPOINT_EVERY, metadata=_EXEC)
 
     def __post_init__(self) -> None:
         _check(self.epochs >= 1, "epochs", f"must be >= 1, got {self.epochs}")
+        _check(
+            self.epochs <= MAX_EPOCHS, "epochs", f"must be <= {MAX_EPOCHS:,}, got {self.epochs}"
+        )
         _check(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
         _check(
             0 <= self.seed < SEED_LIMIT,
             "seed",
             f"must be in [0, {SEED_LIMIT - 1}] (2**31 - 1), got {self.seed}",
         )
-        _check(self.device in DEVICES, "device", f"must be one of {DEVICES}")
+        _check_choices(self)
         _check(self.checkpoint_every >= 1, "checkpoint_every", "must be >= 1")
 
 
@@ -321,7 +340,7 @@ def coerce(key: str, value: Any) -> Any:
     except (TypeError, ValueError):
         raise ConfigError(f"{key}: expected {kind.__name__}, got {value!r}") from None
     if choices is not None and result not in choices:
-        raise ConfigError(f"{key}: must be one of {', '.join(choices)}, got {result!r}")
+        raise ConfigError(f"{key}: {_choices_message(choices, result)}")
     return result
 
 
@@ -344,3 +363,28 @@ def parse_assignments(texts: list[str] | tuple[str, ...]) -> dict[str, Any]:
             raise ConfigError(f"--set {text}: {e}") from None
         values[key] = value
     return values
+
+
+def train_batches(images: int, batch_size: int) -> int:
+    """Micro-batches per epoch of ``images`` training images (both pipelines' rule).
+
+    Full batches only, so BatchNorm statistics and the schedule's step count stay stable; a
+    set no larger than one batch is one (partial) batch.
+    """
+    return images // batch_size if images > batch_size else math.ceil(images / batch_size)
+
+
+def check_runnable(cfg: TrainConfig, train_images: int) -> None:
+    """Refuse, before any training, a config that cannot run on ``train_images`` images.
+
+    Each epoch needs at least one optimiser step: ``grad_accum`` micro-batches of
+    ``batch_size``. (``epochs`` is bounded by ``MAX_EPOCHS`` when the config is built.)
+    """
+    batches = train_batches(train_images, cfg.run.batch_size)
+    accum = cfg.optim.grad_accum
+    if batches < accum:
+        raise ConfigError(
+            f"grad_accum: {accum} micro-batches per optimiser step, but {train_images} "
+            f"training images make {batches} batches of batch_size={cfg.run.batch_size} "
+            "per epoch: lower grad_accum or batch_size"
+        )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import pickle
 import random
@@ -25,7 +26,7 @@ from wrn.augment import (
     randaugment_pipeline,
     reseed,
 )
-from wrn.config import AUGMENTATIONS
+from wrn.config import ConfigError, DataConfig, key_kind
 
 MEAN = torch.tensor(CIFAR100_MEAN).view(3, 1, 1)
 STD = torch.tensor(CIFAR100_STD).view(3, 1, 1)
@@ -49,8 +50,20 @@ def augment_run(name: str, seed: int, images: list[np.ndarray]) -> torch.Tensor:
     return torch.stack([transform(image) for image in images])
 
 
-def test_names_match_config() -> None:
-    assert AUGMENTATION_NAMES == AUGMENTATIONS
+def test_every_augmentation_the_config_takes_has_a_pipeline_of_its_own() -> None:
+    _, accepted = key_kind("augmentation")
+    assert set(accepted) == set(AUGMENTATION_NAMES)
+    images = random_images(4)
+    batches = {}
+    for name in accepted:
+        assert DataConfig(augmentation=name).augmentation == name
+        batches[name] = augment_run(name, 0, images)
+    for a, b in itertools.combinations(accepted, 2):  # no name falls back on another's pipeline
+        assert not torch.equal(batches[a], batches[b]), (a, b)
+    with pytest.raises(ConfigError, match="augmentation"):
+        DataConfig(augmentation="autoaugment")
+    with pytest.raises(ValueError, match="unknown augmentation"):
+        build_transform("autoaugment", train=True)
 
 
 @pytest.mark.parametrize("train", [True, False])

@@ -1,5 +1,6 @@
 import pytest
 
+from wrn import augment_spec, config
 from wrn.config import ConfigError, TrainConfig, coerce, parse_assignment
 
 
@@ -103,3 +104,65 @@ def test_out_of_range_seed_is_a_config_error(seed: int) -> None:
     with pytest.raises(ConfigError, match=r"^seed: must be in \[0, 2147483647\]"):
         TrainConfig.from_flat({"seed": seed})
     assert TrainConfig.from_flat({"seed": 2**31 - 1}).run.seed == 2**31 - 1
+
+
+def test_each_allowed_value_set_is_the_literal_its_field_is_typed_with() -> None:
+    for key, values in {
+        "dataset": config.DATASETS,
+        "device": config.DEVICES,
+        "eval_split": config.EVAL_SPLITS,
+        "pipeline": config.PIPELINES,
+        "dropout_position": config.DROPOUT_POSITIONS,
+        "augmentation": augment_spec.AUGMENTATION_NAMES,
+        "aug_fill": augment_spec.AUG_FILLS,
+    }.items():
+        assert config.key_kind(key) == (str, values)
+        # a direct construction is checked as a --set value is: one message
+        section = getattr(TrainConfig(), config.FLAT_KEYS[key])
+        message = f"^{key}: must be one of {', '.join(values)}, got 'nope'$"
+        with pytest.raises(ConfigError, match=message):
+            type(section)(**{key: "nope"})
+        with pytest.raises(ConfigError, match=message):
+            coerce(key, "nope")
+
+
+def test_the_command_line_defaults_are_the_configs() -> None:
+    cfg = TrainConfig()
+    shown = (config.DEFAULT_DATASET, config.DEFAULT_DATA_DIR, config.DEFAULT_VAL_SIZE)
+    assert (cfg.data.dataset, cfg.data.data_dir, cfg.data.val_size) == shown
+    assert shown == ("cifar100", "./data", 5000)
+    assert (cfg.run.device, cfg.run.checkpoint_every) == (config.DEFAULT_DEVICE, 1)
+    assert config.DEFAULT_CHECKPOINT_EVERY == 1 and config.SEED_LIMIT == 2**31
+
+
+def test_epochs_are_bounded() -> None:
+    from wrn.config import MAX_EPOCHS
+
+    assert TrainConfig.from_flat({"epochs": MAX_EPOCHS}).run.epochs == 100_000
+    with pytest.raises(ConfigError, match=r"^epochs: must be <= 100,000, got 1000000000$"):
+        TrainConfig.from_flat({"epochs": 1_000_000_000})
+
+
+@pytest.mark.parametrize(
+    ("images", "batch_size", "batches"),
+    [(500, 32, 15), (512, 32, 16), (32, 32, 1), (20, 32, 1), (33, 32, 1), (64, 32, 2)],
+)
+def test_train_batches_are_full_batches_or_one(images: int, batch_size: int, batches: int) -> None:
+    from wrn.config import train_batches
+
+    assert train_batches(images, batch_size) == batches
+
+
+def test_check_runnable_wants_one_optimiser_step_per_epoch() -> None:
+    from wrn.config import check_runnable
+
+    cfg = TrainConfig.from_flat({"batch_size": 32, "grad_accum": 15})
+    check_runnable(cfg, 500)  # 15 batches: one step
+    message = (
+        r"^grad_accum: 1000 micro-batches per optimiser step, but 500 training images make 15 "
+        r"batches of batch_size=32 per epoch: lower grad_accum or batch_size$"
+    )
+    with pytest.raises(ConfigError, match=message):
+        check_runnable(cfg.replace(grad_accum=1000), 500)
+    with pytest.raises(ConfigError, match="grad_accum: 16 micro-batches"):
+        check_runnable(cfg.replace(grad_accum=16), 500)

@@ -209,6 +209,20 @@ def test_loader_batches_are_independent_of_worker_count() -> None:
     assert not torch.equal(torch.cat([x for x, _ in loader]), batches[1])
 
 
+@pytest.mark.parametrize(("images", "batch_size"), [(100, 32), (96, 32), (32, 32), (20, 32)])
+def test_both_pipelines_make_the_batches_check_runnable_counts(
+    images: int, batch_size: int
+) -> None:
+    from wrn.config import train_batches
+    from wrn.gpu_data import GpuBatches
+
+    data, _ = make_synthetic(10, images, 10)
+    cpu = make_loader(data, build_transform("basic", train=True), batch_size, True, 0, seed=0)
+    gpu = GpuBatches(data, torch.device("cpu"), batch_size, True, "basic", seed=0)
+    assert len(cpu) == len(list(cpu)) == train_batches(images, batch_size)
+    assert len(gpu) == len(list(gpu)) == train_batches(images, batch_size)
+
+
 def test_missing_data_names_the_directory_as_given(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
