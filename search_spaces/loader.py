@@ -10,15 +10,25 @@ from __future__ import annotations
 
 import math
 import tomllib
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
-from search_spaces.cost import count_params, millions, network_name
-from wrn.config import FLAT_KEYS, ConfigError, TrainConfig, coerce, key_kind, valid_depth
+from search_spaces.cost import millions
+from search_spaces.space import ParamSpec, SearchSpace, is_int, is_number, on_grid
+from wrn.config import (
+    FLAT_KEYS,
+    MAX_EPOCHS,
+    ConfigError,
+    TrainConfig,
+    coerce,
+    key_kind,
+    valid_depth,
+)
+from wrn.network import count_params, network_name
 
 SPACES_DIR = Path(__file__).resolve().parent
-BUILTIN = ("wrn28_10", "light")
+BUILTIN = ("wrn28_10", "light")  # the built-in spaces' names, each a NAME.toml here
+DEFAULT_SPACE = BUILTIN[0]  # what a search runs without --space
 PARAM_TYPES = ("float", "int", "categorical")
 
 _TOP_KEYS = ("name", "description", "source", "recipe", "search", "ablation")
@@ -34,103 +44,6 @@ _KIND_NAMES = {bool: "a boolean", int: "an integer", float: "a number", str: "a 
 
 class SpaceError(ValueError):
     """A search-space file is invalid; the message names the file and the key."""
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _on_grid(value: float, low: float, step: float) -> bool:
-    # Tolerance so float steps such as 0.1 don't fail on rounding.
-    k = (value - low) / step
-    return math.isclose(k, round(k), rel_tol=0.0, abs_tol=1e-9)
-
-
-@dataclass(frozen=True)
-class ParamSpec:
-    """One searched config key: a float/int range or a list of choices."""
-
-    name: str
-    type: str
-    low: float | int | None = None
-    high: float | int | None = None
-    log: bool = False
-    step: float | int | None = None
-    choices: tuple[Any, ...] | None = None
-
-    def contains(self, value: Any) -> bool:
-        """Whether ``value`` is one the study could sample for this parameter."""
-        if self.type == "categorical":
-            assert self.choices is not None
-            # bool is an int subclass: True must not match a choice of 1.
-            return any(
-                isinstance(value, bool) == isinstance(c, bool) and value == c for c in self.choices
-            )
-        assert self.low is not None and self.high is not None
-        if not _is_number(value) or not math.isfinite(value):
-            return False
-        if self.type == "int" and not float(value).is_integer():
-            return False
-        if not self.low <= value <= self.high:
-            return False
-        step = self.step if self.step is not None else (1 if self.type == "int" else None)
-        return step is None or _on_grid(value, self.low, step)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The TOML table for this parameter, JSON-serialisable."""
-        if self.type == "categorical":
-            assert self.choices is not None
-            return {"type": self.type, "choices": list(self.choices)}
-        out: dict[str, Any] = {"type": self.type, "low": self.low, "high": self.high}
-        if self.log:
-            out["log"] = True
-        if self.step is not None:
-            out["step"] = self.step
-        return out
-
-
-@dataclass(frozen=True)
-class SearchSpace:
-    """A validated search-space file."""
-
-    name: str
-    path: Path
-    description: str
-    source: str
-    recipe: dict[str, Any]  # flat config keys, coerced; unlisted keys keep TrainConfig defaults
-    search_epochs: int  # per-trial epoch budget
-    params: dict[str, ParamSpec]  # in file order
-    ablation: dict[str, Any]  # factor -> its "off" value
-    # most parameters a trial's network may have ([search] max_params; default: the recipe's)
-    cost_cap: int
-
-    def searched(self, fixed: dict[str, Any]) -> list[ParamSpec]:
-        """The parameters that ``--set`` did not fix: what a trial samples."""
-        return [spec for name, spec in self.params.items() if name not in fixed]
-
-    def recipe_config(self, **overrides: Any) -> TrainConfig:
-        """The recipe as a TrainConfig, with some flat keys overridden (e.g. trial params)."""
-        return TrainConfig.from_flat({**self.recipe, **overrides})
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-serialisable form, for recording in study metadata."""
-        return {
-            "name": self.name,
-            "path": str(self.path),
-            "description": self.description,
-            "source": self.source,
-            "recipe": dict(self.recipe),
-            "search": {
-                "epochs": self.search_epochs,
-                "max_params": self.cost_cap,
-                "params": {name: spec.to_dict() for name, spec in self.params.items()},
-            },
-            "ablation": dict(self.ablation),
-        }
 
 
 def list_spaces() -> list[str]:
@@ -235,7 +148,7 @@ class _Parser:
         ``dropout = "0.3"`` or ``nesterov = "yes"`` is a mistake worth reporting.
         """
         kind, _ = key_kind(key)
-        fits = {bool: isinstance(value, bool), int: _is_int(value), float: _is_number(value)}
+        fits = {bool: isinstance(value, bool), int: is_int(value), float: is_number(value)}
         if not fits.get(kind, isinstance(value, str)):
             self.fail(where, f"expected {_KIND_NAMES[kind]} for {key}, got {value!r}")
         try:
@@ -272,10 +185,12 @@ class _Parser:
         if "epochs" not in search:
             self.fail("search.epochs", "missing (the per-trial epoch budget)")
         epochs = search["epochs"]
-        if not _is_int(epochs):
+        if not is_int(epochs):
             self.fail("search.epochs", f"expected an integer, got {epochs!r}")
         if epochs < 1:
             self.fail("search.epochs", f"must be >= 1, got {epochs}")
+        if epochs > MAX_EPOCHS:
+            self.fail("search.epochs", f"must be <= {MAX_EPOCHS:,}, got {epochs}")
         return epochs
 
     def _cost_cap(self, search: dict[str, Any]) -> int:
@@ -284,12 +199,13 @@ class _Parser:
         if "max_params" not in search:
             return recipe_params  # never bigger than the network the recipe was planned for
         cap = search["max_params"]
-        if not _is_int(cap) or cap < 1:
+        if not is_int(cap) or cap < 1:
             self.fail("search.max_params", f"expected a positive integer, got {cap!r}")
         if recipe_params > cap:
+            name = network_name(recipe.depth, recipe.width)
             self.fail(
                 "search.max_params",
-                f"the recipe's own {network_name(recipe)} has {recipe_params:,} parameters "
+                f"the recipe's own {name} has {recipe_params:,} parameters "
                 f"({millions(recipe_params)}), over the cap of {cap:,} ({millions(cap)})",
             )
         return cap
@@ -334,7 +250,7 @@ class _Parser:
         return self._range(name, where, ptype, table)
 
     def _range(self, name: str, where: str, ptype: str, table: dict[str, Any]) -> ParamSpec:
-        is_valid = _is_int if ptype == "int" else _is_number
+        is_valid = is_int if ptype == "int" else is_number
         kind_name = "an integer" if ptype == "int" else "a number"
         values: dict[str, Any] = {}
         for key in ("low", "high", "step"):
@@ -359,7 +275,7 @@ class _Parser:
                 self.fail(where, "log and step cannot be combined")
             if step <= 0:
                 self.fail(where, f"step must be > 0, got {step}")
-            if not _on_grid(high, low, step):  # else Optuna silently lowers high
+            if not on_grid(high, low, step):  # else Optuna silently lowers high
                 self.fail(where, f"high - low ({high} - {low}) is not a multiple of step {step}")
         if name == "depth":
             # low = 6n+4 and a step of 6k keep every sampled depth at 6n+4.

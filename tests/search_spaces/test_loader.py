@@ -15,12 +15,12 @@ from search_spaces import (
     ParamSpec,
     SearchSpace,
     SpaceError,
-    count_params,
     list_spaces,
     load_space,
     over_cap,
 )
 from wrn.config import TrainConfig
+from wrn.network import count_params
 
 REPO = Path(__file__).resolve().parents[2]
 SEARCHED = [
@@ -238,6 +238,10 @@ ERROR_CASES = {
     "unknown_search_key": (space_text(search=SEARCH + "trials = 5\n"), ["search.trials"]),
     # search.epochs
     "epochs_zero": (space_text(search="[search]\nepochs = 0\n"), ["search.epochs", ">= 1"]),
+    "epochs_past_the_bound": (
+        space_text(search="[search]\nepochs = 100001\n"),
+        ["search.epochs", "<= 100,000"],
+    ),
     "epochs_not_int": (space_text(search='[search]\nepochs = "30"\n'), ["search.epochs"]),
     "no_params": (space_text(params=""), ["search.params", "missing"]),
     # param tables
