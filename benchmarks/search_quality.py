@@ -41,7 +41,8 @@ from benchmarks.throughput import device_name, slug
 from search_spaces import ParamSpec, SearchSpace, SpaceError, load_space
 from wrn.config import ConfigError, TrainConfig, parse_assignments
 from wrn.data import DataError, Splits, load_cifar100, stratified_split
-from wrn.train import resolve_device, train
+from wrn.step import resolve_device
+from wrn.train import train
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 TABLE_KIND = "search-quality-table"

@@ -7,7 +7,7 @@ import dataclasses
 import gc
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,15 +24,12 @@ from wrn.checkpoint import (
     set_rng_state,
     unwrap,
 )
-from wrn.config import TrainConfig, comparable
+from wrn.config import TrainConfig, check_runnable, comparable
 from wrn.data import Splits, load_splits
-from wrn.model import count_parameters
+from wrn.network import count_params
 from wrn.seeding import epoch_seed
-
-# re-exported: callers import these from wrn.train
 from wrn.step import (
     TrainStep,
-    build_model,
     evaluate,
     make_batches,
     recompile_limit_is_an_error,
@@ -40,19 +37,7 @@ from wrn.step import (
     set_epoch,
 )
 
-__all__ = [
-    "BatchProgress",
-    "EpochStats",
-    "NonFiniteLossError",
-    "TrainResult",
-    "TrainStep",
-    "build_model",
-    "evaluate",
-    "make_batches",
-    "resolve_device",
-    "set_epoch",
-    "train",
-]
+__all__ = ["BatchProgress", "EpochStats", "NonFiniteLossError", "TrainResult", "train"]
 
 PROGRESS_INTERVAL = 0.5  # seconds of wall time between on_batch calls
 
@@ -165,10 +150,67 @@ def train(
     run's first optimiser step, then at most every ``PROGRESS_INTERVAL`` seconds and after each
     epoch's last batch (only then is the loss read from the device).
     """
+    run = _start(cfg, splits, checkpoint_path)
+    progress = _Progress(on_batch) if on_batch is not None else None
+    guards = contextlib.ExitStack()
+    try:
+        if cfg.run.compile:
+            guards.enter_context(recompile_limit_is_an_error())
+        for epoch in range(run.start_epoch, cfg.run.epochs + 1):
+            stats = _train_epoch(run, epoch, progress)
+            run.result.history.append(stats)
+            if run.writer is not None and (
+                epoch % cfg.run.checkpoint_every == 0 or epoch == cfg.run.epochs
+            ):
+                run.writer.save(_checkpoint_state(run, epoch))
+            if on_epoch_end is not None:
+                on_epoch_end(stats)
+        if run.writer is not None:
+            run.writer.wait()  # the last epoch is on disk; a write error is raised here
+    except BaseException as e:
+        if run.writer is not None:
+            # a pruned, failed or interrupted run keeps its last saved epoch on disk
+            try:
+                run.writer.wait()
+            except BaseException as write_error:
+                e.add_note(f"the checkpoint write failed too: {write_error}")
+        raise
+    finally:
+        guards.close()
+        # free GPU memory before the next trial, whether this one finished, was pruned or failed
+        result = run.release()
+        gc.collect()
+        if run.device.type == "cuda":
+            torch.cuda.empty_cache()
+    return result
+
+
+@dataclass
+class _Run:
+    """What one call of ``train`` works with: device, batches, the step, the result so far."""
+
+    cfg: TrainConfig
+    device: torch.device
+    pipeline: str  # "gpu" or "cpu", as resolved
+    train_batches: Iterable[tuple[torch.Tensor, torch.Tensor]] | None
+    eval_batches: Iterable[tuple[torch.Tensor, torch.Tensor]] | None
+    step: TrainStep | None
+    usable: int  # micro-batches an epoch trains on: whole optimiser steps only
+    result: TrainResult
+    start_epoch: int
+    writer: CheckpointWriter | None
+
+    def release(self) -> TrainResult:
+        """Drop the model, optimiser and batches (frames still holding ``self`` keep no memory)."""
+        self.step = self.train_batches = self.eval_batches = None
+        return self.result
+
+
+def _start(cfg: TrainConfig, splits: Splits | None, checkpoint_path: str | Path | None) -> _Run:
+    """Device, data, model and schedule; with a checkpoint, the state it saved."""
     from wrn.gpu_data import resolve_pipeline
 
     device = resolve_device(cfg.run.device)
-    on_cuda = device.type == "cuda"
     pipeline = resolve_pipeline(cfg.data.pipeline, device)
     state: dict[str, Any] | None = None
     if checkpoint_path is not None:
@@ -180,132 +222,123 @@ def train(
     torch.manual_seed(cfg.run.seed)
     if splits is None:
         splits = load_splits(cfg.data, cfg.model.num_classes, cfg.run.seed)
-    train_loader, eval_loader = make_batches(
-        cfg, splits, device, pipeline, channels_last=on_cuda and cfg.run.channels_last
-    )
-    accum = cfg.optim.grad_accum
-    steps_per_epoch = len(train_loader) // accum
-    if steps_per_epoch < 1:
-        raise ValueError(
-            f"{len(splits.train)} training images make {len(train_loader)} batches of "
-            f"{cfg.run.batch_size}, fewer than grad_accum={accum}"
-        )
+    channels_last = device.type == "cuda" and cfg.run.channels_last
+    train_batches, eval_batches = make_batches(cfg, splits, device, pipeline, channels_last)
+    check_runnable(cfg, len(splits.train))
+    steps_per_epoch = len(train_batches) // cfg.optim.grad_accum
     step = TrainStep(cfg, device, total_steps=cfg.run.epochs * steps_per_epoch)
-    model, optimizer, scheduler = step.model, step.optimizer, step.scheduler
-    num_params = count_parameters(model)
-
-    result = TrainResult(splits.eval_name, str(device), num_params)
-    start_epoch = 1
+    run = _Run(
+        cfg,
+        device,
+        pipeline,
+        train_batches,
+        eval_batches,
+        step,
+        usable=steps_per_epoch * cfg.optim.grad_accum,
+        result=TrainResult(splits.eval_name, str(device), count_params(cfg.model)),
+        start_epoch=1,
+        writer=CheckpointWriter(checkpoint_path) if checkpoint_path is not None else None,
+    )
     if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
+        step.model.load_state_dict(state["model"])
+        step.optimizer.load_state_dict(state["optimizer"])
+        step.scheduler.load_state_dict(state["scheduler"])
         set_rng_state(state["rng"])
-        result.history = [EpochStats(**s) for s in state["history"]]
-        start_epoch = state["epoch"] + 1
-        del state  # its CPU tensors are copied into the model and optimiser
+        run.result.history = [EpochStats(**s) for s in state["history"]]
+        run.start_epoch = state["epoch"] + 1
+    return run
 
-    criterion = nn.CrossEntropyLoss(reduction="sum")
-    writer = CheckpointWriter(checkpoint_path) if checkpoint_path is not None else None
-    every = cfg.run.checkpoint_every
-    first_step_reported = on_batch is None
-    guards = contextlib.ExitStack()
 
-    try:
-        if cfg.run.compile:
-            guards.enter_context(recompile_limit_is_an_error())
-        for epoch in range(start_epoch, cfg.run.epochs + 1):
-            t0 = time.perf_counter()
-            seed = epoch_seed(cfg.run.seed, epoch)
-            torch.manual_seed(seed)
-            set_epoch(train_loader, epoch)
-            step.start_epoch(seed)
-            usable = steps_per_epoch * accum  # trailing micro-batches short of a step are skipped
-            last_report = t0
-            for i, (images, labels) in enumerate(train_loader):
-                if i >= usable:
-                    break
-                stepped = step(images, labels)
-                if on_batch is None:
-                    continue
-                now = time.perf_counter()
-                first = stepped and not first_step_reported
-                if first or (
-                    first_step_reported
-                    and (i + 1 == usable or now - last_report >= PROGRESS_INTERVAL)
-                ):
-                    first_step_reported = True
-                    last_report = now
-                    on_batch(
-                        BatchProgress(
-                            epoch=epoch,
-                            batch=i + 1,
-                            batches=usable,
-                            images=step.seen,
-                            seconds=now - t0,
-                            loss=step.loss_sum.item() / step.seen,
-                            first_step=first,
-                        )
-                    )
-            if on_cuda:
-                torch.cuda.synchronize()
-            train_seconds = time.perf_counter() - t0
-            seen = step.seen
-            train_loss = step.loss_sum.item() / seen
-            if not math.isfinite(train_loss):
-                raise NonFiniteLossError(epoch, train_loss)
+class _Progress:
+    """Calls ``on_batch`` right after the run's first optimiser step, then at most every
+    ``PROGRESS_INTERVAL`` seconds and after each epoch's last batch."""
 
-            eval_loss, eval_acc = evaluate(
-                step.step_model,
-                eval_loader,
-                device,
-                step.memory_format,
-                step.use_bf16,
-                criterion,
-                pad=cfg.run.compile,
+    def __init__(self, on_batch: Callable[[BatchProgress], None]) -> None:
+        self.on_batch = on_batch
+        self.first_step_reported = False
+
+    def start(self, epoch: int, batches: int, t0: float) -> None:
+        self.epoch, self.batches, self.t0 = epoch, batches, t0
+        self.last_report = t0
+
+    def batch(self, step: TrainStep, batch: int, stepped: bool) -> None:
+        """After micro-batch ``batch`` (1-based); ``stepped``: it ended with an optimiser step."""
+        now = time.perf_counter()
+        first = stepped and not self.first_step_reported
+        if not first and not (
+            self.first_step_reported
+            and (batch == self.batches or now - self.last_report >= PROGRESS_INTERVAL)
+        ):
+            return
+        self.first_step_reported = True
+        self.last_report = now
+        self.on_batch(
+            BatchProgress(
+                epoch=self.epoch,
+                batch=batch,
+                batches=self.batches,
+                images=step.seen,
+                seconds=now - self.t0,
+                loss=step.loss_sum.item() / step.seen,  # only here is the loss read
+                first_step=first,
             )
-            stats = EpochStats(
-                epoch=epoch,
-                train_loss=train_loss,
-                train_acc=step.correct_sum.item() / seen,
-                eval_loss=eval_loss,
-                eval_acc=eval_acc,
-                lr=float(step.last_lr),
-                seconds=time.perf_counter() - t0,
-                images_per_s=seen / train_seconds,
-            )
-            result.history.append(stats)
-            if writer is not None and (epoch % every == 0 or epoch == cfg.run.epochs):
-                writer.save(
-                    {
-                        "model": unwrap(model).state_dict(),
-                        "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict(),
-                        "epoch": epoch,
-                        "history": [dataclasses.asdict(s) for s in result.history],
-                        "rng": rng_state(),
-                        "config": cfg.to_flat(),
-                        "pipeline": pipeline,
-                    },
-                )
-            if on_epoch_end is not None:
-                on_epoch_end(stats)
-        if writer is not None:
-            writer.wait()  # the last epoch is on disk; a write error is raised here
-    except BaseException as e:
-        if writer is not None:
-            # a pruned, failed or interrupted run keeps its last saved epoch on disk
-            try:
-                writer.wait()
-            except BaseException as write_error:
-                e.add_note(f"the checkpoint write failed too: {write_error}")
-        raise
-    finally:
-        guards.close()
-        # free GPU memory before the next trial, whether this one finished, was pruned or failed
-        del step, model, optimizer, scheduler
-        gc.collect()
-        if on_cuda:
-            torch.cuda.empty_cache()
-    return result
+        )
 
+
+def _train_epoch(run: _Run, epoch: int, progress: _Progress | None) -> EpochStats:
+    """One epoch's optimiser steps, then the evaluation; raises on a non-finite loss."""
+    assert run.step is not None and run.train_batches is not None
+    t0 = time.perf_counter()
+    seed = epoch_seed(run.cfg.run.seed, epoch)
+    torch.manual_seed(seed)
+    set_epoch(run.train_batches, epoch)
+    run.step.start_epoch(seed)
+    if progress is not None:
+        progress.start(epoch, run.usable, t0)
+    for i, (images, labels) in enumerate(run.train_batches):
+        if i >= run.usable:  # trailing micro-batches short of a step are skipped
+            break
+        stepped = run.step(images, labels)
+        if progress is not None:
+            progress.batch(run.step, i + 1, stepped)
+    if run.device.type == "cuda":
+        torch.cuda.synchronize()
+    train_seconds = time.perf_counter() - t0
+    seen = run.step.seen
+    train_loss = run.step.loss_sum.item() / seen
+    if not math.isfinite(train_loss):
+        raise NonFiniteLossError(epoch, train_loss)
+    eval_loss, eval_acc = evaluate(
+        run.step.step_model,
+        run.eval_batches,
+        run.device,
+        run.step.memory_format,
+        run.step.use_bf16,
+        nn.CrossEntropyLoss(reduction="sum"),
+        pad=run.cfg.run.compile,
+    )
+    return EpochStats(
+        epoch=epoch,
+        train_loss=train_loss,
+        train_acc=run.step.correct_sum.item() / seen,
+        eval_loss=eval_loss,
+        eval_acc=eval_acc,
+        lr=float(run.step.last_lr),
+        seconds=time.perf_counter() - t0,
+        images_per_s=seen / train_seconds,
+    )
+
+
+def _checkpoint_state(run: _Run, epoch: int) -> dict[str, Any]:
+    """What a checkpoint holds after ``epoch``: enough to replay the rest exactly."""
+    assert run.step is not None
+    return {
+        "model": unwrap(run.step.model).state_dict(),
+        "optimizer": run.step.optimizer.state_dict(),
+        "scheduler": run.step.scheduler.state_dict(),
+        "epoch": epoch,
+        "history": [dataclasses.asdict(s) for s in run.result.history],
+        "rng": rng_state(),
+        "config": run.cfg.to_flat(),
+        "pipeline": run.pipeline,
+    }

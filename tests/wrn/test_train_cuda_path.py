@@ -12,7 +12,8 @@ from torch import nn
 import wrn.train
 from wrn.checkpoint import CheckpointError, load_checkpoint
 from wrn.config import TrainConfig
-from wrn.train import BatchProgress, EpochStats, TrainStep, evaluate, train
+from wrn.step import TrainStep, evaluate
+from wrn.train import BatchProgress, EpochStats, train
 
 
 class _Stop(BaseException):  # not an Exception: nothing on the way catches it
