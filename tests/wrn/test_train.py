@@ -71,6 +71,16 @@ def test_a_callback_exception_stops_training(tiny_config: TrainConfig) -> None:
         train(tiny_config.replace(epochs=5), on_epoch_end=stop_after_first)
 
 
+def test_a_config_without_one_step_per_epoch_is_refused_untrained(
+    tiny_config: TrainConfig,
+) -> None:
+    from wrn.config import ConfigError
+
+    # 500 training images make 15 batches of 32: grad_accum=16 would never step
+    with pytest.raises(ConfigError, match=r"^grad_accum: 16 micro-batches per optimiser step"):
+        train(tiny_config.replace(grad_accum=16), on_epoch_end=pytest.fail)
+
+
 def test_non_finite_loss_is_reported(tiny_config: TrainConfig) -> None:
     with pytest.raises(NonFiniteLossError, match="epoch 1"):
         train(tiny_config.replace(lr=1e30, epochs=1, final_lr=1e-5))
