@@ -37,6 +37,7 @@ from study.records.keys import metric_name
 from study.reporting.commands import ablation_flags, command, storage_flags
 from study.reporting.part import plural
 from study.storage import StorageError, sqlite_path
+from wrn.network import network_name
 
 if TYPE_CHECKING:  # wrn.train imports torch: the notes and curves do not need it
     from search_spaces import SearchSpace
@@ -240,7 +241,7 @@ def _network(fixed: Mapping[str, Any], recipe: Mapping[str, Any]) -> str:
     """The network a search trains: ``--set`` depth/width first, then the recipe's."""
     depth = fixed.get("depth", recipe.get("depth", "?"))
     width = fixed.get("width", recipe.get("width", "?"))
-    return f"WRN-{depth}-{width}"
+    return network_name(depth, width)
 
 
 def _search_note(study: optuna.Study, settings: SearchSettings, storage_url: str) -> list[str]:

@@ -14,6 +14,7 @@ from study.reporting.commands import command
 from study.reporting.data import StudyData, time_unit
 from study.reporting.part import plural
 from study.reporting.results import ablation_command
+from wrn.network import network_name
 
 FEW_TRIALS = 10  # below this many complete trials the summary calls a ranking preliminary
 COUNTED = ("complete", "pruned", "running", "fail")  # the states the summary counts, in order
@@ -31,7 +32,7 @@ def counts(s: StudyData) -> str:
 def network(trial: FrozenTrial) -> str:
     config = recorded_config(trial)
     size = trial.user_attrs.get(TrialAttrs.NUM_PARAMS)
-    net = f"WRN-{config['depth']}-{config['width']}" if "depth" in config else "network"
+    net = network_name(config["depth"], config["width"]) if "depth" in config else "network"
     return f"{net}, {size:,} parameters" if size else net
 
 
