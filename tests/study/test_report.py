@@ -175,6 +175,17 @@ def fails(capsys: pytest.CaptureFixture, argv: list[str], message: str) -> None:
     assert message in err and "Traceback" not in err
 
 
+def test_an_unwritable_out_is_refused_before_the_storage_is_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    missing = url(tmp_path / "nowhere" / "wrn.db")  # reading it: "no such storage"
+    fails(capsys, ["--storage", missing, "--out", str(blocker / "r.html")], "is not a directory")
+    fails(capsys, ["--storage", missing, "--out", str(blocker / "d" / "r.html")], "--out")
+    assert not re.search("storage", capsys.readouterr().err)
+
+
 def test_bad_input_is_one_line(
     two_studies: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:

@@ -3,7 +3,6 @@ hold, partial ablations, a single study, device-time labels, colours, and ``--ou
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +11,6 @@ import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
-from study import report
-from study.cli import run_command
 from study.reporting import ranking
 from study.reporting.data import RankPoint, collect
 from study.reporting.page import render
@@ -216,22 +213,3 @@ def test_an_unfinished_ablation_says_its_answer_is_partial(tmp_path: Path) -> No
     assert "label_smoothing-off, weight_decay-off" in line
     assert "--seeds 2" in line and "python -m study.ablate --study-name wrn28_10" in line
     assert "Partial: 2 of 4 planned variants" in page
-
-
-def fails(capsys: pytest.CaptureFixture, argv: list[str], message: str) -> None:
-    with pytest.raises(SystemExit) as exit_info:
-        run_command("python -m study.report", report.main, argv)
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err
-    assert len(err.strip().splitlines()) == 1 and message in err and "Traceback" not in err, err
-
-
-def test_an_unwritable_out_is_refused_before_the_storage_is_read(
-    tmp_path: Path, capsys: pytest.CaptureFixture
-) -> None:
-    blocker = tmp_path / "a-file"
-    blocker.write_text("x")
-    missing = url(tmp_path / "nowhere")  # reading it would say "no such storage"
-    fails(capsys, ["--storage", missing, "--out", str(blocker / "r.html")], "is not a directory")
-    fails(capsys, ["--storage", missing, "--out", str(blocker / "d" / "r.html")], "--out")
-    assert not re.search("storage", capsys.readouterr().err)
