@@ -42,7 +42,7 @@ import torch
 
 from benchmarks import acceptance_parts as parts
 from benchmarks.acceptance_report import REPORT_KEYS, merge, write_report
-from benchmarks.throughput import RESULTS_DIR, device_name
+from benchmarks.throughput_core import RESULTS_DIR, device_name
 from wrn.config import ConfigError, parse_assignments
 
 BUDGET_S = 540  # the whole run: 9 minutes on one H100

@@ -23,6 +23,8 @@ import numpy as np
 import torch
 
 from benchmarks import throughput as tp
+from benchmarks import throughput_core as core
+from benchmarks.throughput_trials import memory_check, warm_up_libraries
 from search_spaces.loader import load_space
 from wrn.config import TrainConfig
 from wrn.data import CIFAR100_DIR, Splits, load_cifar100, make_synthetic
@@ -76,15 +78,15 @@ class Options:
 # ---------------------------------------------------------------------------- throughput
 
 
-def settings(opts: Options, compile: bool, models: Sequence[str] = tp.MODELS) -> tp.Settings:
+def settings(opts: Options, compile: bool, models: Sequence[str] = core.MODELS) -> core.Settings:
     on_cuda = opts.device.type == "cuda"
-    return tp.Settings(
+    return core.Settings(
         device=opts.device,
         quick=opts.quick,
         compile=compile,
         steps=3 if opts.quick else 50,
         warmup=1 if opts.quick else 10,
-        images=256 if opts.quick else tp.EPOCH_IMAGES,
+        images=256 if opts.quick else core.EPOCH_IMAGES,
         trials=3 if opts.quick else 20,
         profile_steps=(4 if opts.quick else 10) if on_cuda else 0,
         models=tuple(models),
@@ -100,27 +102,31 @@ def table_row(row: dict[str, Any]) -> dict[str, Any]:
         "path": row["path"] + ("+compile" if row["compile"] else ""),
         "images_per_s": row["images_per_s"],
         "mfu": row["mfu"],
-        "peak_mem_gb": None if gib is None else gib * tp.BYTES_PER_GIB / GB,
+        "peak_mem_gb": None if gib is None else gib * core.BYTES_PER_GIB / GB,
         **{k: v for k, v in row.items() if k not in ("model", "path", "images_per_s", "mfu")},
     }
 
 
 def _throughput(opts: Options, emit: Emit, compile: bool) -> None:
+    """Each model's rows and trial start; a failing row, start or model is recorded on it (in
+    ``throughput`` or ``trial_start_errors``) and the rest still run."""
     device = opts.device
     # CPU compiles take ~30 s each: --quick compiles one model
-    models = ("wrn28_10",) if compile and opts.quick else tp.MODELS
+    models = ("wrn28_10",) if compile and opts.quick else core.MODELS
     s = settings(opts, compile, models)
     torch.manual_seed(0)
-    peak, peak_dtype = tp.matmul_peak_flops(device, opts.quick)
+    peak, peak_dtype = core.matmul_peak_flops(device, opts.quick)
     data, _ = make_synthetic(100, s.images, 1)
-    tp.warm_up_libraries(device)
+    warm_up_libraries(device)
     rows: list[dict[str, Any]] = []
-    starts: dict[str, float] = {}
+    starts: dict[str, dict[str, Any]] = {"trial_start_s": {}, "process_warmup_s": {}}
+    start_errors: dict[str, str] = {}
 
     def publish() -> None:
         out: dict[str, Any] = {"throughput": rows}
         if not compile:
-            out.update(trial_start_s=dict(starts), peak_tflops=peak / 1e12, peak_dtype=peak_dtype)
+            out.update(starts, trial_start_errors=start_errors)
+            out.update(peak_tflops=peak / 1e12, peak_dtype=peak_dtype)
         emit(out)
 
     def on_row(row: dict[str, Any]) -> None:
@@ -129,11 +135,16 @@ def _throughput(opts: Options, emit: Emit, compile: bool) -> None:
 
     for model in models:
         paths = COMPILED_PATHS if compile else EAGER_PATHS
-        # the compiled trial start would add a third compilation per model: not timed
-        _, start = tp.measure_model(model, s, data, peak, paths, on_row, time_start=not compile)
-        if start is not None:
-            starts[model] = start
-            publish()
+        try:
+            # the compiled trial start would add two more compilations per model: not timed
+            _, start = tp.measure_model(
+                model, s, data, peak, paths, on_row, time_start=not compile
+            )
+        except Exception as e:  # the model's setup itself: its rows are lost, not the others'
+            start = {"error": f"{type(e).__name__}: {e}".strip().splitlines()[0][:300]}
+        for key, value in (start or {}).items():
+            (start_errors if key == "error" else starts[key])[model] = value
+        publish()
 
 
 def throughput_part(opts: Options, emit: Emit) -> None:
@@ -150,8 +161,8 @@ def memory_part(opts: Options, emit: Emit) -> None:
     """Memory over 20 consecutive WRN-28-10 mini trials (throughput.memory_check)."""
     s = settings(opts, compile=False)
     data, _ = make_synthetic(100, s.images, 1)
-    tp.warm_up_libraries(opts.device)
-    emit({"memory_over_trials": tp.memory_check(tp.recipe("wrn28_10", s), data, s)})
+    warm_up_libraries(opts.device)
+    emit({"memory_over_trials": memory_check(tp.recipe("wrn28_10", s), data, s)})
 
 
 # ---------------------------------------------------------------------------- checkpoints
@@ -168,7 +179,7 @@ def epoch_intervals(cfg: TrainConfig, splits: Splits, checkpoint: Path | None) -
 def checkpoint_part(opts: Options, emit: Emit) -> None:
     """Extra epoch time from checkpointing every epoch: the same WRN-28-10 epochs, twice."""
     epochs = 3 if opts.quick else 4  # the first epoch (autotuning) is not counted
-    n_train, n_eval = (128, 64) if opts.quick else (tp.EPOCH_IMAGES, 5000)
+    n_train, n_eval = (128, 64) if opts.quick else (core.EPOCH_IMAGES, 5000)
     overrides: dict[str, Any] = {"device": opts.device.type, "epochs": epochs, "workers": 0}
     if opts.quick:
         overrides.update(QUICK_NET, pipeline="gpu")  # the CUDA path's code, on CPU tensors

@@ -7,11 +7,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchmarks.throughput import slug
+from benchmarks.throughput_core import slug
 
 REPORT_KEYS = (
     "throughput",
     "trial_start_s",
+    "process_warmup_s",
+    "trial_start_errors",
     "memory_over_trials",
     "checkpoint_overhead_frac",
     "checkpoint_overhead",
@@ -203,8 +205,9 @@ def markdown(report: dict[str, Any]) -> str:
     for row in report.get("throughput") or []:
         net = f"WRN-{row['depth']}-{row['width']}" if row.get("depth") else "–"
         gb = row.get("peak_mem_gb")
+        speed = "error" if row.get("error") else _num(row.get("images_per_s"))
         lines.append(
-            f"| {row['model']} | {net} | {row['path']} | {row['images_per_s']:,.0f} "
+            f"| {row['model']} | {net} | {row['path']} | {speed} "
             f"| {_pct(row.get('mfu'))} | {'–' if gb is None else f'{gb:.2f}'} "
             f"| {_pct(row.get('gpu_idle_frac'))} |"
         )
@@ -214,9 +217,19 @@ def markdown(report: dict[str, Any]) -> str:
         if isinstance(value, dict):
             value = {k: v for k, v in value.items() if not isinstance(v, list) or len(v) <= 8}
         lines.append(f"- `{key}`: `{json.dumps(value, default=str)}`")
-    if report["errors"]:
+    failed_rows = {
+        f"throughput {row['model']} {row['path']}": row["error"]
+        for row in report.get("throughput") or []
+        if row.get("error")
+    }
+    failed_starts = {
+        f"trial start {model}": error
+        for model, error in (report.get("trial_start_errors") or {}).items()
+    }
+    errors = {**report["errors"], **failed_rows, **failed_starts}
+    if errors:
         lines += ["", "## Errors", ""]
-        lines += [f"- `{part}`: {message}" for part, message in report["errors"].items()]
+        lines += [f"- `{part}`: {message}" for part, message in errors.items()]
     lines += ["", "## Parts", "", "| part | seconds | budget s | status |"]
     lines += ["| --- | ---: | ---: | --- |"]
     for part, info in report["parts"].items():

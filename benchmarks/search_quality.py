@@ -37,7 +37,7 @@ from typing import Any
 
 import torch
 
-from benchmarks.throughput import device_name, slug
+from benchmarks.throughput_core import device_name, slug
 from search_spaces import ParamSpec, SearchSpace, SpaceError, load_space
 from wrn.config import ConfigError, TrainConfig, parse_assignments
 from wrn.data import DataError, Splits, load_cifar100, stratified_split

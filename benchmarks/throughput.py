@@ -22,9 +22,12 @@ channels_last and fused SGD on CUDA (fp32 on CPU), gradient accumulation and cli
 LR, running sums kept on the device. Per row: images/s, seconds per 45,000-image epoch, MFU
 (3 x the forward FLOPs of the model's conv and linear layers per image, over a bf16 matmul peak
 measured in the same run; fp32 on CPU), peak memory and the fraction of wall time the GPU sat
-idle (from a short torch.profiler window after the timed steps; null on CPU). The ``trials``
-section has each model's trial start to first optimiser step on the gpu path and, on CUDA, the
-memory left allocated after each of N consecutive mini trials.
+idle (from a short torch.profiler window after the timed steps; null on CPU). A row that
+fails keeps its place with an ``error`` and the others run. The ``trials`` section has each
+model's trial start to first optimiser step on the gpu path (the second trial of the process,
+as every later trial of a study) and the process's one-time warm-up on top of it (the first
+trial: the augmentation's compile, cuDNN autotuning), and, on CUDA, the memory left allocated
+after each of N consecutive mini trials (:mod:`benchmarks.throughput_trials`).
 
 ``--quick`` swaps in small stand-ins (WRN-10-1 and WRN-10-2, a few hundred images, a few steps)
 so that it runs in under a minute on two CPU cores; rows keep the real model names, with
@@ -37,22 +40,18 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import math
-import os
 import shlex
 import sys
-import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch.utils.data import DataLoader
 
-from benchmarks.throughput_core import (  # noqa: F401 - re-exported for callers and tests
+from benchmarks.throughput_core import (
     BYTES_PER_GIB,
     EPOCH_IMAGES,
-    GPU_WORK,
     MODELS,
     NOTEBOOK_LOADERS,
     QUICK_MODELS,
@@ -66,22 +65,20 @@ from benchmarks.throughput_core import (  # noqa: F401 - re-exported for callers
     endless,
     forward_flops,
     free_memory,
-    gpu_idle_fraction,
-    idle_fraction,
-    markdown,
     matmul_peak_flops,
     measure,
-    slug,
-    synchronize,
     write_report,
 )
+from benchmarks.throughput_trials import memory_check, trial_start, warm_up_libraries
 from search_spaces.loader import load_space
 from wrn.augment import TorchvisionTransform, build_transform, randaugment_pipeline
 from wrn.config import TrainConfig
 from wrn.data import ImageSet, make_loader, make_synthetic
 from wrn.gpu_data import GpuBatches
 from wrn.model import WideResNet
-from wrn.train import TrainStep
+from wrn.step import TrainStep
+
+Step = Callable[[torch.Tensor, torch.Tensor], bool]
 
 
 def recipe(model: str, settings: Settings) -> TrainConfig:
@@ -91,6 +88,82 @@ def recipe(model: str, settings: Settings) -> TrainConfig:
     if settings.batch_size is not None:
         overrides["batch_size"] = settings.batch_size
     return load_space(model).recipe_config(**overrides)
+
+
+def notebook_loader(model: str, cfg: TrainConfig, data: ImageSet, on_cuda: bool) -> DataLoader:
+    """The seed notebook's Dataset and DataLoader (its workers, at most the machine's cores)."""
+    transform = (
+        AlbumentationsCall()
+        if cfg.data.augmentation == "albumentations"
+        else TorchvisionTransform(randaugment_pipeline())
+    )
+    kwargs = dict(NOTEBOOK_LOADERS[model])
+    kwargs["num_workers"] = min(kwargs["num_workers"], cpu_cores())
+    if kwargs["num_workers"] == 0:
+        kwargs.pop("prefetch_factor", None)
+        kwargs.pop("persistent_workers", None)
+    return DataLoader(
+        NotebookDataset(data, transform),
+        batch_size=cfg.run.batch_size,
+        shuffle=True,
+        drop_last=True,
+        pin_memory=on_cuda,
+        **kwargs,
+    )
+
+
+def harness_source(
+    path: str, cfg: TrainConfig, data: ImageSet, step: TrainStep, device: torch.device
+) -> Iterable:
+    """The batches of the model-only, gpu and cpu paths (those that use wrn/train.py's step)."""
+    on_cuda = device.type == "cuda"
+    batch_size = cfg.run.batch_size
+    if path == "model-only":
+        generator = torch.Generator(device=device).manual_seed(0)
+        fixed = [
+            (
+                torch.randn(batch_size, 3, 32, 32, device=device, generator=generator),
+                torch.randint(100, (batch_size,), device=device, generator=generator),
+            )
+            for _ in range(2)
+        ]
+        if step.memory_format is not None:
+            fixed = [(x.contiguous(memory_format=step.memory_format), y) for x, y in fixed]
+        return fixed
+    augmentation = cfg.data.augmentation
+    if path == "gpu":
+        return GpuBatches(data, device, batch_size, True, augmentation, cfg.run.seed, on_cuda)
+    return make_loader(
+        data,
+        build_transform(augmentation, train=True),
+        batch_size,
+        train=True,
+        workers=cfg.data.workers,
+        seed=cfg.run.seed,
+        pin_memory=on_cuda,
+    )
+
+
+def path_row(
+    path: str, model: str, cfg: TrainConfig, settings: Settings, workers: int | None
+) -> dict[str, Any]:
+    """A row's description: what ran, before anything is measured."""
+    on_cuda = settings.device.type == "cuda"
+    baseline = path == "seed-baseline"
+    return {
+        "model": model,
+        "path": path,
+        "augmentation": None if path == "model-only" else cfg.data.augmentation,
+        "depth": cfg.model.depth,
+        "width": cfg.model.width,
+        "batch_size": cfg.run.batch_size,
+        "grad_accum": cfg.optim.grad_accum,
+        "quick": settings.quick,
+        "precision": "bf16" if on_cuda and cfg.run.bf16 and not baseline else "fp32",
+        "channels_last": on_cuda and cfg.run.channels_last and not baseline,
+        "compile": settings.compile and not baseline,
+        "workers": workers,
+    }
 
 
 def run_path(
@@ -105,72 +178,23 @@ def run_path(
     """Build the path's data source and step, measure them, free them; one result row."""
     device = settings.device
     on_cuda = device.type == "cuda"
-    batch_size = cfg.run.batch_size
-    augmentation = cfg.data.augmentation
     free_memory(device)
     if on_cuda:
         torch.cuda.reset_peak_memory_stats(device)
-    workers: int | None = None
-    source: Iterable | None = None
+    step: Step
     if path == "seed-baseline":
-        step: Callable[[torch.Tensor, torch.Tensor], bool] = NotebookStep(cfg, device)
-        transform = (
-            AlbumentationsCall()
-            if augmentation == "albumentations"
-            else TorchvisionTransform(randaugment_pipeline())
-        )
-        loader_kwargs = dict(NOTEBOOK_LOADERS[model])
-        workers = min(loader_kwargs["num_workers"], cpu_cores())
-        loader_kwargs["num_workers"] = workers
-        if workers == 0:
-            loader_kwargs.pop("prefetch_factor", None)
-            loader_kwargs.pop("persistent_workers", None)
-        source = DataLoader(
-            NotebookDataset(data, transform),
-            batch_size=batch_size,
-            shuffle=True,
-            drop_last=True,
-            pin_memory=on_cuda,
-            **loader_kwargs,
-        )
-        batches = endless(source)
+        step = NotebookStep(cfg, device)
+        source: Iterable = notebook_loader(model, cfg, data, on_cuda)
+        workers: int | None = source.num_workers
     else:
         # never reaches the schedule's end: only the per-step cost matters here
         step = TrainStep(cfg.replace(compile=settings.compile), device, total_steps=10**7)
-        if path == "model-only":
-            generator = torch.Generator(device=device).manual_seed(0)
-            fixed = [
-                (
-                    torch.randn(batch_size, 3, 32, 32, device=device, generator=generator),
-                    torch.randint(100, (batch_size,), device=device, generator=generator),
-                )
-                for _ in range(2)
-            ]
-            if step.memory_format is not None:
-                fixed = [(x.contiguous(memory_format=step.memory_format), y) for x, y in fixed]
-            batches = endless(fixed)
-        elif path == "gpu":
-            source = GpuBatches(
-                data, device, batch_size, True, augmentation, cfg.run.seed, channels_last=on_cuda
-            )
-            batches = endless(source)
-        else:
-            workers = cfg.data.workers
-            source = make_loader(
-                data,
-                build_transform(augmentation, train=True),
-                batch_size,
-                train=True,
-                workers=workers,
-                seed=cfg.run.seed,
-                pin_memory=on_cuda,
-            )
-            batches = endless(source)
-    result = measure(step, batches, batch_size, settings)
-    baseline = path == "seed-baseline"
+        source = harness_source(path, cfg, data, step, device)
+        workers = cfg.data.workers if path.startswith("cpu-") else None
+    batches: Iterator = endless(source)
+    result = measure(step, batches, cfg.run.batch_size, settings)
     row = {
-        "model": model,
-        "path": path,
+        **path_row(path, model, cfg, settings, workers),
         "images_per_s": result.pop("images_per_s"),
         "s_per_epoch": result.pop("s_per_epoch"),
         "mfu": None,
@@ -178,16 +202,6 @@ def run_path(
         if on_cuda
         else None,
         "gpu_idle_frac": result.pop("gpu_idle_frac"),
-        "augmentation": None if path == "model-only" else augmentation,
-        "depth": cfg.model.depth,
-        "width": cfg.model.width,
-        "batch_size": batch_size,
-        "grad_accum": cfg.optim.grad_accum,
-        "quick": settings.quick,
-        "precision": "bf16" if on_cuda and cfg.run.bf16 and not baseline else "fp32",
-        "channels_last": on_cuda and cfg.run.channels_last and not baseline,
-        "compile": settings.compile and not baseline,
-        "workers": workers,
         **result,
         "train_gflops_per_image": 3 * flops_per_image / 1e9,  # forward + backward
     }
@@ -195,42 +209,13 @@ def run_path(
     del step, batches, source  # DataLoader workers stop with their loader
     free_memory(device)
     return row
-
-
-def warm_up_libraries(device: torch.device) -> None:
-    """One tiny training step, so that no trial start below pays the process's one-time costs
-    (cuDNN/cuBLAS loading, CUDA context); each still autotunes its own shapes."""
-    cfg = TrainConfig.from_flat({"depth": 10, "width": 1, "device": device.type})
-    step = TrainStep(cfg, device, total_steps=10**7)
-    images = torch.randn(8, 3, 32, 32, device=device)
-    step(images, torch.zeros(8, dtype=torch.long, device=device))
-    synchronize(device)
-    del step, images
-    free_memory(device)
-
-
-def start_to_first_step(
-    cfg: TrainConfig, data: ImageSet, settings: Settings
-) -> tuple[float, TrainStep, GpuBatches]:
-    """Seconds from building the model and the GPU data to the first optimiser step's end."""
-    device = settings.device
-    synchronize(device)
-    start = time.perf_counter()
-    step = TrainStep(cfg.replace(compile=settings.compile), device, total_steps=10**7)
-    source = GpuBatches(
-        data,
-        device,
-        cfg.run.batch_size,
-        True,
-        cfg.data.augmentation,
-        cfg.run.seed,
-        channels_last=device.type == "cuda",
-    )
-    batches = endless(source)
-    while not step(*next(batches)):
-        pass
-    synchronize(device)
-    return time.perf_counter() - start, step, source
+def failed_row(
+    path: str, model: str, cfg: TrainConfig, settings: Settings, error: BaseException
+) -> dict[str, Any]:
+    """The row of a path that raised: its description, no figures, the error in one line."""
+    message = f"{type(error).__name__}: {error}".strip().splitlines()[0][:300]
+    empty = dict.fromkeys(("images_per_s", "s_per_epoch", "mfu", "peak_mem_gib", "gpu_idle_frac"))
+    return {**path_row(path, model, cfg, settings, None), **empty, "error": message}
 
 
 def measure_model(
@@ -241,100 +226,46 @@ def measure_model(
     paths: Sequence[str] | None = None,
     on_row: Callable[[dict[str, Any]], None] | None = None,
     time_start: bool = True,
-) -> tuple[list[dict[str, Any]], float | None]:
-    """One recipe's rows (by default every path) and its trial start to first step (s).
+) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """One recipe's rows (by default every path) and its trial start (:func:`trial_start`, or
+    ``{"error": ...}``; None with ``time_start=False``).
 
     ``paths`` may name ``cpu`` for the recipe's ``cpu-<augmentation>`` path; ``on_row`` gets
-    each row as soon as it is measured; ``time_start=False`` skips the trial start (None).
+    each row as soon as it is measured. A path or trial start that raises is recorded as
+    such (:func:`failed_row`) and the rest still run: one missing library loses one row.
     """
     cfg = recipe(model, settings)
     if settings.images < cfg.run.batch_size:
         # the notebook loader drops the last partial batch: it needs one full batch
         raise SystemExit(f"--images must be >= the batch size {cfg.run.batch_size}")
     flops = forward_flops(WideResNet.from_config(cfg.model))
-    seconds = None
+    start = None
     if time_start:
-        # a new trial's start: its shapes not yet autotuned (or compiled), the process warm
-        seconds, step, source = start_to_first_step(cfg, data, settings)
-        del step, source
-        free_memory(settings.device)
+        try:
+            start = trial_start(cfg, data, settings)
+        except Exception as e:  # recorded: the rows below still run
+            start = {"error": failed_row("gpu", model, cfg, settings, e)["error"]}
+            free_memory(settings.device)
     cpu_path = f"cpu-{cfg.data.augmentation}"
     wanted = paths if paths is not None else ("model-only", "gpu", cpu_path, "seed-baseline")
     rows = []
     for path in wanted:
         path = cpu_path if path == "cpu" else path
-        row = run_path(path, model, cfg, data, settings, flops, peak_flops)
+        try:
+            row = run_path(path, model, cfg, data, settings, flops, peak_flops)
+        except Exception as e:  # recorded on the row; the other paths still run
+            free_memory(settings.device)
+            row = failed_row(path, model, cfg, settings, e)
         rows.append(row)
-        print(
-            f"{model:9s} {path:22s} {row['images_per_s']:10.1f} images/s "
-            f"{row['s_per_epoch']:8.1f} s/epoch",
-            flush=True,
+        figures = (
+            f"{row['images_per_s']:10.1f} images/s {row['s_per_epoch']:8.1f} s/epoch"
+            if row.get("error") is None
+            else f"error: {row['error']}"
         )
+        print(f"{model:9s} {path:22s} {figures}", flush=True)
         if on_row is not None:
             on_row(row)
-    return rows, seconds
-
-
-def _process_rss_gib() -> float:
-    """Resident memory of this process (GiB), from /proc (Linux); 0.0 where unreadable."""
-    try:
-        pages = int(Path("/proc/self/statm").read_text().split()[1])
-    except (OSError, IndexError, ValueError):
-        return 0.0
-    return pages * os.sysconf("SC_PAGE_SIZE") / BYTES_PER_GIB
-
-
-# a leaked WRN-28-10 alone is 139 MiB of weights: 1 MiB of growth in what stays allocated, or
-# 16 MiB in the peak (cuDNN may pick workspaces of other sizes per trial), is far below one
-FLAT_ALLOCATED_MIB = 1.0
-FLAT_PEAK_MIB = 16.0
-# on CPU the measure is the process's resident memory, which the allocator's caching moves by
-# tens of MiB: only a growth of several models' size would be a leak
-FLAT_RSS_MIB = 256.0
-
-
-def memory_check(cfg: TrainConfig, data: ImageSet, settings: Settings) -> dict[str, Any]:
-    """Memory after, and peak during, each of N consecutive mini trials (build, steps, free).
-
-    On CUDA: memory still allocated after each trial and each trial's peak allocation. On CPU
-    (only to exercise the code): the process's resident memory after each trial, as both.
-    """
-    device = settings.device
-    on_cuda = device.type == "cuda"
-    allocated, peaks = [], []
-    for _ in range(settings.trials):
-        if on_cuda:
-            torch.cuda.reset_peak_memory_stats(device)
-        _, step, source = start_to_first_step(cfg, data, settings)
-        batches = endless(source)
-        for _ in range(2 * cfg.optim.grad_accum):
-            step(*next(batches))
-        synchronize(device)
-        del step, source, batches
-        free_memory(device)
-        if on_cuda:
-            allocated.append(torch.cuda.memory_allocated(device) / BYTES_PER_GIB)
-            peaks.append(torch.cuda.max_memory_allocated(device) / BYTES_PER_GIB)
-        else:
-            allocated.append(_process_rss_gib())
-            peaks.append(allocated[-1])
-    growth_mib = (allocated[-1] - allocated[0]) * 1024
-    # a leak raises every later peak; the first trial's may be the highest (autotuning)
-    peak_growth_mib = (peaks[-1] - min(peaks)) * 1024
-    if on_cuda:
-        flat = growth_mib < FLAT_ALLOCATED_MIB and peak_growth_mib < FLAT_PEAK_MIB
-    else:
-        flat = growth_mib < FLAT_RSS_MIB
-    return {
-        "model": f"WRN-{cfg.model.depth}-{cfg.model.width}",
-        "trials": settings.trials,
-        "measure": "cuda_allocated" if on_cuda else "process_rss",
-        "allocated_gib": allocated,
-        "peak_gib": peaks,
-        "growth_mib": growth_mib,
-        "peak_growth_mib": peak_growth_mib,
-        "flat": bool(flat),
-    }
+    return rows, start
 
 
 # -------------------------------------------------------------------------------- main
@@ -393,15 +324,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     warm_up_libraries(device)
 
     rows: list[dict[str, Any]] = []
-    first_step: dict[str, float] = {}
+    trials: dict[str, Any] = {"trial_start_s": {}, "process_warmup_s": {}, "errors": {}}
     for model in settings.models:
-        model_rows, seconds = measure_model(model, settings, data, peak)
+        model_rows, start = measure_model(model, settings, data, peak)
         rows += model_rows
-        first_step[model] = seconds if seconds is not None else math.nan
+        for key, value in (start or {}).items():  # trial_start_s, process_warmup_s or error
+            trials["errors" if key == "error" else key][model] = value
 
-    memory = None
+    trials["memory"] = None
     if device.type == "cuda":
-        memory = memory_check(recipe(settings.models[0], settings), data, settings)
+        trials["memory"] = memory_check(recipe(settings.models[0], settings), data, settings)
     report = {
         "device": device_name(device),
         "device_type": device.type,
@@ -415,7 +347,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "peak_tflops": peak / 1e12,
         "peak_dtype": peak_dtype,
         "rows": rows,
-        "trials": {"start_to_first_step_s": first_step, "memory": memory},
+        "trials": trials,
     }
     json_path, md_path = write_report(report, args.out)
     print(f"wrote {json_path} and {md_path}")

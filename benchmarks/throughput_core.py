@@ -358,14 +358,18 @@ def markdown(report: dict[str, Any]) -> str:
         batch = f"{row['batch_size']}" + (f"x{row['grad_accum']}" if row["grad_accum"] > 1 else "")
         lines.append(
             f"| {row['model']} | {net} | {batch} | {row['path']} | {row['augmentation'] or '–'} "
-            f"| {row['precision']} | {row['images_per_s']:,.0f} | {row['s_per_epoch']:,.1f} "
-            f"| {_fmt(row['mfu'], '.1%')} | {_fmt(row['peak_mem_gib'], '.2f')} "
-            f"| {_fmt(row['gpu_idle_frac'], '.1%')} |"
+            f"| {row['precision']} | {_fmt(row['images_per_s'], ',.0f')} "
+            f"| {_fmt(row['s_per_epoch'], ',.1f')} | {_fmt(row['mfu'], '.1%')} "
+            f"| {_fmt(row['peak_mem_gib'], '.2f')} | {_fmt(row['gpu_idle_frac'], '.1%')} |"
         )
+    failed = [row for row in report["rows"] if row.get("error")]
+    lines += [f"- {row['model']} {row['path']}: {row['error']}" for row in failed]
     trials = report["trials"]
-    lines += ["", "Trial start to first optimiser step (gpu path):"]
-    for model, seconds in trials["start_to_first_step_s"].items():
-        lines.append(f"- {model}: {seconds:.2f} s")
+    lines += ["", "Trial start to first optimiser step (gpu path; a later trial of the process):"]
+    for model, seconds in trials["trial_start_s"].items():
+        warmup = trials["process_warmup_s"].get(model)
+        lines.append(f"- {model}: {seconds:.2f} s (the process's first: +{_fmt(warmup, '.2f')} s)")
+    lines += [f"- {model}: {error}" for model, error in trials["errors"].items()]
     memory = trials["memory"]
     if memory is None:
         lines.append("\nMemory check over consecutive trials: CUDA only.")

@@ -143,6 +143,20 @@ def test_writers_name_the_files_and_show_every_target(tmp_path: Path) -> None:
     assert not list(tmp_path.glob("results/*.tmp"))
 
 
+def test_failed_rows_and_starts_are_listed_and_lose_only_their_targets(tmp_path: Path) -> None:
+    report = fake_report(trial_start_errors={"light": "RuntimeError: CUDA error"})
+    baseline = report["throughput"][2]
+    baseline.update(images_per_s=None, mfu=None, error="ImportError: no albumentations")
+    checks = by_name(report)
+    assert checks["wrn28_10_vs_seed"]["passed"] is None  # not measured, not failed
+    assert checks["wrn28_10_images_per_s"]["passed"] is True
+    _, md_path = write_report(report, tmp_path)
+    table = md_path.read_text()
+    assert "| wrn28_10 | – | seed-baseline | error |" in table
+    assert "`throughput wrn28_10 seed-baseline`: ImportError: no albumentations" in table
+    assert "`trial start light`: RuntimeError: CUDA error" in table
+
+
 def test_merge_appends_throughput_rows_and_sets_other_keys() -> None:
     report = fake_report()
     merge(report, {"throughput": [{"model": "light", "path": "model-only+compile"}]})

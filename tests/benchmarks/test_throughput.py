@@ -3,7 +3,9 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.throughput import forward_flops, idle_fraction, main, slug
+from benchmarks import acceptance_parts, throughput, throughput_trials
+from benchmarks.throughput import main
+from benchmarks.throughput_core import forward_flops, idle_fraction, slug
 from wrn.model import WideResNet
 
 PATHS = ["model-only", "gpu", "cpu-albumentations", "seed-baseline"]
@@ -47,8 +49,8 @@ def test_quick_cpu_run_writes_json_and_markdown(tmp_path: Path) -> None:
         assert row["images_per_s"] > 0 and row["mfu"] > 0
         assert row["peak_mem_gib"] is None and row["gpu_idle_frac"] is None  # CPU
     trials = report["trials"]
-    assert set(trials["start_to_first_step_s"]) == {"wrn28_10", "light"}
-    assert trials["memory"] is None  # CUDA only
+    assert set(trials["trial_start_s"]) == set(trials["process_warmup_s"]) == {"wrn28_10", "light"}
+    assert trials["errors"] == {} and trials["memory"] is None  # memory: CUDA only
     table = json_path.with_suffix(".md").read_text()
     assert report["device"] in table and report["command"] in table
     assert table.count("| wrn28_10 |") == 4 and table.count("| light |") == 4
@@ -80,7 +82,9 @@ def test_idle_fraction_merges_overlapping_work() -> None:
 def test_memory_check_runs_on_cpu_with_resident_memory() -> None:
     import torch
 
-    from benchmarks.throughput import Settings, memory_check, recipe
+    from benchmarks.throughput import recipe
+    from benchmarks.throughput_core import Settings
+    from benchmarks.throughput_trials import memory_check
     from wrn.data import make_synthetic
 
     settings = Settings(
@@ -101,3 +105,66 @@ def test_memory_check_runs_on_cpu_with_resident_memory() -> None:
     assert len(memory["allocated_gib"]) == len(memory["peak_gib"]) == 2
     assert all(v > 0 for v in memory["allocated_gib"])
     assert isinstance(memory["flat"], bool)
+
+
+def test_trial_start_is_a_later_trials_and_the_first_ones_extra_is_the_process_warmup(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # the process's first trial carries the augmentation's compile and cuDNN autotuning
+    took = iter([7.5, 1.25])
+    monkeypatch.setattr(
+        throughput_trials, "start_to_first_step", lambda *a: (next(took), object(), object())
+    )
+    start = throughput_trials.trial_start(None, None, quick_settings())  # type: ignore[arg-type]
+    assert start == {"trial_start_s": 1.25, "process_warmup_s": 6.25}
+
+
+def quick_settings(**changes: object) -> "throughput.Settings":
+    import torch
+
+    values = {
+        "device": torch.device("cpu"), "quick": True, "compile": False, "steps": 1, "warmup": 0,
+        "images": 32, "trials": 1, "profile_steps": 0, "models": ("wrn28_10", "light"),
+        "batch_size": 16,
+    }  # fmt: skip
+    return throughput.Settings(**{**values, **changes})
+
+
+def test_one_failing_row_or_start_loses_only_itself(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The acceptance run's throughput part: a seed-baseline row that cannot import its
+    augmentation library and one model's failing trial start leave every other row, start
+    and target in place, each failure recorded where it happened."""
+
+    def run_path(path: str, model: str, *args: object) -> dict:
+        if path == "seed-baseline":
+            raise ImportError("No module named 'albumentations'")
+        figures = {"images_per_s": 100.0, "s_per_epoch": 450.0, "mfu": 0.1}
+        return {"model": model, "path": path, **figures, "compile": False}
+
+    def trial_start(cfg, data, settings) -> dict:
+        if cfg.model.width == 2:  # light's stand-in, WRN-10-2
+            raise RuntimeError("CUDA error: out of memory\nmore lines")
+        return {"trial_start_s": 0.5, "process_warmup_s": 2.0}
+
+    monkeypatch.setattr(throughput, "run_path", run_path)
+    monkeypatch.setattr(throughput, "trial_start", trial_start)
+    emitted: dict = {}
+    opts = acceptance_parts.Options(torch_device("cpu"), quick=True)
+    acceptance_parts.throughput_part(opts, emitted.update)
+    rows = {(r["model"], r["path"]): r for r in emitted["throughput"]}
+    paths = acceptance_parts.EAGER_PATHS
+    assert set(rows) == {(m, p) for m in ("wrn28_10", "light") for p in paths}
+    assert rows["light", "gpu"]["images_per_s"] == 100.0  # after wrn28_10's failed row
+    for model in ("wrn28_10", "light"):
+        failed = rows[model, "seed-baseline"]
+        assert failed["images_per_s"] is None and failed["depth"] == 10
+        assert failed["error"] == "ImportError: No module named 'albumentations'"
+    assert emitted["trial_start_s"] == {"wrn28_10": 0.5}
+    assert emitted["process_warmup_s"] == {"wrn28_10": 2.0}
+    assert emitted["trial_start_errors"] == {"light": "RuntimeError: CUDA error: out of memory"}
+
+
+def torch_device(name: str) -> "object":
+    import torch
+
+    return torch.device(name)
