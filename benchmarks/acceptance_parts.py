@@ -28,6 +28,7 @@ from benchmarks.throughput_trials import memory_check, warm_up_libraries
 from search_spaces.loader import load_space
 from wrn.config import TrainConfig
 from wrn.data import CIFAR100_DIR, Splits, load_cifar100, make_synthetic
+from wrn.network import network_name
 from wrn.train import train
 
 Emit = Callable[[dict[str, Any]], None]
@@ -197,7 +198,7 @@ def checkpoint_part(opts: Options, emit: Emit) -> None:
         {
             "checkpoint_overhead_frac": frac,
             "checkpoint_overhead": {
-                "model": f"WRN-{cfg.model.depth}-{cfg.model.width}",
+                "model": network_name(cfg.model.depth, cfg.model.width),
                 "epochs": epochs,
                 "train_images": n_train,
                 "eval_images": n_eval,
@@ -364,7 +365,7 @@ def real_data_part(opts: Options, emit: Emit) -> None:
         counts = fashion_to_cifar(src, Path(tmp), n_train, n_test)
         train_set, test_set = load_cifar100(tmp, download=False)  # the project's own reader
     splits = Splits(train_set, test_set, "test", cfg.model.num_classes)
-    net = f"WRN-{cfg.model.depth}-{cfg.model.width}"
+    net = network_name(cfg.model.depth, cfg.model.width)
     result: dict[str, Any] = {
         "dataset": "fashion-mnist",
         "model": net,

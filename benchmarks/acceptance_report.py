@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.throughput_core import slug
+from wrn.network import network_name
 
 REPORT_KEYS = (
     "throughput",
@@ -203,7 +204,7 @@ def markdown(report: dict[str, Any]) -> str:
         "| --- | --- | --- | ---: | ---: | ---: | ---: |",
     ]
     for row in report.get("throughput") or []:
-        net = f"WRN-{row['depth']}-{row['width']}" if row.get("depth") else "–"
+        net = network_name(row["depth"], row["width"]) if row.get("depth") else "–"
         gb = row.get("peak_mem_gb")
         speed = "error" if row.get("error") else _num(row.get("images_per_s"))
         lines.append(

@@ -25,6 +25,7 @@ from wrn.config import TrainConfig
 from wrn.data import ImageSet
 from wrn.mixing import mix_batch
 from wrn.model import WideResNet
+from wrn.network import network_name
 
 EPOCH_IMAGES = 45_000  # a search trial's training split: 50,000 minus the 5,000 validation
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -354,7 +355,7 @@ def markdown(report: dict[str, Any]) -> str:
         "| --- | --- | --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for row in report["rows"]:
-        net = f"WRN-{row['depth']}-{row['width']}"
+        net = network_name(row["depth"], row["width"])
         batch = f"{row['batch_size']}" + (f"x{row['grad_accum']}" if row["grad_accum"] > 1 else "")
         lines.append(
             f"| {row['model']} | {net} | {batch} | {row['path']} | {row['augmentation'] or '–'} "

@@ -20,6 +20,7 @@ from benchmarks.throughput_core import (
 from wrn.config import TrainConfig
 from wrn.data import ImageSet
 from wrn.gpu_data import GpuBatches
+from wrn.network import network_name
 from wrn.step import TrainStep
 
 
@@ -125,7 +126,7 @@ def memory_check(cfg: TrainConfig, data: ImageSet, settings: Settings) -> dict[s
     else:
         flat = growth_mib < FLAT_RSS_MIB
     return {
-        "model": f"WRN-{cfg.model.depth}-{cfg.model.width}",
+        "model": network_name(cfg.model.depth, cfg.model.width),
         "trials": settings.trials,
         "measure": "cuda_allocated" if on_cuda else "process_rss",
         "allocated_gib": allocated,
