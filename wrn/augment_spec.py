@@ -30,6 +30,7 @@ def check_aug_fill(fill: str) -> None:
     if fill not in AUG_FILLS:
         raise ValueError(f"unknown aug_fill {fill!r} (known: {', '.join(AUG_FILLS)})")
 
+
 # per channel (R, G, B), on the 0..1 scale
 CIFAR100_MEAN = (0.5071, 0.4867, 0.4408)
 CIFAR100_STD = (0.2675, 0.2565, 0.2761)
