@@ -306,37 +306,41 @@ def key_kind(key: str) -> tuple[type, tuple[Any, ...] | None]:
     return hint, None
 
 
+def _to_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "1", "yes", "on"):
+        return True
+    if isinstance(value, str) and value.lower() in ("false", "0", "no", "off"):
+        return False
+    raise ValueError
+
+
+def _to_int(value: Any) -> int:
+    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+        raise ValueError
+    return int(value)
+
+
+def _to_float(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError
+    result = float(value)
+    if not math.isfinite(result):
+        raise ValueError
+    return result
+
+
+_CONVERT: dict[type, Any] = {bool: _to_bool, int: _to_int, float: _to_float, str: str}
+
+
 def coerce(key: str, value: Any) -> Any:
     """Convert a value (possibly a string from the command line) to ``key``'s type."""
     if key not in KEY_TYPES:
         raise ConfigError(unknown_key_message(key))
     kind, choices = key_kind(key)
     try:
-        if kind is bool:
-            if isinstance(value, bool):
-                result: Any = value
-            elif isinstance(value, str) and value.lower() in ("true", "1", "yes", "on"):
-                result = True
-            elif isinstance(value, str) and value.lower() in ("false", "0", "no", "off"):
-                result = False
-            else:
-                raise ValueError
-        elif kind is int:
-            if isinstance(value, bool):
-                raise ValueError
-            if isinstance(value, float):
-                if not value.is_integer():
-                    raise ValueError
-                value = int(value)
-            result = int(value)
-        elif kind is float:
-            if isinstance(value, bool):
-                raise ValueError
-            result = float(value)
-            if not math.isfinite(result):
-                raise ValueError
-        else:
-            result = str(value)
+        result = _CONVERT[kind](value)
     except (TypeError, ValueError):
         raise ConfigError(f"{key}: expected {kind.__name__}, got {value!r}") from None
     if choices is not None and result not in choices:
