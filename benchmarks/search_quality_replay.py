@@ -23,11 +23,37 @@ from optuna.pruners import BasePruner, NopPruner
 from benchmarks.search_quality import TABLE_KIND, UsageError, _write_json, result_paths
 from study.pruning import (
     EXTRA_WAIT_FRAC,
+    HYPERBAND_REDUCTION,
+    GuardedHyperbandPruner,
+    GuardedMedianPruner,
     build_pruner,
     default_wait_epochs,
-    legacy_pruner,
     peak_epoch,
 )
+
+
+def legacy_first_epoch(epochs: int) -> int:
+    """The first epoch the old default median judged (a sixth of the run, at least 2)."""
+    return 1 + max(1, epochs // 6)
+
+
+def legacy_pruner(kind: str, *, epochs: int, startup_trials: int = 5) -> BasePruner:
+    """The pruners before schedule-aware pruning, for the replay to compare against: median
+    from :func:`legacy_first_epoch` and Hyperband with ``min_resource=1``."""
+    if kind == "median":
+        return GuardedMedianPruner(
+            final_epoch=epochs,
+            n_startup_trials=startup_trials,
+            n_warmup_steps=legacy_first_epoch(epochs),
+        )
+    if kind == "hyperband":
+        return GuardedHyperbandPruner(
+            final_epoch=epochs,
+            min_resource=1,
+            max_resource=epochs,
+            reduction_factor=HYPERBAND_REDUCTION,
+        )
+    raise ValueError(f"no legacy pruner {kind!r} (median, hyperband)")
 
 
 @dataclass(frozen=True)
@@ -57,7 +83,7 @@ def candidates(epochs: int, warmup_frac: float, startup_trials: int) -> list[Can
     with each possible first epoch from the LR peak on (to choose the extra wait)."""
     first = default_wait_epochs(epochs, warmup_frac) + 1  # the default's first judged epoch
     peak = peak_epoch(epochs, warmup_frac)
-    old_first = 1 + max(1, epochs // 6)
+    old_first = legacy_first_epoch(epochs)
 
     def built(kind: str, warmup: int | None = None) -> Callable[[], BasePruner]:
         return lambda: build_pruner(

@@ -9,12 +9,12 @@ import optuna
 import pytest
 from optuna.pruners import BasePruner, HyperbandPruner
 
+from benchmarks.search_quality_replay import legacy_pruner
 from study.pruning import (
     PRUNERS,
     build_pruner,
     default_wait_epochs,
     describe_default,
-    legacy_pruner,
     peak_epoch,
 )
 
