@@ -170,37 +170,57 @@ def read_ends(job: AblationJob, source: optuna.Study, settings: SearchSettings) 
     return Ends(recipe, best, best_cfg, run_values)
 
 
+@dataclass(frozen=True)
+class Base:
+    """What the ablation varies from, and where its path goes."""
+
+    cfg: TrainConfig
+    trial: int | None  # the search trial it is (None: the recipe)
+    target: TrainConfig | None  # the path's end
+    target_trial: int | None
+    seeds: tuple[int, ...] = ()  # seeds an earlier run of this ablation recorded
+
+
+def choose_base(job: AblationJob, retrain: Retrain, ends: Ends, progress: Progress) -> Base:
+    """The base ``--base`` asks for; a resumed ablation keeps its recorded base (even if the
+    search has found a better trial since) and its path target."""
+    from study.ablation.plan import make_config
+
+    number = None if ends.best is None else ends.best.number
+    recipe = job.base == "recipe"
+    cfg = ends.recipe if recipe else ends.best_cfg
+    assert cfg is not None
+    chosen = Base(cfg, None if recipe else number, ends.best_cfg, number)
+    if not retrain.recorded():
+        return chosen
+    recorded = resumed(job, retrain, ends.run_values)
+    if job.base == "best" and number is not None and number != recorded.base_trial:
+        progress.message(
+            f"note: {job.retrain.study_name!r}'s best is now trial {number}; this ablation "
+            f"keeps its base, trial {recorded.base_trial} ({restart_hint(job)})"
+        )
+    target, target_trial = chosen.target, chosen.target_trial
+    if job.path and recorded.path_target:
+        target = make_config({**recorded.path_target, **ends.run_values}, "the path target")
+        target_trial = recorded.path_target_trial
+    cfg = make_config({**recorded.base_config, **ends.run_values}, "the recorded base")
+    return Base(cfg, recorded.base_trial, target, target_trial, tuple(recorded.seeds))
+
+
 def make_plan(job: AblationJob, retrain: Retrain, progress: Progress) -> Plan:
-    """The ablation's runs, from the search's settings and best trial (a resumed ablation keeps
-    its recorded base and path target); UsageError if they cannot be planned."""
-    from study.ablation.plan import config_diff, make_config, param_distributions, plan_variants
+    """The ablation's runs, from the search's settings and best trial; UsageError if they
+    cannot be planned."""
+    from study.ablation.plan import config_diff, param_distributions, plan_variants
 
     settings = search_settings(retrain.source)
     ends = read_ends(job, retrain.source, settings)
-    best, target, values = ends.best, ends.best_cfg, ends.run_values
-    base = ends.recipe if job.base == "recipe" else target
-    base_trial = None if job.base == "recipe" or best is None else best.number
-    target_trial = None if best is None else best.number
-    recorded = resumed(job, retrain, values) if retrain.recorded() else None
-    if recorded is not None:
-        # a resumed ablation keeps its base, even if the study has found a better trial since
-        base = make_config({**recorded.base_config, **values}, "the recorded base")
-        base_trial = recorded.base_trial
-        if job.base == "best" and best is not None and best.number != base_trial:
-            progress.message(
-                f"note: {job.retrain.study_name!r}'s best is now trial {best.number}; this "
-                f"ablation keeps its base, trial {base_trial} ({restart_hint(job)})"
-            )
-        if job.path and recorded.path_target:
-            target = make_config({**recorded.path_target, **values}, "the path target")
-            target_trial = recorded.path_target_trial
-    assert base is not None
-    variants, skipped = plan_variants(base, settings.space.ablation)
+    base = choose_base(job, retrain, ends, progress)
+    variants, skipped = plan_variants(base.cfg, settings.space.ablation)
     path_keys: list[str] = []
     if job.path:
-        assert target is not None
+        assert base.target is not None
         order = list(settings.space.params)
-        path_keys = config_diff(ends.recipe.to_flat(), target.to_flat(), order)
+        path_keys = config_diff(ends.recipe.to_flat(), base.target.to_flat(), order)
         if not path_keys:
             raise UsageError(
                 f"--path: the best trial of {job.retrain.study_name!r} has the recipe's "
@@ -210,29 +230,23 @@ def make_plan(job: AblationJob, retrain: Retrain, progress: Progress) -> Plan:
     ablation = AblationSettings(
         source_study=job.retrain.study_name,
         base=job.base,
-        base_trial=base_trial,
-        base_config=base.to_flat(),
-        epochs=values["epochs"],
-        dataset=values["dataset"],
-        val_size=base.data.val_size,
+        base_trial=base.trial,
+        base_config=base.cfg.to_flat(),
+        epochs=ends.run_values["epochs"],
+        dataset=ends.run_values["dataset"],
+        val_size=base.cfg.data.val_size,
         factors=dict(settings.space.ablation),
         skipped=skipped,
-        seeds=sorted(set(seeds) | set(recorded.seeds if recorded else [])),
-        path_target=None if not job.path or target is None else target.to_flat(),
-        path_target_trial=target_trial if job.path else None,
+        seeds=sorted(set(seeds) | set(base.seeds)),
+        path_target=None if not job.path or base.target is None else base.target.to_flat(),
+        path_target_trial=base.target_trial if job.path else None,
     )
-    path_ends = [ends.recipe] if target is None else [ends.recipe, target]
+    path_ends = [ends.recipe] if base.target is None else [ends.recipe, base.target]
+    distributions = param_distributions(base.cfg, variants, path_ends, path_keys)
     return Plan(
-        ablation,
-        settings.seed,
-        seeds,
-        ends.recipe,
-        base,
-        target,
-        variants,
-        path_keys,
-        param_distributions(base, variants, path_ends, path_keys),
-    )
+        ablation, settings.seed, seeds, ends.recipe, base.cfg, base.target, variants,
+        path_keys, distributions,
+    )  # fmt: skip
 
 
 def restart_hint(job: AblationJob) -> str:

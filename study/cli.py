@@ -14,8 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-# UsageError: until report.py and reporting/ import it from study.errors
-from study.errors import StudyStoppedError, UsageError, UserError  # noqa: F401
+from study.errors import StudyStoppedError, UserError
 from study.jobs import RunFlags
 from study.storage import DEFAULT_STORAGE, StorageError, check_url, default_checkpoint_dir
 from wrn.config import DATASETS, DEVICES, SEED_LIMIT, DataConfig, RunConfig

@@ -6,7 +6,7 @@ Imports nothing heavy (no torch, no optuna): the commands build their job before
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -107,4 +107,3 @@ class AblationJob:
     retrain: RetrainJob
     base: str = "best"  # "best" or "recipe"
     path: bool = False  # also the ablation path from the recipe to the best
-    extra: dict[str, Any] = field(default_factory=dict)

@@ -129,19 +129,9 @@ def build_pruner(
     ``wait_epochs + 1``, which is also Hyperband's first rung (``min_resource``).
     ``startup_trials`` trials finish before median/percentile/patient prune any.
     """
-    if kind not in PRUNERS:
-        raise ValueError(f"unknown pruner {kind!r} (choose from {', '.join(PRUNERS)})")
-    _check_schedule(epochs, warmup_frac)
-    if startup_trials < 0:
-        raise ValueError(f"pruner startup trials must be >= 0, got {startup_trials}")
-    if wait_epochs is None:
-        wait_epochs = default_wait_epochs(epochs, warmup_frac)
-    elif wait_epochs < 0:
-        raise ValueError(f"pruner wait epochs must be >= 0, got {wait_epochs}")
+    first = _first_judged(kind, epochs, warmup_frac, startup_trials, wait_epochs)
     if kind == "none":
         return NopPruner()
-    # Optuna's n_warmup_steps: a step below it is never pruned, so the first judged epoch is it.
-    first = wait_epochs + 1
     if kind == "hyperband":
         return GuardedHyperbandPruner(
             final_epoch=epochs,
@@ -178,6 +168,23 @@ def legacy_pruner(kind: str, *, epochs: int, startup_trials: int = 5) -> BasePru
             reduction_factor=HYPERBAND_REDUCTION,
         )
     raise ValueError(f"no legacy pruner {kind!r} (median, hyperband)")
+
+
+def _first_judged(
+    kind: str, epochs: int, warmup_frac: float, startup_trials: int, wait_epochs: int | None
+) -> int:
+    """The first epoch the pruner may judge, after checking ``build_pruner``'s arguments."""
+    if kind not in PRUNERS:
+        raise ValueError(f"unknown pruner {kind!r} (choose from {', '.join(PRUNERS)})")
+    _check_schedule(epochs, warmup_frac)
+    if startup_trials < 0:
+        raise ValueError(f"pruner startup trials must be >= 0, got {startup_trials}")
+    if wait_epochs is None:
+        wait_epochs = default_wait_epochs(epochs, warmup_frac)
+    elif wait_epochs < 0:
+        raise ValueError(f"pruner wait epochs must be >= 0, got {wait_epochs}")
+    # Optuna's n_warmup_steps: a step below it is never pruned, so the first judged epoch is it.
+    return wait_epochs + 1
 
 
 def _check_schedule(epochs: int, warmup_frac: float) -> None:

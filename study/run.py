@@ -35,7 +35,14 @@ from study.errors import UsageError
 from study.jobs import PrunerChoice, SearchJob
 from study.progress import Progress
 from study.pruning import DEFAULT_PRUNER, PRUNERS
-from study.records import SearchSettings, StudyAttrs, mark_study, record_command, tally
+from study.records import (
+    SAMPLERS,
+    SearchSettings,
+    StudyAttrs,
+    mark_study,
+    record_command,
+    tally,
+)
 from study.storage import open_storage, redact, sqlite_path
 from wrn.config import SEED_LIMIT, ConfigError, DataConfig, TrainConfig, parse_assignments
 
@@ -46,7 +53,6 @@ if TYPE_CHECKING:
 WORKER_ENV = "WRN_STUDY_WORKER"  # set in the processes that --workers starts
 SAMPLER_SEED_ENV = "WRN_STUDY_SAMPLER_SEED"  # the parent's sampler seed, for its workers
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-SAMPLERS = ("tpe", "random")
 
 
 def build_parser() -> Parser:

@@ -126,36 +126,9 @@ def _prepare_sqlite(path: Path, create: bool, read_only: bool | None) -> bool:
     if path.is_dir():
         raise StorageError(f"{path}: is a directory, not a SQLite database")
     if not path.exists():
-        if not create:
-            raise StorageError(f"{path}: no such storage file")
-        if read_only:
-            raise StorageError(f"{path}: no such storage file to open read-only")
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise StorageError(f"{path.parent}: cannot create the folder ({e.strerror})") from None
-        if not _writable(path.parent):
-            raise StorageError(f"{path.parent}: folder is read-only, cannot create {path.name}")
-    else:
-        with path.open("rb") as f:
-            head = f.read(len(SQLITE_MAGIC))
-        if head and head != SQLITE_MAGIC:
-            raise StorageError(f"{path}: not a SQLite database")
-        tables = _tables(path) if head else set()
-        if tables and not tables >= _OPTUNA_TABLES:
-            raise StorageError(f"{path}: a SQLite database without Optuna's tables")
-        if not tables and not create:
-            raise StorageError(f"{path}: an empty SQLite file, no Optuna storage in it yet")
-        # WAL needs to write -wal and -shm files beside the database
-        writable = _writable(path) and _writable(path.parent)
-        if read_only is None:  # a command that may create a storage means to write to it
-            read_only = not writable and not create
-        if read_only:
-            if not tables:
-                raise StorageError(f"{path}: read-only and empty, no Optuna storage in it")
-            return True
-        if not writable:
-            raise StorageError(f"{path}: read-only (status and report can read it; this cannot)")
+        _check_new(path, create, read_only)
+    elif _check_existing(path, create, read_only):
+        return True
     # WAL lets readers (the dashboard, other workers) run while a trial writes; the mode is
     # stored in the file, so setting it once here holds for every later connection
     try:
@@ -167,6 +140,45 @@ def _prepare_sqlite(path: Path, create: bool, read_only: bool | None) -> bool:
             con.close()
     except sqlite3.DatabaseError as e:
         raise StorageError(f"{path}: not a usable SQLite database ({e})") from None
+    return False
+
+
+def _check_new(path: Path, create: bool, read_only: bool | None) -> None:
+    """A storage file to create: its folder made, and writable."""
+    if not create:
+        raise StorageError(f"{path}: no such storage file")
+    if read_only:
+        raise StorageError(f"{path}: no such storage file to open read-only")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise StorageError(f"{path.parent}: cannot create the folder ({e.strerror})") from None
+    if not _writable(path.parent):
+        raise StorageError(f"{path.parent}: folder is read-only, cannot create {path.name}")
+
+
+def _check_existing(path: Path, create: bool, read_only: bool | None) -> bool:
+    """An existing file is an Optuna storage (or empty, to be made one); True if it is to be
+    opened read-only."""
+    with path.open("rb") as f:
+        head = f.read(len(SQLITE_MAGIC))
+    if head and head != SQLITE_MAGIC:
+        raise StorageError(f"{path}: not a SQLite database")
+    tables = _tables(path) if head else set()
+    if tables and not tables >= _OPTUNA_TABLES:
+        raise StorageError(f"{path}: a SQLite database without Optuna's tables")
+    if not tables and not create:
+        raise StorageError(f"{path}: an empty SQLite file, no Optuna storage in it yet")
+    # WAL needs to write -wal and -shm files beside the database
+    writable = _writable(path) and _writable(path.parent)
+    if read_only is None:  # a command that may create a storage means to write to it
+        read_only = not writable and not create
+    if read_only:
+        if not tables:
+            raise StorageError(f"{path}: read-only and empty, no Optuna storage in it")
+        return True
+    if not writable:
+        raise StorageError(f"{path}: read-only (status and report can read it; this cannot)")
     return False
 
 

@@ -11,8 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from optuna.trial import FrozenTrial, TrialState
 
-from study.records import BASE_VARIANT as BASE
-from study.records import TrialAttrs, is_path_variant
+from study.records import BASE_VARIANT, TrialAttrs, is_path_variant
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -90,14 +89,14 @@ def values_by_variant(trials: Sequence[FrozenTrial]) -> dict[str, list[FrozenTri
 def compute_effects(trials: Sequence[FrozenTrial]) -> list[Effect]:
     """Base first, then each factor variant sorted by effect (the most harmful removal first)."""
     groups = values_by_variant(trials)
-    base = [t.value for t in groups.get(BASE, [])]
+    base = [t.value for t in groups.get(BASE_VARIANT, [])]
     effects = []
     for variant, group in groups.items():
         if is_path_variant(variant):
             continue
         values = tuple(float(t.value) for t in group)
         changed = group[-1].user_attrs.get(TrialAttrs.CHANGED, {})
-        if variant == BASE or not base:
+        if variant == BASE_VARIANT or not base:
             effects.append(Effect(variant, values, changed))
         else:
             effects.append(
@@ -111,7 +110,11 @@ def compute_effects(trials: Sequence[FrozenTrial]) -> list[Effect]:
             )
     return sorted(
         effects,
-        key=lambda e: (e.variant != BASE, e.diff if e.diff is not None else math.inf, e.variant),
+        key=lambda e: (
+            e.variant != BASE_VARIANT,
+            e.diff if e.diff is not None else math.inf,
+            e.variant,
+        ),
     )
 
 

@@ -96,39 +96,22 @@ def _claim_and_run(
     splits_for: Callable[[TrainConfig], Splits | None],
     life: Lifecycle,
 ) -> int | None:
-    # ask() hands out the oldest queued trial (a retry) or, with none, makes a fresh one
-    with warnings.catch_warnings():
-        # heartbeats are sent by Lifecycle.run_and_tell, as study.optimize would
-        warnings.simplefilter("ignore", UserWarning)
-        trial = study.ask()
-    key = trial.user_attrs.get(A.RUN_KEY)
+    """Take a queued retry or claim a run of ``todo``, train it and tell the study; the trial's
+    number, or None if another process took the last run meanwhile."""
+    trial, key = _ask(study, planned, todo)
     if key is None:
-        key = _claim(study, trial, todo)
-        if key is None:  # every run was claimed by another process meanwhile
-            trial.set_user_attr(A.PRUNED_REASON, "not run: another process took the last run")
-            study.tell(trial, state=TrialState.PRUNED)
-            return None
-        # a fresh trial's parameters are the run's, through a sampler that fixes them
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            study.sampler = optuna.samplers.PartialFixedSampler(
-                planned[key].params, optuna.samplers.RandomSampler()
-            )
+        return None
     run = planned.get(key)
-    if run is not None:  # the plan's tags, also on a retry whose inherited ones were changed
-        for name, value in run.attrs.items():
-            trial.set_user_attr(name, value)
-    elif A.CONFIG not in trial.user_attrs:  # a retry of something this plan cannot run
+    if run is None and A.CONFIG not in trial.user_attrs:  # a retry this plan cannot run
         trial.set_user_attr(A.FAIL_REASON, f"run {key!r} has no recorded config to resume")
         study.tell(trial, state=TrialState.FAIL)
         return trial.number
-    cfg = run.cfg if run else TrainConfig.from_flat(trial.user_attrs[A.CONFIG])
-    for name, dist in distributions.items():
-        if run is not None and name in run.params:
-            suggest(trial, name, dist)
-    # the display names the run by its key ("dropout/seed0"), with what the variant changed
-    changed = run.attrs.get(A.CHANGED) if run is not None else None
-    label = {"run": key, **({"changed": changed} if changed else {})}
+    cfg = TrainConfig.from_flat(trial.user_attrs[A.CONFIG]) if run is None else run.cfg
+    label: dict[str, Any] = {"run": key}  # the display names the run by its key ("dropout/seed0")
+    if run is not None:
+        _tag(trial, run, distributions)
+        if run.attrs.get(A.CHANGED):  # and with what the variant changed
+            label["changed"] = run.attrs[A.CHANGED]
 
     def train(trial: optuna.Trial) -> float:
         value = life.run(trial, cfg, splits_for(cfg), label=label)
@@ -137,6 +120,41 @@ def _claim_and_run(
         return value
 
     return life.run_and_tell(study, storage, trial, train).number
+
+
+def _ask(
+    study: optuna.Study, planned: dict[str, PlannedRun], todo: list[str]
+) -> tuple[optuna.Trial, str | None]:
+    """The oldest queued trial (a retry, with its run key) or, with none, a fresh one claiming
+    a run of ``todo`` (key None, and the trial pruned, if every run was claimed meanwhile)."""
+    with warnings.catch_warnings():
+        # heartbeats are sent by Lifecycle.run_and_tell, as study.optimize would
+        warnings.simplefilter("ignore", UserWarning)
+        trial = study.ask()
+    key = trial.user_attrs.get(A.RUN_KEY)
+    if key is not None:
+        return trial, key
+    key = _claim(study, trial, todo)
+    if key is None:  # every run was claimed by another process meanwhile
+        trial.set_user_attr(A.PRUNED_REASON, "not run: another process took the last run")
+        study.tell(trial, state=TrialState.PRUNED)
+        return trial, None
+    # a fresh trial's parameters are the run's, through a sampler that fixes them
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.sampler = optuna.samplers.PartialFixedSampler(
+            planned[key].params, optuna.samplers.RandomSampler()
+        )
+    return trial, key
+
+
+def _tag(trial: optuna.Trial, run: PlannedRun, distributions: dict[str, BaseDistribution]) -> None:
+    """The plan's tags (also on a retry whose inherited ones were changed) and parameters."""
+    for name, value in run.attrs.items():
+        trial.set_user_attr(name, value)
+    for name, dist in distributions.items():
+        if name in run.params:
+            suggest(trial, name, dist)
 
 
 def _claim(study: optuna.Study, trial: optuna.Trial, todo: list[str]) -> str | None:

@@ -64,6 +64,7 @@ from study.records.queries import (
 from study.records.settings import (
     BASE_VARIANT,
     PATH_START,
+    SAMPLERS,
     AblationSettings,
     PathStep,
     RerunRun,
@@ -85,6 +86,7 @@ __all__ = [
     "BASE_VARIANT",
     "COMMANDS_KEPT",
     "PATH_START",
+    "SAMPLERS",
     "STATE_NAMES",
     "AblationSettings",
     "Invocation",

@@ -14,7 +14,10 @@ from typing import Any
 import optuna
 
 from search_spaces import ParamSpec, SearchSpace
+from study.pruning import DEFAULT_PRUNER
 from study.records.keys import StudyAttrs, StudyKind, study_kind
+
+SAMPLERS = ("tpe", "random")  # the first is the default
 
 # -- a search -------------------------------------------------------------------------------
 
@@ -30,8 +33,8 @@ class SearchSettings:
     dataset: str
     val_size: int
     seed: int
-    pruner: str = "median"
-    sampler: str = "tpe"
+    pruner: str = DEFAULT_PRUNER
+    sampler: str = SAMPLERS[0]
     extra: dict[str, Any] = field(default_factory=dict)
 
     PINNED = ("space", "fixed", "epochs", "dataset", "val_size", "seed")

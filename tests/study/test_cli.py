@@ -6,8 +6,6 @@ import pytest
 from study import cli
 from study.cli import (
     Parser,
-    UsageError,
-    UserError,
     add_artifact_flag,
     add_checkpoint_flags,
     add_data_flags,
@@ -18,6 +16,7 @@ from study.cli import (
     seed_type,
     strip_rst,
 )
+from study.errors import UsageError, UserError
 
 
 def _parser() -> Parser:

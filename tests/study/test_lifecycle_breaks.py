@@ -317,3 +317,30 @@ def test_help_and_bad_flags_do_not_import_torch(module: str, flags: list[str]) -
     assert done.returncode in (0, 2), done.stderr
     assert "TORCH False" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_ctrl_c_anywhere_in_a_trial_queues_it_to_resume(capsys: pytest.CaptureFixture) -> None:
+    """The one run path (search and planned runs alike): an interrupt before any epoch, even
+    before training starts, leaves the trial failed as interrupted with a queued retry."""
+    from study.lifecycle import Lifecycle
+
+    storage = optuna.storages.InMemoryStorage()
+    study = optuna.create_study(storage=storage)
+    trial = study.ask()
+
+    def interrupted(trial: optuna.Trial) -> float:
+        raise KeyboardInterrupt  # e.g. while the trial's parameters are sampled
+
+    with pytest.raises(KeyboardInterrupt):
+        Lifecycle().run_and_tell(study, storage, trial, interrupted)
+    first, retry = study.get_trials()
+    assert (first.state, retry.state) == (FAIL, WAITING)
+    assert first.user_attrs["interrupted"] is True
+    assert "trial 0 had no finished epoch; queued to run again" in capsys.readouterr().err
+
+    def broken(trial: optuna.Trial) -> float:
+        raise AssertionError("a bug")
+
+    with pytest.raises(AssertionError):
+        Lifecycle().run_and_tell(study, storage, study.ask(), broken)
+    assert study.get_trials()[-1].state == FAIL  # told, not left RUNNING
