@@ -10,7 +10,6 @@ from __future__ import annotations
 import gzip
 import itertools
 import os
-import pickle
 import statistics
 import tempfile
 import time
@@ -27,7 +26,7 @@ from benchmarks import throughput_core as core
 from benchmarks.throughput_trials import memory_check, warm_up_libraries
 from search_spaces.loader import load_space
 from wrn.config import TrainConfig
-from wrn.data import CIFAR100_DIR, Splits, load_cifar100, make_synthetic
+from wrn.data import ImageSet, Splits, load_cifar100, make_synthetic, write_cifar100
 from wrn.network import network_name
 from wrn.train import train
 
@@ -39,7 +38,7 @@ EAGER_PATHS = ("model-only", "gpu", "seed-baseline")
 COMPILED_PATHS = ("gpu",)
 # where the four Fashion-MNIST .gz files are looked for when --fashion-gz is not given: the
 # git-ignored folder carried to the GPU machine, then Debian's dataset-fashion-mnist
-FASHION_GZ_DIRS = (ROOT / ".fashion", Path("/usr/share/datasets/fashion-mnist"))
+FASHION_GZ_DIRS = (ROOT / ".fashion-gz", Path("/usr/share/datasets/fashion-mnist"))
 FASHION_FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
     "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
@@ -309,9 +308,7 @@ def fashion_to_cifar(
     28x28 grey padded to 32x32 and copied to R, G and B; 100 declared classes (10 used); a
     subset is a fixed random sample (numpy seed 0). Returns the images written per split.
     """
-    out = out_dir / CIFAR100_DIR
-    out.mkdir(parents=True, exist_ok=True)
-    counts = {}
+    parts = {}
     for split, n in (("train", train), ("test", test)):
         images_file, labels_file = FASHION_FILES[split]
         images = _read_idx(src / images_file, True)
@@ -320,24 +317,10 @@ def fashion_to_cifar(
             raise ValueError(f"{src}: {len(images)} {split} images but {len(labels)} labels")
         keep = np.random.default_rng(0).permutation(len(images))[:n]
         padded = np.pad(images[keep], ((0, 0), (2, 2), (2, 2)))
-        planes = np.stack([padded, padded, padded], axis=1).reshape(len(keep), -1)  # R, G, B
-        entry = {
-            "filenames": [f"fashion_{i}.png" for i in keep],
-            "batch_label": split,
-            "fine_labels": [int(x) for x in labels[keep]],
-            "coarse_labels": [int(x) // 5 for x in labels[keep]],
-            "data": planes,
-        }
-        with (out / split).open("wb") as f:
-            pickle.dump(entry, f)
-        counts[split] = len(keep)
-    meta = {
-        "fine_label_names": [f"class_{i}" for i in range(100)],
-        "coarse_label_names": [f"super_{i}" for i in range(20)],
-    }
-    with (out / "meta").open("wb") as f:
-        pickle.dump(meta, f)
-    return counts
+        rgb = np.repeat(padded[:, :, :, None], 3, axis=3)  # grey to R, G and B (HWC)
+        parts[split] = ImageSet(rgb, labels[keep].astype(np.int64))
+    write_cifar100(out_dir, parts["train"], parts["test"])
+    return {split: len(part) for split, part in parts.items()}
 
 
 def fashion_config(opts: Options) -> TrainConfig:

@@ -23,9 +23,9 @@ from torch.utils.data import Dataset
 from wrn.augment import albumentations_pipeline
 from wrn.config import TrainConfig
 from wrn.data import ImageSet
-from wrn.mixing import mix_batch
 from wrn.model import WideResNet
 from wrn.network import network_name
+from wrn.step import build_optimizer, mix
 
 EPOCH_IMAGES = 45_000  # a search trial's training split: 50,000 minus the 5,000 validation
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -156,13 +156,7 @@ class NotebookStep:
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = False  # the default a notebook runs with
         self.model = WideResNet.from_config(cfg.model).to(device)
-        self.optimizer = torch.optim.SGD(
-            self.model.parameters(),
-            lr=cfg.optim.lr,
-            momentum=cfg.optim.momentum,
-            nesterov=cfg.optim.nesterov,
-            weight_decay=cfg.optim.weight_decay,
-        )
+        self.optimizer = build_optimizer(cfg, self.model, fused=False)  # a notebook's default
         self.scheduler = torch.optim.lr_scheduler.OneCycleLR(
             self.optimizer, max_lr=cfg.optim.lr, total_steps=10**7
         )
@@ -174,14 +168,7 @@ class NotebookStep:
     def __call__(self, images: torch.Tensor, labels: torch.Tensor) -> bool:
         cfg = self.cfg
         images, labels = images.to(self.device), labels.to(self.device)
-        batch = mix_batch(
-            images,
-            labels,
-            cfg.mixing.mixup_prob,
-            cfg.mixing.cutmix_prob,
-            cfg.mixing.mix_alpha,
-            generator=self.mix_generator,
-        )
+        batch = mix(cfg, images, labels, self.mix_generator)
         loss = batch.loss(self.model(batch.images), cfg.optim.label_smoothing)
         (loss / cfg.optim.grad_accum).backward()
         self.running_loss += loss.item()

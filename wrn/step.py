@@ -14,7 +14,7 @@ from torch import nn
 
 from wrn.config import TrainConfig
 from wrn.data import Splits, make_loader
-from wrn.mixing import mix_batch
+from wrn.mixing import MixedBatch, mix_batch
 from wrn.model import WideResNet
 
 # wrn.augment and wrn.gpu_data pull in torchvision (and with it torch._dynamo), albumentations
@@ -41,6 +41,29 @@ def build_model(cfg: TrainConfig) -> WideResNet:
     return WideResNet.from_config(cfg.model)
 
 
+def build_optimizer(cfg: TrainConfig, model: nn.Module, fused: bool) -> torch.optim.SGD:
+    """The run's SGD (``cfg.optim``); ``fused``: one kernel for the whole step (CUDA)."""
+    o = cfg.optim
+    return torch.optim.SGD(
+        model.parameters(),
+        lr=o.lr,
+        momentum=o.momentum,
+        nesterov=o.nesterov,
+        weight_decay=o.weight_decay,
+        fused=True if fused else None,
+    )
+
+
+def mix(
+    cfg: TrainConfig, images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator
+) -> MixedBatch:
+    """The batch after the run's MixUp/CutMix draw (``cfg.mixing``)."""
+    m = cfg.mixing
+    return mix_batch(
+        images, labels, m.mixup_prob, m.cutmix_prob, m.mix_alpha, generator=generator
+    )
+
+
 class TrainStep:
     """A run's model, optimiser and schedule, and its training step on one micro-batch.
 
@@ -60,14 +83,7 @@ class TrainStep:
         if self.memory_format is not None:
             self.model = self.model.to(memory_format=self.memory_format)
         self.use_bf16 = on_cuda and cfg.run.bf16
-        self.optimizer = torch.optim.SGD(
-            self.model.parameters(),
-            lr=cfg.optim.lr,
-            momentum=cfg.optim.momentum,
-            nesterov=cfg.optim.nesterov,
-            weight_decay=cfg.optim.weight_decay,
-            fused=True if on_cuda else None,
-        )
+        self.optimizer = build_optimizer(cfg, self.model, fused=on_cuda)
         initial_lr = cfg.optim.lr / cfg.optim.initial_lr_div
         self.scheduler = torch.optim.lr_scheduler.OneCycleLR(
             self.optimizer,
@@ -107,14 +123,7 @@ class TrainStep:
         if self.memory_format is not None:
             images = images.contiguous(memory_format=self.memory_format)
         labels = labels.to(self.device, non_blocking=True)
-        batch = mix_batch(
-            images,
-            labels,
-            cfg.mixing.mixup_prob,
-            cfg.mixing.cutmix_prob,
-            cfg.mixing.mix_alpha,
-            generator=self.mix_generator,
-        )
+        batch = mix(cfg, images, labels, self.mix_generator)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_bf16):
             logits = self.step_model(batch.images)
         loss = batch.loss(logits.float(), cfg.optim.label_smoothing)

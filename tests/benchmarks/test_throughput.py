@@ -80,25 +80,11 @@ def test_idle_fraction_merges_overlapping_work() -> None:
 
 
 def test_memory_check_runs_on_cpu_with_resident_memory() -> None:
-    import torch
-
     from benchmarks.throughput import recipe
-    from benchmarks.throughput_core import Settings
     from benchmarks.throughput_trials import memory_check
     from wrn.data import make_synthetic
 
-    settings = Settings(
-        device=torch.device("cpu"),
-        quick=True,
-        compile=False,
-        steps=1,
-        warmup=0,
-        images=32,
-        trials=2,
-        profile_steps=0,
-        models=("wrn28_10",),
-        batch_size=16,
-    )
+    settings = quick_settings(trials=2, models=("wrn28_10",))
     data, _ = make_synthetic(100, 32, 1)
     memory = memory_check(recipe("wrn28_10", settings), data, settings)
     assert memory["measure"] == "process_rss" and memory["trials"] == 2
