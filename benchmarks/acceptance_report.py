@@ -176,6 +176,20 @@ def _pct(value: float | None) -> str:
     return "–" if value is None else f"{value:.1%}"
 
 
+def all_errors(report: dict[str, Any]) -> dict[str, str]:
+    """The parts' errors, then each failed throughput row's and trial start's."""
+    failed_rows = {
+        f"throughput {row['model']} {row['path']}": row["error"]
+        for row in report.get("throughput") or []
+        if row.get("error")
+    }
+    failed_starts = {
+        f"trial start {model}": error
+        for model, error in (report.get("trial_start_errors") or {}).items()
+    }
+    return {**report["errors"], **failed_rows, **failed_starts}
+
+
 def markdown(report: dict[str, Any]) -> str:
     lines = [
         f"# Acceptance: {report['device']}",
@@ -218,16 +232,7 @@ def markdown(report: dict[str, Any]) -> str:
         if isinstance(value, dict):
             value = {k: v for k, v in value.items() if not isinstance(v, list) or len(v) <= 8}
         lines.append(f"- `{key}`: `{json.dumps(value, default=str)}`")
-    failed_rows = {
-        f"throughput {row['model']} {row['path']}": row["error"]
-        for row in report.get("throughput") or []
-        if row.get("error")
-    }
-    failed_starts = {
-        f"trial start {model}": error
-        for model, error in (report.get("trial_start_errors") or {}).items()
-    }
-    errors = {**report["errors"], **failed_rows, **failed_starts}
+    errors = all_errors(report)
     if errors:
         lines += ["", "## Errors", ""]
         lines += [f"- `{part}`: {message}" for part, message in errors.items()]
