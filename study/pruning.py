@@ -151,25 +151,6 @@ def build_pruner(
     )
 
 
-def legacy_pruner(kind: str, *, epochs: int, startup_trials: int = 5) -> BasePruner:
-    """The pruners before schedule-aware pruning, for the replay benchmark to compare against:
-    median from epoch ``1 + max(1, epochs // 6)`` and Hyperband with ``min_resource=1``."""
-    if kind == "median":
-        return GuardedMedianPruner(
-            final_epoch=epochs,
-            n_startup_trials=startup_trials,
-            n_warmup_steps=1 + max(1, epochs // 6),
-        )
-    if kind == "hyperband":
-        return GuardedHyperbandPruner(
-            final_epoch=epochs,
-            min_resource=1,
-            max_resource=epochs,
-            reduction_factor=HYPERBAND_REDUCTION,
-        )
-    raise ValueError(f"no legacy pruner {kind!r} (median, hyperband)")
-
-
 def _first_judged(
     kind: str, epochs: int, warmup_frac: float, startup_trials: int, wait_epochs: int | None
 ) -> int:
@@ -202,6 +183,5 @@ __all__ = [
     "build_pruner",
     "default_wait_epochs",
     "describe_default",
-    "legacy_pruner",
     "peak_epoch",
 ]
