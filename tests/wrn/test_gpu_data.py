@@ -237,8 +237,9 @@ def test_each_recipe_compiles_with_inductor(augmentation: str) -> None:
     for (a, la), (b, lb) in compiled_and_eager(augmentation, "inductor"):
         assert torch.equal(la, lb)
         diff = (a - b).abs()
-        # fused float maths may land a floor on the other side: one step, on few pixels
-        assert diff.max() <= grid_step * 1.01 and (diff > 1e-4).float().mean() < 1e-3
+        # fused float maths may land a floor on the other side, and a later op carry it on:
+        # at most two steps, on a few values (randaugment: under 1e-4 of them)
+        assert diff.max() <= 2 * grid_step * 1.01 and (diff > 1e-4).float().mean() < 1e-3
 
 
 @pytest.mark.parametrize("augmentation", AUGMENTATIONS)
