@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from wrn.config import comparable
+
 # torch's zip writer reports a full disk as a RuntimeError with one of these, not as ENOSPC
 _ZIP_WRITE_ERRORS = ("unexpected pos", "file write failed")
 _LOW_SPACE = 64 * 2**20  # bytes free under which a failed write is put down to a full disk
@@ -210,10 +212,23 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return state
 
 
-def saved_history(path: str | Path) -> list[dict[str, Any]]:
-    """The per-epoch history stored in a checkpoint, without reading its tensors."""
+def saved_history(
+    path: str | Path, config: dict[str, Any], owner: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    """The per-epoch history stored in a checkpoint, without reading its tensors, once its
+    owner (an opaque identity its caller wrote) and ``config`` (flat) are this run's."""
     try:
         state = torch.load(Path(path), map_location="cpu", weights_only=True, mmap=True)
-        return list(state["history"])
+        history = list(state["history"])
     except Exception as e:
         raise CheckpointError(f"{path}: unreadable checkpoint ({type(e).__name__})") from None
+    check_owner(path, state, owner)
+    if comparable(state.get("config", {})) != comparable(config):
+        raise CheckpointError(f"{path}: written by a run with another config")
+    return history
+
+
+def check_owner(path: str | Path, state: dict[str, Any], owner: dict[str, Any] | None) -> None:
+    """Refuse a checkpoint written for another owner (another trial, study or storage)."""
+    if state.get("owner") != owner:
+        raise CheckpointError(f"{path}: written for another trial ({state.get('owner')})")

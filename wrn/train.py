@@ -18,6 +18,7 @@ from torch import nn
 from wrn.checkpoint import (
     CheckpointError,
     CheckpointWriter,
+    check_owner,
     load_checkpoint,
     remove_orphan_tmp,
     rng_state,
@@ -116,11 +117,14 @@ class TrainResult:
         }
 
 
-def _resume_state(path: Path, cfg: TrainConfig, pipeline: str) -> dict[str, Any]:
+def _resume_state(
+    path: Path, cfg: TrainConfig, pipeline: str, owner: dict[str, Any] | None
+) -> dict[str, Any]:
     """A checkpoint of this run, read to CPU memory and checked against ``cfg``."""
     # CPU, whatever the device: RNG states must be CPU tensors, and the model and optimiser
     # copy their entries to their parameters' device as they load them
     state = load_checkpoint(path, map_location="cpu")
+    check_owner(path, state, owner)
     if comparable(state.get("config", {})) != comparable(cfg.to_flat()):
         raise CheckpointError(f"{path}: written by a run with another config")
     if state.get("pipeline", pipeline) != pipeline:
@@ -139,6 +143,7 @@ def train(
     splits: Splits | None = None,
     checkpoint_path: str | Path | None = None,
     on_batch: Callable[[BatchProgress], None] | None = None,
+    owner: dict[str, Any] | None = None,
 ) -> TrainResult:
     """Train a WideResNet as ``cfg`` says, evaluating after every epoch.
 
@@ -148,9 +153,10 @@ def train(
     on disk. If the file already exists, training resumes after its epoch, replaying exactly
     what an uninterrupted run does. ``on_batch`` gets the epoch's progress right after the
     run's first optimiser step, then at most every ``PROGRESS_INTERVAL`` seconds and after each
-    epoch's last batch (only then is the loss read from the device).
+    epoch's last batch (only then is the loss read from the device). ``owner``: an opaque
+    identity written into the checkpoint; a checkpoint of another owner is refused.
     """
-    run = _start(cfg, splits, checkpoint_path)
+    run = _start(cfg, splits, checkpoint_path, owner)
     progress = _Progress(on_batch) if on_batch is not None else None
     guards = contextlib.ExitStack()
     try:
@@ -199,6 +205,7 @@ class _Run:
     result: TrainResult
     start_epoch: int
     writer: CheckpointWriter | None
+    owner: dict[str, Any] | None = None
 
     def release(self) -> TrainResult:
         """Drop the model, optimiser and batches (frames still holding ``self`` keep no memory)."""
@@ -206,7 +213,12 @@ class _Run:
         return self.result
 
 
-def _start(cfg: TrainConfig, splits: Splits | None, checkpoint_path: str | Path | None) -> _Run:
+def _start(
+    cfg: TrainConfig,
+    splits: Splits | None,
+    checkpoint_path: str | Path | None,
+    owner: dict[str, Any] | None,
+) -> _Run:
     """Device, data, model and schedule; with a checkpoint, the state it saved."""
     from wrn.gpu_data import resolve_pipeline
 
@@ -218,7 +230,7 @@ def _start(cfg: TrainConfig, splits: Splits | None, checkpoint_path: str | Path 
         remove_orphan_tmp(checkpoint_path)  # left by killed processes
         if checkpoint_path.exists():
             # before the data and model are built: a wrong checkpoint is refused at once
-            state = _resume_state(checkpoint_path, cfg, pipeline)
+            state = _resume_state(checkpoint_path, cfg, pipeline, owner)
     torch.manual_seed(cfg.run.seed)
     if splits is None:
         splits = load_splits(cfg.data, cfg.model.num_classes, cfg.run.seed)
@@ -238,6 +250,7 @@ def _start(cfg: TrainConfig, splits: Splits | None, checkpoint_path: str | Path 
         result=TrainResult(splits.eval_name, str(device), count_params(cfg.model)),
         start_epoch=1,
         writer=CheckpointWriter(checkpoint_path) if checkpoint_path is not None else None,
+        owner=owner,
     )
     if state is not None:
         step.model.load_state_dict(state["model"])
@@ -341,4 +354,5 @@ def _checkpoint_state(run: _Run, epoch: int) -> dict[str, Any]:
         "rng": rng_state(),
         "config": run.cfg.to_flat(),
         "pipeline": run.pipeline,
+        "owner": run.owner,
     }

@@ -24,6 +24,7 @@ from optuna.trial import FrozenTrial, TrialState
 import wrn.train as training
 from study.dashboard import upload_checkpoint, upload_learning_curve
 from study.errors import UsageError
+from study.lifecycle.checkpoints import checkpoint_of
 from study.lifecycle.workers import Heartbeat, queue_interrupted, record_worker, trial_id
 from study.metadata import device_name
 from study.progress import Progress
@@ -54,6 +55,7 @@ class _Attempt:
     cfg: TrainConfig
     splits: Splits | None
     checkpoint: Path | None
+    owner: dict[str, Any] | None  # the identity its checkpoint carries
     history: list[EpochStats]  # restored epochs first
     # this attempt's epochs only: restored epochs were counted by the attempt that ran them
     epoch_seconds: list[float] = field(default_factory=list)
@@ -114,14 +116,6 @@ class Lifecycle:
 
     # -- one attempt -------------------------------------------------------------------------
 
-    def checkpoint_path(self, trial: optuna.Trial) -> Path | None:
-        if self.checkpoint_dir is None:
-            return None
-        # every retry of a trial inherits its user attrs, so shares the first attempt's file
-        root = trial.user_attrs.get(A.FIRST_ATTEMPT, trial.number)
-        trial.set_user_attr(A.FIRST_ATTEMPT, root)
-        return self.checkpoint_dir / trial.study.study_name / f"trial-{root}.pt"
-
     def run(
         self,
         trial: optuna.Trial,
@@ -177,10 +171,12 @@ class Lifecycle:
         """Record what the trial is and where it runs, and restore its checkpoint's epochs."""
         record_setup(trial, cfg)
         record_worker(trial)
-        checkpoint = self.checkpoint_path(trial)
-        if checkpoint is not None:
+        checkpoint = owner = None
+        if self.checkpoint_dir is not None:
+            checkpoint, owner = checkpoint_of(self.checkpoint_dir, trial)
             trial.set_user_attr(A.CHECKPOINT, str(checkpoint))
-        attempt = _Attempt(trial, cfg, splits, checkpoint, self._resume(trial, checkpoint))
+        history = self._resume(trial, cfg, checkpoint, owner)
+        attempt = _Attempt(trial, cfg, splits, checkpoint, owner, history)
         trial.set_user_attr(A.EPOCH_SECONDS, attempt.epoch_seconds)
         self.progress.trial_start(
             trial.number,
@@ -219,6 +215,7 @@ class Lifecycle:
                 splits=attempt.splits,
                 checkpoint_path=attempt.checkpoint,
                 on_batch=self.progress.batch,  # the bar moves within an epoch
+                owner=attempt.owner,
             )
 
         try:
@@ -233,13 +230,20 @@ class Lifecycle:
             attempt.history.clear()
             return run()
 
-    def _resume(self, trial: optuna.Trial, checkpoint: Path | None) -> list[EpochStats]:
-        """The epochs a checkpoint already holds, reporting any not yet reported."""
+    def _resume(
+        self,
+        trial: optuna.Trial,
+        cfg: TrainConfig,
+        checkpoint: Path | None,
+        owner: dict[str, Any] | None,
+    ) -> list[EpochStats]:
+        """The epochs a checkpoint already holds, reporting any not yet reported; its owner
+        and config are checked first, so another run's epochs are never reported."""
         trial.set_user_attr(A.RESUMED_FROM_EPOCH, 0)
         if checkpoint is None or not checkpoint.exists():
             return []
         try:
-            history = [EpochStats(**h) for h in saved_history(checkpoint)]
+            history = [EpochStats(**h) for h in saved_history(checkpoint, cfg.to_flat(), owner)]
         except (CheckpointError, TypeError) as e:
             self._set_aside(trial, checkpoint, str(e))
             return []

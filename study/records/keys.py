@@ -54,6 +54,7 @@ class TrialAttrs:
     RESUMED_FROM_EPOCH = "resumed_from_epoch"
     CHECKPOINT = "checkpoint"
     FIRST_ATTEMPT = "first_attempt"  # the trial number whose checkpoint every retry shares
+    CHECKPOINT_KEY = "checkpoint_key"  # random, per first attempt: whose checkpoint a file is
     # where the trial runs, for dead-worker recovery on the same host
     HOST = "host"
     PID = "pid"
