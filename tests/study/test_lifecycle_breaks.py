@@ -84,7 +84,7 @@ def test_corrupt_checkpoint_is_set_aside_and_the_trial_reruns(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     argv = interrupted_search(tmp_path, epochs=2)
-    checkpoint = tmp_path / "checkpoints" / TINY_STUDY / "trial-0.pt"
+    (checkpoint,) = (tmp_path / "checkpoints" / TINY_STUDY).glob("trial-0-*.pt")
     data = checkpoint.read_bytes()
     checkpoint.write_bytes(data[: len(data) // 2])  # truncated, as by a full disk or a crash
     assert run.main(argv) == 0
@@ -95,8 +95,8 @@ def test_corrupt_checkpoint_is_set_aside_and_the_trial_reruns(
     assert redone.user_attrs["resumed_from_epoch"] == 0
     assert sorted(redone.intermediate_values) == [1, 2]
     reason = redone.user_attrs["checkpoint_discarded"]
-    assert "unreadable checkpoint" in reason and "trial-0.pt.corrupt-" in reason
-    kept = list(checkpoint.parent.glob("trial-0.pt.corrupt-*"))
+    assert "unreadable checkpoint" in reason and f"{checkpoint.name}.corrupt-" in reason
+    kept = list(checkpoint.parent.glob(f"{checkpoint.name}.corrupt-*"))
     assert len(kept) == 1 and kept[0].read_bytes() == data[: len(data) // 2]
     out = capsys.readouterr()
     lines = [x for x in (out.out + out.err).splitlines() if "checkpoint not usable" in x]

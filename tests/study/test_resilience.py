@@ -135,7 +135,7 @@ def test_sigterm_saves_and_the_next_run_resumes(tmp_path: Path) -> None:
     interrupted = trials(url, "term")
     assert interrupted[0].state == FAIL and interrupted[0].user_attrs["interrupted"] is True
     assert interrupted[1].state == optuna.trial.TrialState.WAITING
-    assert list((tmp_path / "ckpt").rglob("trial-0.pt"))
+    assert list((tmp_path / "ckpt").rglob("trial-0-*.pt"))
     assert "Traceback" not in (tmp_path / "worker.log").read_text()
 
     finished = run(args)
@@ -255,5 +255,5 @@ def test_checkpoints_of_finished_trials_are_removed_unless_kept(
 ) -> None:
     extra = ["--keep-checkpoints"] if keep else []
     assert run_module.main(in_process_args(tmp_path, "--trials", "2", *extra)) == 0
-    files = sorted(p.name for p in (tmp_path / "ckpt").rglob("*.pt"))
-    assert files == (["trial-0.pt", "trial-1.pt"] if keep else [])
+    files = sorted(p.name.rsplit("-", 1)[0] for p in (tmp_path / "ckpt").rglob("*.pt"))
+    assert files == (["trial-0", "trial-1"] if keep else [])
