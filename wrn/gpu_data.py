@@ -45,8 +45,7 @@ def check_options(augmentation: str, fill: str) -> None:
     if augmentation not in DERIVERS:
         known = ", ".join(spec.AUGMENTATION_NAMES)
         raise ValueError(f"unknown GPU augmentation {augmentation!r} (known: {known})")
-    if fill not in spec.AUG_FILLS:
-        raise ValueError(f"unknown aug_fill {fill!r} (known: {', '.join(spec.AUG_FILLS)})")
+    spec.check_aug_fill(fill)
 
 
 def resolve_pipeline(pipeline: str, device: torch.device) -> str:
