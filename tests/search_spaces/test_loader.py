@@ -549,3 +549,21 @@ def test_declared_cap(tmp_path: Path) -> None:
     assert over_cap(space, space.recipe_config(depth=22, width=4)) is None  # 4.3 M
     path.write_text(space_text())  # no max_params: the recipe's WRN-16-4
     assert load_space(path).cost_cap == count_params(load_space(path).recipe_config().model)
+
+
+def off_mass(spec: ParamSpec) -> float:
+    """The share of uniform random draws of ``spec`` that give its low end (exact)."""
+    assert spec.type == "float" and spec.low is not None and spec.high is not None
+    if spec.step is None:
+        return 0.0  # a continuous range: 0 has no mass
+    return 1 / (round((spec.high - spec.low) / spec.step) + 1)
+
+
+def test_light_space_draws_no_mixing_often() -> None:
+    # the recipe mixes not at all; the search must reach that point, not only ones near it
+    space = load_space("light")
+    mixup, cutmix = space.params["mixup_prob"], space.params["cutmix_prob"]
+    assert mixup.low == cutmix.low == 0.0
+    assert mixup.contains(space.recipe["mixup_prob"])
+    assert cutmix.contains(space.recipe["cutmix_prob"])
+    assert off_mass(mixup) * off_mass(cutmix) >= 0.1

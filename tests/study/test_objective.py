@@ -21,8 +21,8 @@ def test_fixed_trial_gives_a_valid_config(space_name: str) -> None:
     params = {
         "dropout": 0.2,
         "label_smoothing": 0.05,
-        "mixup_prob": 0.5,
-        "cutmix_prob": 0.1,
+        "mixup_prob": 1.0,  # on both spaces' grids
+        "cutmix_prob": 0.25,
         "weight_decay": 3e-4,
         "lr": 0.1,
         "depth": 16,
