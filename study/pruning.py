@@ -5,13 +5,16 @@ run (the LR warm-up) and peaks at epoch ``ceil(warmup_frac * epochs)``. Until th
 strongly regularised trials trail at the same epoch and often finish best, so by default no
 trial is pruned before the peak: the pruner's *wait* (epochs every trial runs before it may be
 pruned) ends there, and the first judged epoch is the one after (``EXTRA_WAIT_FRAC`` would wait
-longer; the replay benchmark, ``python -m benchmarks.search_quality``, chose none). Steps are
-epochs counted from 1.
+longer). Steps are epochs counted from 1.
 
 Every pruner built here returns False at the final epoch: by then the compute is spent and the
-finished result is worth more than a pruned one. The guard is a subclass of each Optuna pruner
-(not a wrapper object), so Optuna still recognises a HyperbandPruner as one: its samplers keep
-each bracket's trials apart only for an ``isinstance(study.pruner, HyperbandPruner)`` pruner.
+finished result is worth more than a pruned one, and none prunes before ``startup_trials``
+trials have completed (Optuna's Hyperband has no such setting: the guard adds it). The guard is
+a subclass of each Optuna pruner (not a wrapper object), so Optuna's
+``isinstance(study.pruner, HyperbandPruner)`` checks still see a Hyperband pruner. That does not
+give TPE a model per bracket: on Optuna 5.1 the sampler is handed a bracket view whose
+``get_trials`` filters, but TPE reads the study through ``_get_trials``, which does not, so one
+TPE model sees every bracket's trials.
 """
 
 from __future__ import annotations
@@ -28,29 +31,32 @@ from optuna.pruners import (
     PercentilePruner,
 )
 from optuna.study import Study
-from optuna.trial import FrozenTrial
+from optuna.trial import FrozenTrial, TrialState
 
 PRUNERS = ("median", "hyperband", "percentile", "patient", "none")
 DEFAULT_PRUNER = "median"
 
 # How long after the LR peak the default waits before it may prune, as a fraction of the run's
 # epochs (rounded up): none, so the first judged epoch is the one after the peak (7 of 20 for
-# light, 10 of 30 for wrn28_10). Chosen on the replay benchmark (benchmarks/results/
-# 2026-11-23-amd-epyc-search-quality.md: light space, WRN-10-1 on Fashion-MNIST, 21 configs x
-# 12 epochs, 200 trial orders): judging from epoch 5, 6, 7 or 8 of 12 (the peak is 4) saved
-# 31.8, 26.2, 22.2 and 14.2 % of the epochs, each with regret 0.00 points and the best config
-# surviving every order; waiting longer only lost savings. (The old median, from epoch 3,
-# saved 44.7 % with the same zero regret on this small table; 21 curves can't show the
-# warm-up's cost, so the peak stays the floor.)
+# light, 10 of 30 for wrn28_10). The peak is the floor because high-LR trials trail until it,
+# not because a benchmark showed a cost: on the replay benchmark's table
+# (benchmarks/results/2026-11-23-amd-epyc-search-quality.md: light space, WRN-10-1 on 3,000
+# Fashion-MNIST images, 21 configs x 12 epochs, 200 trial orders) every pruner, Hyperband from
+# epoch 1 and the median from epoch 3 included, scored regret 0.00 and kept the best config,
+# so it cannot tell any wait from another; waiting past the peak only lost savings.
 EXTRA_WAIT_FRAC = 0.0
 DEFAULT_EVIDENCE = (
-    "replay benchmark (21 configs x 12 epochs): the default saved 31.8 % of epochs, regret "
-    "0.00 points, best config kept in 100 % of 200 trial orders"
+    "evidence: on the one replay table (benchmarks/results/2026-11-23-amd-epyc-search-quality"
+    ".md: 21 WRN-10-1 configs x 12 epochs on Fashion-MNIST) the default saved 31.8 % of "
+    "epochs with regret 0.00, but so did pruning from epoch 1 (Hyperband, 52.8 % saved): the "
+    "table shows no difference between the pruners or waits"
 )
-HYPERBAND_REDUCTION = 3  # keep a third of the trials at each rung
+HYPERBAND_REDUCTION = 3  # a rung keeps its top third
 PERCENTILE = 75.0  # "percentile": keeps the top 75 %, pruning the bottom quarter at an epoch
-# "patient": the median may prune only a trial whose best accuracy of its last PATIENCE epochs
-# is below its best before them (Optuna's PatientPruner, min_delta 0)
+# "patient": the median may prune a trial only once its last PATIENCE + 1 epochs are no better
+# than its best before them (Optuna's PatientPruner, min_delta 0, compares a window of
+# patience + 1 steps). Under OneCycle the accuracy keeps rising as the LR anneals, so it rarely
+# prunes (1.2 % of the epochs saved on the replay table).
 PATIENCE = 2
 
 
@@ -63,6 +69,44 @@ def default_wait_epochs(epochs: int, warmup_frac: float) -> int:
     """Epochs every trial runs before it may be pruned: the LR warm-up plus the extra wait."""
     _check_schedule(epochs, warmup_frac)
     return peak_epoch(epochs, warmup_frac) + math.ceil(EXTRA_WAIT_FRAC * epochs - 1e-9)
+
+
+def hyperband_rungs(
+    epochs: int, warmup_frac: float, wait_epochs: int | None = None
+) -> list[list[int]]:
+    """The epochs at which ``build_pruner("hyperband", ...)`` judges, one list per bracket (a
+    trial is in one bracket): Optuna's floor(log_3(max / min)) + 1 brackets, bracket b's rungs
+    at min x 3^(b + r), none at or past the last epoch."""
+    low = _first_judged("hyperband", epochs, warmup_frac, 0, wait_epochs)
+    low = min(low, epochs)
+    n = math.floor(math.log(epochs / low, HYPERBAND_REDUCTION)) + 1  # as Optuna computes it
+    return [
+        [e for e in (low * HYPERBAND_REDUCTION ** (b + r) for r in range(n)) if e < epochs]
+        for b in range(n)
+    ]
+
+
+def describe_kinds(schedules: dict[str, tuple[int, float]]) -> str:
+    """``--pruner`` help for the non-default pruners: what each does on each named
+    (epochs, warmup_frac) schedule."""
+    bands = []
+    for name, (epochs, frac) in schedules.items():
+        rungs = [", ".join(map(str, r)) or "never" for r in hyperband_rungs(epochs, frac)]
+        bands.append(f"{' | '.join(rungs)} ({name})")
+    percentile = (
+        f"percentile: keeps the top {PERCENTILE:.0f} % at each epoch, pruning the bottom "
+        f"{100 - PERCENTILE:.0f} %"
+    )
+    hyperband = (
+        "hyperband: a trial outside the top third of its rung (or, with under 3 there, below "
+        f"the best) is pruned, judged per bracket (a trial is in one) at epoch {', '.join(bands)}"
+    )
+    patient = (
+        f"patient: the median rule, applied only once a trial's last {PATIENCE + 1} epochs are "
+        "no better than its best before them, so under OneCycle, whose accuracy keeps rising, "
+        "it rarely prunes"
+    )
+    return f"{percentile}; {hyperband}; {patient}"
 
 
 def describe_default(epochs: int | None = None, warmup_frac: float | None = None) -> str:
@@ -109,9 +153,20 @@ class GuardedPatientPruner(_NeverAtLastEpoch, PatientPruner):
 
 
 class GuardedHyperbandPruner(_NeverAtLastEpoch, HyperbandPruner):
-    def __init__(self, *, final_epoch: int, **kwargs: Any) -> None:
+    """Hyperband that prunes nothing until ``startup_trials`` trials have completed (as
+    MedianPruner's ``n_startup_trials``); until then it still records each trial's rungs."""
+
+    def __init__(self, *, final_epoch: int, startup_trials: int = 0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.final_epoch = final_epoch
+        self.startup_trials = startup_trials
+
+    def prune(self, study: Study, trial: FrozenTrial) -> bool:
+        pruned = super().prune(study, trial)  # called anyway: it records the rung's value
+        if not pruned or self.startup_trials == 0:
+            return pruned
+        done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        return len(done) >= self.startup_trials
 
 
 def build_pruner(
@@ -127,7 +182,7 @@ def build_pruner(
     ``wait_epochs`` (default ``default_wait_epochs``) are the epochs every trial runs
     before it may be pruned: median, percentile and patient first judge at epoch
     ``wait_epochs + 1``, which is also Hyperband's first rung (``min_resource``).
-    ``startup_trials`` trials finish before median/percentile/patient prune any.
+    ``startup_trials`` trials complete before any of them prunes (Hyperband included).
     """
     first = _first_judged(kind, epochs, warmup_frac, startup_trials, wait_epochs)
     if kind == "none":
@@ -135,6 +190,7 @@ def build_pruner(
     if kind == "hyperband":
         return GuardedHyperbandPruner(
             final_epoch=epochs,
+            startup_trials=startup_trials,
             min_resource=min(first, epochs),
             max_resource=epochs,
             reduction_factor=HYPERBAND_REDUCTION,
@@ -183,5 +239,7 @@ __all__ = [
     "build_pruner",
     "default_wait_epochs",
     "describe_default",
+    "describe_kinds",
+    "hyperband_rungs",
     "peak_epoch",
 ]

@@ -128,7 +128,7 @@ def add_pruner_flags(p: argparse.ArgumentParser) -> None:
         "--pruner-startup-trials",
         type=int_at_least(0),
         default=5,
-        help="trials that finish before any is pruned",
+        help="trials that complete before any is pruned (every pruner, hyperband included)",
     )
     p.add_argument("--pruner-warmup-epochs", type=int_at_least(0), help=wait_help)
 
@@ -136,17 +136,24 @@ def add_pruner_flags(p: argparse.ArgumentParser) -> None:
 def pruner_help_texts() -> tuple[str, str]:
     """``--pruner`` and ``--pruner-warmup-epochs`` help: the default's rule, where it first
     prunes in each built-in space, and the replay benchmark's figures that chose it."""
-    from study.pruning import DEFAULT_EVIDENCE, default_wait_epochs, describe_default
+    from study.pruning import (
+        DEFAULT_EVIDENCE,
+        default_wait_epochs,
+        describe_default,
+        describe_kinds,
+    )
 
-    firsts = []
+    firsts, schedules = [], {}
     for name in list_spaces():
         space = load_space(name)
         epochs, frac = space.search_epochs, space.recipe_config().optim.warmup_frac
+        schedules[name] = (epochs, frac)
         firsts.append(f"{default_wait_epochs(epochs, frac) + 1} of {epochs} ({name})")
     where = "epoch " + ", ".join(firsts)
-    evidence = DEFAULT_EVIDENCE.replace("%", "%%")  # argparse %-formats help text
-    rule = describe_default().replace("%", "%%")
-    pruner = f"default: {DEFAULT_PRUNER}; {rule}: it may first prune at {where}; {evidence}"
+    rule = describe_default()
+    kinds = describe_kinds(schedules)
+    pruner = f"default: {DEFAULT_PRUNER}; {rule}: it may first prune at {where}; {kinds}; "
+    pruner = (pruner + DEFAULT_EVIDENCE).replace("%", "%%")  # argparse %-formats help text
     wait = (
         "epochs every trial runs before it may be pruned (default: until its learning rate "
         f"peaks, so the first prunable epoch is {where})"

@@ -11,10 +11,13 @@ from optuna.pruners import BasePruner, HyperbandPruner
 
 from benchmarks.search_quality_replay import legacy_pruner
 from study.pruning import (
+    PATIENCE,
     PRUNERS,
     build_pruner,
     default_wait_epochs,
     describe_default,
+    describe_kinds,
+    hyperband_rungs,
     peak_epoch,
 )
 
@@ -83,7 +86,7 @@ def test_not_pruned_before_the_lr_peak(kind: str, epochs: int, warmup_frac: floa
 @pytest.mark.parametrize(("epochs", "warmup_frac"), SCHEDULES)
 def test_hyperband_first_rung_is_after_the_warmup(epochs: int, warmup_frac: float) -> None:
     pruner = build_pruner("hyperband", epochs=epochs, warmup_frac=warmup_frac)
-    assert isinstance(pruner, HyperbandPruner)  # so TPE still keeps brackets apart
+    assert isinstance(pruner, HyperbandPruner)  # Optuna's isinstance checks still see one
     assert min(run_study(pruner, epochs)) == default_wait_epochs(epochs, warmup_frac) + 1
     # the old min_resource=1 judged trials inside the warm-up, at epoch 1
     assert min(run_study(legacy_pruner("hyperband", epochs=epochs), epochs)) == 1
@@ -118,9 +121,59 @@ def test_wait_epochs_override(kind: str) -> None:
     assert min(run_study(pruner, 20)) == 13
 
 
-def test_startup_trials_are_respected() -> None:
-    pruner = build_pruner("median", epochs=12, warmup_frac=0.3, startup_trials=20)
+@pytest.mark.parametrize("kind", PRUNING_KINDS)
+def test_startup_trials_are_respected(kind: str) -> None:
+    pruner = build_pruner(kind, epochs=12, warmup_frac=0.3, startup_trials=20)
     assert run_study(pruner, 12, good=10, bad=5) == []  # 10 finished < 20 startup trials
+
+
+def test_hyperband_prunes_nothing_before_its_startup_trials_complete() -> None:
+    # Optuna's Hyperband alone would prune the 2nd trial, worse than the 1st at the rung
+    pruner = build_pruner("hyperband", epochs=20, warmup_frac=0.3, startup_trials=3)
+    study = optuna.create_study(direction="maximize", pruner=pruner)
+    for i in range(6):  # each trial worse than all before it
+        trial = study.ask()
+        for epoch in range(1, 21):
+            trial.report(0.5 - 0.01 * i, epoch)
+            if trial.should_prune():
+                study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+                break
+        else:
+            study.tell(trial, 0.5 - 0.01 * i)
+    states = [t.state.name for t in study.trials]
+    assert states == ["COMPLETE"] * 3 + ["PRUNED"] * 3
+    assert [max(t.intermediate_values) for t in study.trials[3:]] == [7] * 3  # its one rung
+
+
+@pytest.mark.parametrize(("epochs", "warmup_frac"), SCHEDULES)
+def test_hyperband_judges_at_its_described_rungs(epochs: int, warmup_frac: float) -> None:
+    rungs = hyperband_rungs(epochs, warmup_frac)
+    judged = {e for bracket in rungs for e in bracket}
+    pruner = build_pruner("hyperband", epochs=epochs, warmup_frac=warmup_frac)
+    assert set(run_study(pruner, epochs, good=10, bad=60)) <= judged
+    assert len(judged) == 1  # these budgets give Hyperband one judged epoch, said in --help
+
+
+def test_describe_kinds_says_what_hyperband_and_patient_do() -> None:
+    text = describe_kinds({"light": (20, 0.3), "wrn28_10": (30, 0.3)})
+    assert "at epoch 7 (light), 10 | never (wrn28_10)" in text  # one rung; two brackets
+    assert f"last {PATIENCE + 1} epochs" in text and "rarely prunes" in text
+
+
+def test_patient_window_is_patience_plus_one_epochs() -> None:
+    # best at epoch 5, a little lower after: judged once PATIENCE + 1 epochs are no better
+    pruner = build_pruner("patient", epochs=20, warmup_frac=0.3, startup_trials=1, wait_epochs=0)
+    study = optuna.create_study(direction="maximize", pruner=pruner)
+    good = study.ask()
+    for epoch in range(1, 21):
+        good.report(0.5 + 0.01 * epoch, epoch)
+    study.tell(good, 0.7)
+    trial = study.ask()
+    for epoch in range(1, 21):
+        trial.report(0.02 * epoch if epoch <= 5 else 0.09, epoch)
+        if trial.should_prune():
+            break
+    assert epoch == 5 + PATIENCE + 1
 
 
 def test_none_never_prunes() -> None:
