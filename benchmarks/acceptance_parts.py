@@ -26,7 +26,9 @@ from benchmarks import throughput_core as core
 from benchmarks.throughput_trials import memory_check, warm_up_libraries
 from search_spaces.loader import load_space
 from wrn.config import TrainConfig
-from wrn.data import ImageSet, Splits, load_cifar100, make_synthetic, write_cifar100
+from wrn.data import ImageSet, Splits, make_synthetic
+from wrn.dataset_writers import write_cifar100
+from wrn.datasets import load
 from wrn.network import network_name
 from wrn.train import train
 
@@ -346,7 +348,7 @@ def real_data_part(opts: Options, emit: Emit) -> None:
     src = find_fashion_gz(opts.fashion_gz)
     with tempfile.TemporaryDirectory(prefix="acceptance-fashion-") as tmp:
         counts = fashion_to_cifar(src, Path(tmp), n_train, n_test)
-        train_set, test_set = load_cifar100(tmp, download=False)  # the project's own reader
+        train_set, test_set = load("cifar100", tmp, download=False)  # the project's own reader
     splits = Splits(train_set, test_set, "test", cfg.model.num_classes)
     net = network_name(cfg.model.depth, cfg.model.width)
     result: dict[str, Any] = {

@@ -40,7 +40,8 @@ import torch
 from benchmarks.throughput_core import device_name, slug
 from search_spaces import ParamSpec, SearchSpace, SpaceError, load_space
 from wrn.config import ConfigError, TrainConfig, parse_assignments
-from wrn.data import DataError, Splits, load_cifar100, stratified_split
+from wrn.data import Splits, stratified_split
+from wrn.datasets import DataError, load
 from wrn.step import resolve_device
 from wrn.train import train
 
@@ -87,7 +88,7 @@ def sample_configs(
 
 def load_data(data_dir: Path, val_size: int, num_classes: int, seed: int) -> Splits:
     """The training set of ``data_dir/cifar-100-python`` split into train and validation."""
-    train_set, _ = load_cifar100(data_dir, download=False)
+    train_set, _ = load("cifar100", data_dir, download=False)
     train_idx, val_idx = stratified_split(train_set.labels, val_size, seed)
     return Splits(train_set.subset(train_idx), train_set.subset(val_idx), "val", num_classes)
 

@@ -10,7 +10,8 @@ import torch
 
 from tests.tiny import TINY
 from wrn.config import TrainConfig
-from wrn.data import make_synthetic, write_cifar100
+from wrn.data import make_synthetic
+from wrn.dataset_writers import write_cifar100
 
 
 def write_synthetic_cifar(

@@ -18,7 +18,7 @@ from typing import Any, Literal
 from wrn.augment_spec import AugFill, Augmentation
 
 # each allowed-value set once, as the Literal a field is typed with; the tuples derive from it
-Dataset = Literal["cifar100", "synthetic"]
+Dataset = Literal["cifar100", "cifar10", "fashion-mnist", "synthetic"]
 Device = Literal["auto", "cuda", "cpu"]
 EvalSplit = Literal["val", "test"]  # "val": held out of the training set; "test": reruns
 Pipeline = Literal["auto", "gpu", "cpu"]
@@ -28,6 +28,9 @@ DEVICES: tuple[str, ...] = typing.get_args(Device)
 EVAL_SPLITS: tuple[str, ...] = typing.get_args(EvalSplit)
 PIPELINES: tuple[str, ...] = typing.get_args(Pipeline)
 DROPOUT_POSITIONS: tuple[str, ...] = typing.get_args(DropoutPosition)
+
+# each data set's classes, which a model's num_classes follows ("synthetic": any number)
+DATASET_CLASSES: dict[str, int] = {"cifar100": 100, "cifar10": 10, "fashion-mnist": 10}
 
 # the defaults a command line shows (the fields below take them too)
 DEFAULT_DATASET: Dataset = "cifar100"
@@ -245,8 +248,14 @@ class TrainConfig:
         return cls().replace(**values)
 
     def replace(self, **values: Any) -> TrainConfig:
-        """A copy with some flat keys changed, each value coerced to its field's type."""
+        """A copy with some flat keys changed, each value coerced to its field's type.
+
+        A new ``dataset`` brings its number of classes unless ``num_classes`` is given too.
+        """
         by_section: dict[str, dict[str, Any]] = {s: {} for s in SECTIONS}
+        dataset = coerce("dataset", values["dataset"]) if "dataset" in values else None
+        if dataset in DATASET_CLASSES and "num_classes" not in values:
+            values = {**values, "num_classes": DATASET_CLASSES[dataset]}  # the model follows
         for key, value in values.items():
             section = FLAT_KEYS.get(key)
             if section is None:

@@ -1,15 +1,13 @@
-"""CIFAR-100 (the standard ``cifar-100-python`` pickles), a synthetic stand-in, splits, loaders."""
+"""The data a run trains on: a data set from disk (:mod:`wrn.datasets`) or a synthetic stand-in,
+its validation split, and the loaders."""
 
 from __future__ import annotations
 
+import hashlib
 import os
-import pickle
 import random
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -17,27 +15,9 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from wrn.augment import Transform, reseed
 from wrn.config import DataConfig
+from wrn.datasets import SOURCES, DataError, DataIdentity, ImageSet, identify, load
 
-CIFAR100_URL = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"
-CIFAR100_MD5 = "eb9058c3a382ffc7106e4002c42a8d85"  # of the official archive
-CIFAR100_DIR = "cifar-100-python"
 SYNTHETIC_DATA_SEED = 20240607  # the synthetic set is one fixed dataset, whatever the run seed
-
-
-class DataError(ValueError):
-    """The data directory is missing, unreadable or not in the expected layout."""
-
-
-@dataclass(frozen=True)
-class ImageSet:
-    images: np.ndarray  # (N, 32, 32, 3) uint8, HWC
-    labels: np.ndarray  # (N,) int64
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def subset(self, index: np.ndarray) -> ImageSet:
-        return ImageSet(self.images[index], self.labels[index])
 
 
 @dataclass(frozen=True)
@@ -46,187 +26,6 @@ class Splits:
     eval: ImageSet
     eval_name: str  # "val" (held out of train) or "test"
     num_classes: int
-
-
-# The only globals a CIFAR pickle names: numpy arrays (dtype, ndarray, and the reconstructors of
-# protocols 0-4 and 5, under numpy 1.x's and 2.x's module names), numpy scalars, and bytes as
-# protocols 0-2 write them. Anything else (os.system, builtins.eval ...) would run code on load.
-_PICKLE_GLOBALS = frozenset(
-    {
-        ("numpy", "ndarray"),
-        ("numpy", "dtype"),
-        ("numpy.core.multiarray", "_reconstruct"),
-        ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy.core.multiarray", "scalar"),
-        ("numpy._core.multiarray", "scalar"),
-        ("numpy.core.numeric", "_frombuffer"),
-        ("numpy._core.numeric", "_frombuffer"),
-        ("_codecs", "encode"),
-    }
-)
-
-
-class _RefusedPickle(pickle.UnpicklingError):
-    pass
-
-
-class _CifarUnpickler(pickle.Unpickler):
-    """Builds dicts, lists, str, bytes, numbers and numpy arrays; refuses every other global."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) not in _PICKLE_GLOBALS:
-            raise _RefusedPickle(f"{module}.{name}")
-        return super().find_class(module, name)
-
-
-def _read_pickle(path: Path) -> dict:
-    try:
-        with path.open("rb") as f:
-            return _CifarUnpickler(f, encoding="latin1").load()
-    except FileNotFoundError:
-        raise DataError(f"{path}: file is missing") from None
-    except _RefusedPickle as e:
-        raise DataError(
-            f"{path}: refused: the pickle names {e}, which no CIFAR file holds "
-            "(a CIFAR pickle holds only dicts, lists, strings, numbers and numpy arrays)"
-        ) from None
-    except Exception as e:  # truncated or foreign files raise many different errors
-        raise DataError(f"{path}: not a CIFAR-100 pickle ({type(e).__name__})") from None
-
-
-def _read_batch(path: Path) -> ImageSet:
-    entry = _read_pickle(path)
-    if not isinstance(entry, dict) or "data" not in entry or "fine_labels" not in entry:
-        raise DataError(f"{path}: not a CIFAR-100 batch (needs 'data' and 'fine_labels')")
-    data = np.asarray(entry["data"])
-    labels = np.asarray(entry["fine_labels"], dtype=np.int64)
-    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
-        raise DataError(f"{path}: 'data' must be uint8 of shape (N, 3072), got {data.shape}")
-    if len(labels) != len(data):
-        raise DataError(f"{path}: {len(data)} images but {len(labels)} labels")
-    if len(labels) and (labels.min() < 0 or labels.max() >= 100):
-        raise DataError(f"{path}: fine labels must be in [0, 100)")
-    images = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)  # CHW rows -> HWC
-    return ImageSet(np.ascontiguousarray(images), labels)
-
-
-def write_cifar100(root: Path, train: ImageSet, test: ImageSet) -> Path:
-    """Write ``train`` and ``test`` as ``root/cifar-100-python/{train,test,meta}`` pickles.
-
-    The layout :func:`load_cifar100` reads (images as uint8 CHW rows, 100 fine label names);
-    returns ``root``, the ``data_dir`` to load it from.
-    """
-    folder = Path(root) / CIFAR100_DIR
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, part in (("train", train), ("test", test)):
-        rows = part.images.transpose(0, 3, 1, 2).reshape(len(part), -1)  # HWC -> CHW rows
-        entry = {
-            "filenames": [f"img_{i}.png" for i in range(len(part))],
-            "batch_label": f"{name} batch",
-            "fine_labels": [int(x) for x in part.labels],
-            "coarse_labels": [int(x) // 5 for x in part.labels],
-            "data": np.ascontiguousarray(rows),
-        }
-        with (folder / name).open("wb") as f:
-            pickle.dump(entry, f)
-    meta = {
-        "fine_label_names": [f"class_{i}" for i in range(100)],
-        "coarse_label_names": [f"super_{i}" for i in range(20)],
-    }
-    with (folder / "meta").open("wb") as f:
-        pickle.dump(meta, f)
-    return Path(root)
-
-
-def cifar100_present(data_dir: Path) -> bool:
-    root = Path(data_dir) / CIFAR100_DIR
-    return all((root / name).is_file() for name in ("train", "test", "meta"))
-
-
-def _shown(data_dir: str | Path, name: str = "") -> str:
-    """A path as the user gave it (``./data``, not ``data``), optionally with a child."""
-    text = os.fspath(data_dir)
-    return f"{text.rstrip('/')}/{name}" if name else text
-
-
-def fetch_and_extract(url: str, folder: Path, md5: str) -> None:
-    """Download ``url`` into ``folder`` (in 1 MiB reads), check its MD5, unpack the tarball.
-
-    urllib rather than torchvision's helper: importing torchvision costs over a second, and
-    the refusal of a missing data directory should come as fast as any other bad input.
-    """
-    import hashlib
-    import tarfile
-    import urllib.request
-
-    folder.mkdir(parents=True, exist_ok=True)
-    archive = folder / url.rsplit("/", 1)[1]
-    digest = hashlib.md5()
-    with urllib.request.urlopen(url, timeout=60) as response, archive.open("wb") as out:
-        while chunk := response.read(1 << 20):
-            digest.update(chunk)
-            out.write(chunk)
-    if digest.hexdigest() != md5:
-        raise OSError(f"MD5 {digest.hexdigest()} of {archive.name} is not the expected {md5}")
-    with tarfile.open(archive, "r:gz") as tar:
-        tar.extractall(folder, filter="data")  # "data": no absolute paths, links or devices
-
-
-def download_cifar100(data_dir: str | Path) -> None:
-    """Fetch and unpack the official archive; its MD5 is verified before extraction.
-
-    On failure, whatever the attempt created (the directory itself, the archive, a partial
-    ``cifar-100-python``) is removed again.
-    """
-    folder = Path(data_dir)
-    # the outermost missing ancestor: removing it removes every directory the download made
-    missing = [p for p in (folder, *folder.parents) if not p.exists()]
-    created = missing[-1] if missing else None
-    leftovers = [
-        p
-        for p in (folder / CIFAR100_DIR, folder / CIFAR100_URL.rsplit("/", 1)[1])
-        if not p.exists()
-    ]
-    try:
-        fetch_and_extract(CIFAR100_URL, folder, CIFAR100_MD5)
-    except BaseException as e:
-        if created is not None:
-            shutil.rmtree(created, ignore_errors=True)
-        else:
-            for p in leftovers:
-                if p.is_dir():
-                    shutil.rmtree(p, ignore_errors=True)
-                else:
-                    p.unlink(missing_ok=True)
-        if not isinstance(e, Exception):
-            raise  # Ctrl-C: cleaned up, still an interrupt
-        raise DataError(
-            f"CIFAR-100 is not in {_shown(data_dir)} and could not be downloaded from "
-            f"{CIFAR100_URL} ({type(e).__name__}: {e}); put the cifar-100-python folder there"
-        ) from None
-
-
-def load_cifar100(data_dir: str | Path, download: bool = True) -> tuple[ImageSet, ImageSet]:
-    """The training (50,000) and test (10,000) sets from ``data_dir/cifar-100-python``.
-
-    The pickles themselves are not checksummed, so any directory of the same layout loads.
-    Errors name the directory as given (``./data``).
-    """
-    given = data_dir
-    data_dir = Path(data_dir)
-    if not cifar100_present(data_dir):
-        if not download:
-            raise DataError(
-                f"{_shown(given, CIFAR100_DIR)}: CIFAR-100 files train/test/meta missing"
-            )
-        if data_dir.exists() and not data_dir.is_dir():
-            raise DataError(f"{_shown(given)}: not a directory")
-        download_cifar100(given)
-    root = data_dir / CIFAR100_DIR
-    meta = _read_pickle(root / "meta")
-    if not isinstance(meta, dict) or len(meta.get("fine_label_names", ())) != 100:
-        raise DataError(f"{root / 'meta'}: needs 100 'fine_label_names'")
-    return _read_batch(root / "train"), _read_batch(root / "test")
 
 
 def make_synthetic(
@@ -276,20 +75,42 @@ def stratified_split(
     return train_idx, val_idx
 
 
+def _synthetic(cfg: DataConfig, num_classes: int) -> tuple[ImageSet, ImageSet]:
+    return make_synthetic(num_classes, cfg.synthetic_train_size, cfg.synthetic_test_size)
+
+
 def load_splits(cfg: DataConfig, num_classes: int, seed: int) -> Splits:
     """The training set and the set scored each epoch (validation split, or test for reruns)."""
     if cfg.dataset == "synthetic":
-        train, test = make_synthetic(
-            num_classes, cfg.synthetic_train_size, cfg.synthetic_test_size
-        )
+        train, test = _synthetic(cfg, num_classes)
     else:
-        if num_classes != 100:
-            raise DataError(f"CIFAR-100 has 100 classes; the model has {num_classes}")
-        train, test = load_cifar100(cfg.data_dir, cfg.download)
+        source = SOURCES[cfg.dataset]
+        if num_classes != source.classes:
+            raise DataError(
+                f"{source.title} has {source.classes} classes; the model has {num_classes}"
+            )
+        train, test = load(cfg.dataset, cfg.data_dir, cfg.download)
     if cfg.eval_split == "test":
         return Splits(train, test, "test", num_classes)
     train_idx, val_idx = stratified_split(train.labels, cfg.val_size, seed)
     return Splits(train.subset(train_idx), train.subset(val_idx), "val", num_classes)
+
+
+def data_identity(cfg: DataConfig, num_classes: int) -> DataIdentity:
+    """What ``cfg`` reads: a data set's folder, counts and file fingerprint, or the synthetic
+    set's recipe (it is one fixed set for given sizes and classes)."""
+    if cfg.dataset != "synthetic":
+        return identify(cfg.dataset, cfg.data_dir)
+    recipe = (
+        f"{SYNTHETIC_DATA_SEED}:{num_classes}:{cfg.synthetic_train_size}:{cfg.synthetic_test_size}"
+    )
+    return DataIdentity(
+        "synthetic",
+        "",
+        cfg.synthetic_train_size,
+        cfg.synthetic_test_size,
+        hashlib.sha256(recipe.encode()).hexdigest()[:16],
+    )
 
 
 def sample_seed_everything(seed: int) -> None:

@@ -18,7 +18,7 @@ from benchmarks.acceptance_parts import (
 )
 from benchmarks.acceptance_report import REPORT_KEYS, check_targets, merge, write_report
 from benchmarks.kill_resume import compare_values, fixed
-from wrn.data import load_cifar100
+from wrn.datasets import load
 
 TARGET_NAMES = {
     "wrn28_10_images_per_s",
@@ -168,7 +168,7 @@ def test_fashion_conversion_matches_the_cifar_layout(tmp_path: Path) -> None:
     made = write_idx(tmp_path / "gz", 40, 20)
     assert find_fashion_gz(tmp_path / "gz") == tmp_path / "gz"
     assert fashion_to_cifar(tmp_path / "gz", tmp_path / "data") == {"train": 40, "test": 20}
-    train, test = load_cifar100(tmp_path / "data", download=False)
+    train, test = load("cifar100", tmp_path / "data", download=False)
     assert train.images.shape == (40, 32, 32, 3) and test.images.shape == (20, 32, 32, 3)
     keep = np.random.default_rng(0).permutation(40)  # fashion-cifar's fixed order
     assert (train.labels == made["train_labels"][keep]).all()
@@ -176,7 +176,7 @@ def test_fashion_conversion_matches_the_cifar_layout(tmp_path: Path) -> None:
         assert (train.images[:, 2:30, 2:30, channel] == made["train"][keep]).all()
     assert (train.images[:, :2] == 0).all() and (train.images[:, :, 30:] == 0).all()
     assert fashion_to_cifar(tmp_path / "gz", tmp_path / "sub", 8, 4) == {"train": 8, "test": 4}
-    sub, _ = load_cifar100(tmp_path / "sub", download=False)
+    sub, _ = load("cifar100", tmp_path / "sub", download=False)
     assert (sub.labels == made["train_labels"][keep[:8]]).all()
 
 

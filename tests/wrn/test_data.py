@@ -1,4 +1,3 @@
-import pickle
 from pathlib import Path
 
 import numpy as np
@@ -7,149 +6,8 @@ import torch
 
 from wrn.augment import build_transform
 from wrn.config import DataConfig
-from wrn.data import (
-    DataError,
-    load_cifar100,
-    load_splits,
-    make_loader,
-    make_synthetic,
-    stratified_split,
-    write_cifar100,
-)
-
-
-def test_loads_the_cifar_pickle_layout(cifar_dir: Path) -> None:
-    train, test = load_cifar100(cifar_dir, download=False)
-    assert train.images.shape == (400, 32, 32, 3) and train.images.dtype == np.uint8
-    assert test.images.shape == (200, 32, 32, 3)
-    assert train.labels.dtype == np.int64 and set(train.labels) == set(range(100))
-
-
-def test_write_cifar100_round_trips_through_the_loader(tmp_path: Path) -> None:
-    train, test = make_synthetic(100, 150, 120, seed=4)
-    assert write_cifar100(tmp_path, train, test) == tmp_path
-    loaded_train, loaded_test = load_cifar100(tmp_path, download=False)
-    for written, loaded in ((train, loaded_train), (test, loaded_test)):
-        assert np.array_equal(written.images, loaded.images)
-        assert np.array_equal(written.labels, loaded.labels)
-
-
-def test_pixel_order_is_hwc_from_chw_rows(tmp_path: Path, cifar_writer) -> None:
-    cifar_writer(tmp_path, n_train=100, n_test=100)
-    with (tmp_path / "cifar-100-python" / "train").open("rb") as f:
-        raw = pickle.load(f)["data"]
-    train, _ = load_cifar100(tmp_path, download=False)
-    # the first 1024 bytes of a row are the red plane, row-major
-    assert np.array_equal(train.images[0, :, :, 0].ravel(), raw[0, :1024])
-    assert np.array_equal(train.images[0, :, :, 2].ravel(), raw[0, 2048:])
-
-
-def test_missing_directory_without_download(tmp_path: Path) -> None:
-    with pytest.raises(DataError, match="missing"):
-        load_cifar100(tmp_path / "nowhere", download=False)
-
-
-def test_download_failure_is_one_clear_error(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    def refuse(*args: object, **kwargs: object) -> None:
-        raise OSError("network unreachable")
-
-    monkeypatch.setattr("wrn.data.fetch_and_extract", refuse)
-    with pytest.raises(DataError, match="could not be downloaded"):
-        load_cifar100(tmp_path, download=True)
-
-
-def _archive(tmp_path: Path, cifar_writer) -> tuple[str, str]:
-    """A small tarball in the official archive's layout, served from a file:// URL."""
-    import hashlib
-    import tarfile
-
-    source = tmp_path / "source"
-    cifar_writer(source, n_train=100, n_test=100)
-    archive = tmp_path / "cifar-100-python.tar.gz"
-    with tarfile.open(archive, "w:gz") as tar:
-        tar.add(source / "cifar-100-python", arcname="cifar-100-python")
-    return archive.as_uri(), hashlib.md5(archive.read_bytes()).hexdigest()
-
-
-def test_download_fetches_checks_and_unpacks_the_archive(
-    tmp_path: Path, cifar_writer, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    url, md5 = _archive(tmp_path, cifar_writer)
-    monkeypatch.setattr("wrn.data.CIFAR100_URL", url)
-    monkeypatch.setattr("wrn.data.CIFAR100_MD5", md5)
-    train, test = load_cifar100(tmp_path / "data", download=True)
-    assert len(train) == 100 and len(test) == 100
-
-
-def test_a_corrupt_download_is_refused_and_removed(
-    tmp_path: Path, cifar_writer, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    url, _ = _archive(tmp_path, cifar_writer)
-    monkeypatch.setattr("wrn.data.CIFAR100_URL", url)
-    monkeypatch.setattr("wrn.data.CIFAR100_MD5", "0" * 32)
-    with pytest.raises(DataError, match="MD5"):
-        load_cifar100(tmp_path / "data", download=True)
-    assert not (tmp_path / "data").exists()  # nothing left behind
-
-
-def test_wrong_layout_is_rejected(tmp_path: Path, cifar_writer) -> None:
-    cifar_writer(tmp_path, n_train=100, n_test=100)
-    (tmp_path / "cifar-100-python" / "train").write_bytes(b"not a pickle")
-    with pytest.raises(DataError, match="not a CIFAR-100 pickle"):
-        load_cifar100(tmp_path, download=False)
-    with (tmp_path / "cifar-100-python" / "train").open("wb") as f:
-        pickle.dump({"data": np.zeros((3, 10), np.uint8), "fine_labels": [0, 1, 2]}, f)
-    with pytest.raises(DataError, match="shape"):
-        load_cifar100(tmp_path, download=False)
-
-
-class _Poison:
-    """Pickles as a call of os.system: loading it with pickle.load runs the command."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self) -> tuple:
-        import os
-
-        return (os.system, (f"touch {self.marker}",))
-
-
-@pytest.mark.parametrize("name", ["train", "meta"])
-def test_a_poisoned_pickle_is_refused_unrun(tmp_path: Path, cifar_writer, name: str) -> None:
-    data = cifar_writer(tmp_path / "data", n_train=100, n_test=100)
-    marker = tmp_path / "ran"
-    entry = {"data": _Poison(marker), "fine_labels": [0], "fine_label_names": [_Poison(marker)]}
-    path = data / "cifar-100-python" / name
-    path.write_bytes(pickle.dumps(entry))
-    with pytest.raises(DataError, match=rf"^{path}: refused: the pickle names posix\.system"):
-        load_cifar100(data, download=False)
-    assert not marker.exists()
-
-
-# numpy 1.x (and the official CIFAR-100 files, Python 2's protocol 2) name numpy.core
-@pytest.mark.parametrize(
-    ("protocol", "numpy_1"),
-    [(p, False) for p in range(pickle.HIGHEST_PROTOCOL + 1)] + [(p, True) for p in range(3)],
-)
-def test_every_pickle_protocol_of_the_format_loads(
-    tmp_path: Path, cifar_writer, protocol: int, numpy_1: bool
-) -> None:
-    data = cifar_writer(tmp_path, n_train=100, n_test=100)
-    path = data / "cifar-100-python" / "train"
-    with path.open("rb") as f:
-        entry = pickle.load(f)
-    entry["labels_array"] = np.asarray(entry["fine_labels"])  # an int64 array and a scalar too
-    entry["first_label"] = entry["labels_array"][0]
-    raw = pickle.dumps(entry, protocol=protocol)
-    if numpy_1:  # protocols 0-2 name globals in newline-ended text: no lengths to fix
-        raw = raw.replace(b"numpy._core", b"numpy.core")
-        assert b"numpy.core.multiarray\n_reconstruct" in raw
-    path.write_bytes(raw)
-    train, _ = load_cifar100(data, download=False)
-    assert np.array_equal(train.images.transpose(0, 3, 1, 2).reshape(100, -1), entry["data"])
+from wrn.data import DataError, load_splits, make_loader, make_synthetic, stratified_split
+from wrn.datasets import load
 
 
 def test_stratified_split_is_balanced_and_fixed_by_seed() -> None:
@@ -179,7 +37,7 @@ def test_val_split_never_contains_test_images(cifar_dir: Path) -> None:
     cfg = DataConfig(data_dir=str(cifar_dir), download=False, val_size=100)
     splits = load_splits(cfg, 100, seed=0)
     assert splits.eval_name == "val" and len(splits.train) == 300 and len(splits.eval) == 100
-    _, test = load_cifar100(cifar_dir, download=False)
+    _, test = load("cifar100", cifar_dir, download=False)
     rerun = load_splits(DataConfig(data_dir=str(cifar_dir), eval_split="test"), 100, seed=0)
     assert rerun.eval_name == "test" and len(rerun.train) == 400
     assert np.array_equal(rerun.eval.images, test.images)
@@ -221,34 +79,3 @@ def test_both_pipelines_make_the_batches_check_runnable_counts(
     gpu = GpuBatches(data, torch.device("cpu"), batch_size, True, "basic", seed=0)
     assert len(cpu) == len(list(cpu)) == train_batches(images, batch_size)
     assert len(gpu) == len(list(gpu)) == train_batches(images, batch_size)
-
-
-def test_missing_data_names_the_directory_as_given(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.chdir(tmp_path)
-    with pytest.raises(DataError, match=r"^\./data/cifar-100-python: "):
-        load_cifar100("./data", download=False)
-
-
-@pytest.mark.parametrize("exists", [False, True])
-def test_a_failed_download_leaves_nothing_behind(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, exists: bool
-) -> None:
-    def half_done(url: str, root: Path, md5: str) -> None:
-        # as a real fetch does: the folder, a partial archive, then the network fails
-        Path(root).mkdir(parents=True, exist_ok=True)
-        (Path(root) / "cifar-100-python.tar.gz").write_bytes(b"partial")
-        raise OSError("network unreachable")
-
-    monkeypatch.setattr("wrn.data.fetch_and_extract", half_done)
-    monkeypatch.chdir(tmp_path)
-    if exists:  # the user's folder: only what the download made goes
-        (tmp_path / "data").mkdir()
-        (tmp_path / "data" / "mine.txt").write_text("the user's file")
-    given = "./data" if exists else "./data/new"
-    with pytest.raises(DataError, match=rf"^CIFAR-100 is not in {given} and could not be"):
-        load_cifar100(given, download=True)
-    assert (tmp_path / "data").exists() == exists  # ./data/new's parent was made too
-    if exists:
-        assert [p.name for p in (tmp_path / "data").iterdir()] == ["mine.txt"]
