@@ -10,6 +10,9 @@ study's validation split. With ``--path``, the ablation path of Fawcett & Hoos (
 recipe to the best configuration: at each step the one remaining parameter whose change gains
 most is changed. Every run is a trial of the study ``NAME-ablation`` in the same storage, tagged
 with its variant and seed; rerunning the command runs only the (variant, seed) pairs missing.
+The seeds are the first after the study's that no search trial trained with, so the base is not
+a replay of the trial that won the search; each factor is compared with the base seed by seed
+(paired t) and called significant only after Holm's correction across the factors.
 """
 
 from __future__ import annotations
@@ -36,8 +39,6 @@ from study.errors import UsageError
 from study.jobs import AblationJob, RetrainJob
 from study.progress import Progress
 from study.records import (
-    BASE_VARIANT,
-    PATH_START,
     AblationSettings,
     SearchSettings,
     StudyKind,
@@ -53,7 +54,7 @@ from study.retrain import Retrain, Started
 from study.storage import redact, storage_flags
 
 if TYPE_CHECKING:
-    from study.ablation.plan import Variant
+    from study.ablation.plan import Plan
     from study.ablation.runner import Runner
     from wrn.config import TrainConfig
 
@@ -72,7 +73,8 @@ def build_parser() -> Parser:
         "--seeds",
         type=int_at_least(1),
         default=3,
-        help="training runs per variant, seeds offset from the study's seed",
+        help="training runs per variant, on the seeds after the study's that the search never "
+        "trained with",
     )
     p.add_argument("--epochs", type=int_at_least(1), help="default: the study's epochs per trial")
     p.add_argument(
@@ -89,33 +91,6 @@ def ablation_job(args: argparse.Namespace, argv: Sequence[str]) -> AblationJob:
         "study.ablate", run_flags(args), tuple(argv), args.study_name, args.epochs, args.seeds
     )
     return AblationJob(retrain, base=args.base, path=args.path)
-
-
-@dataclass(frozen=True)
-class Plan:
-    """What the ablation trains: the base and its variants, and the path's ends and keys."""
-
-    settings: AblationSettings  # what the ablation study records
-    split_seed: int  # the search's: every run scores on the search's validation split
-    seeds: list[int]  # this command's
-    recipe: TrainConfig
-    base: TrainConfig
-    target: TrainConfig | None  # the path's end (the best trial's config)
-    variants: list[Variant]
-    path_keys: list[str]
-    distributions: dict[str, Any]
-
-    @property
-    def start_variant(self) -> str:
-        """The path's first configuration: the base itself when the base is the recipe."""
-        return BASE_VARIANT if self.settings.base == "recipe" else PATH_START
-
-    @property
-    def path_configs(self) -> int:
-        """The path's configurations, at most: its start (unless it is the base) and every
-        step's candidates."""
-        n = len(self.path_keys)
-        return n * (n + 1) // 2 + (self.start_variant != BASE_VARIANT) if self.path_keys else 0
 
 
 def search_settings(source: optuna.Study) -> SearchSettings:
@@ -210,23 +185,27 @@ def choose_base(job: AblationJob, retrain: Retrain, ends: Ends, progress: Progre
 def make_plan(job: AblationJob, retrain: Retrain, progress: Progress) -> Plan:
     """The ablation's runs, from the search's settings and best trial; UsageError if they
     cannot be planned."""
-    from study.ablation.plan import config_diff, param_distributions, plan_variants
+    from study.ablation import plan as planning
 
     settings = search_settings(retrain.source)
     ends = read_ends(job, retrain.source, settings)
     base = choose_base(job, retrain, ends, progress)
-    variants, skipped = plan_variants(base.cfg, settings.space.ablation)
+    variants, skipped = planning.plan_variants(
+        base.cfg, settings.space.ablation, settings.space.params
+    )
     path_keys: list[str] = []
     if job.path:
         assert base.target is not None
         order = list(settings.space.params)
-        path_keys = config_diff(ends.recipe.to_flat(), base.target.to_flat(), order)
+        path_keys = planning.config_diff(ends.recipe.to_flat(), base.target.to_flat(), order)
         if not path_keys:
             raise UsageError(
                 f"--path: the best trial of {job.retrain.study_name!r} has the recipe's "
                 "configuration"
             )
-    seeds = [settings.seed + k for k in range(job.retrain.seeds)]
+    trials = retrain.source.get_trials(deepcopy=False)
+    used = {settings.split_seed, *(recorded_config(t).get("seed") for t in trials)} - {None}
+    seeds = planning.ablation_seeds(used, settings.split_seed, job.retrain.seeds)
     ablation = AblationSettings(
         source_study=job.retrain.study_name,
         base=job.base,
@@ -236,15 +215,17 @@ def make_plan(job: AblationJob, retrain: Retrain, progress: Progress) -> Plan:
         dataset=ends.run_values["dataset"],
         val_size=base.cfg.data.val_size,
         factors=dict(settings.space.ablation),
-        skipped=skipped,
-        seeds=sorted(set(seeds) | set(base.seeds)),
+        skipped=list(skipped),
+        skip_reasons=skipped,
+        seeds=sorted((set(seeds) | set(base.seeds)) - used),
+        search_seeds=sorted(used),
         path_target=None if not job.path or base.target is None else base.target.to_flat(),
         path_target_trial=base.target_trial if job.path else None,
     )
     path_ends = [ends.recipe] if base.target is None else [ends.recipe, base.target]
-    distributions = param_distributions(base.cfg, variants, path_ends, path_keys)
-    return Plan(
-        ablation, settings.seed, seeds, ends.recipe, base.cfg, base.target, variants,
+    distributions = planning.param_distributions(base.cfg, variants, path_ends, path_keys)
+    return planning.Plan(
+        ablation, settings.split_seed, seeds, ends.recipe, base.cfg, base.target, variants,
         path_keys, distributions,
     )  # fmt: skip
 
@@ -301,25 +282,33 @@ def ablate(job: AblationJob, progress: Progress) -> int:
     if job.path:
         walk_path(plan, runner, started.study, progress)
     runner.after_trial()  # the note and the figure, once more at the end
-    from study.ablation.effects import compute_effects, effects_table
+    from study.ablation.effects import compute_effects, effects_table, seeds_words
 
-    effects = compute_effects(started.study.get_trials(deepcopy=False))
+    trials = started.study.get_trials(deepcopy=False)
+    effects = compute_effects(trials, plan.settings.search_seeds)
     where = redact(job.retrain.flags.storage)
     print(f"{retrain.name!r} in {where} ({runner.ran} run(s) trained now):")
     print(effects_table(effects))
+    print(seeds_words(plan.settings))
     return 0
 
 
 def make_runner(plan: Plan, retrain: Retrain, started: Started) -> Runner:
     from study import dashboard
-    from study.ablation.effects import compute_effects, effects_figure, effects_markdown
+    from study.ablation.effects import (
+        compute_effects,
+        effects_figure,
+        effects_markdown,
+        seeds_words,
+    )
     from study.ablation.runner import Runner
 
     study, storage_url = started.study, retrain.job.flags.storage
 
     def refresh_dashboard() -> None:
-        effects = compute_effects(study.get_trials(deepcopy=False))
-        dashboard.write_study_note(study, storage_url, effects_markdown(effects))
+        effects = compute_effects(study.get_trials(deepcopy=False), plan.settings.search_seeds)
+        markdown = f"{seeds_words(plan.settings)}\n\n{effects_markdown(effects)}"
+        dashboard.write_study_note(study, storage_url, markdown)
         if any(e.diff is not None for e in effects):
             figure = effects_figure(effects, f"{study.study_name}: effects")
             dashboard.save_figure(study, figure, "effects")
@@ -364,8 +353,19 @@ def show_start(plan: Plan, retrain: Retrain, started: Started, runner: Runner) -
         f"{len(variants) * len(seeds) - missing} done, running {missing}"
     )
     if base.skipped:
-        skipped = ", ".join(base.skipped)
-        retrain.progress.message(f"not ablated, already off in the base: {skipped}")
+        from study.ablation.effects import skipped_words
+
+        retrain.progress.message(f"not ablated: {skipped_words(base)}")
+    replays = [
+        t
+        for t in started.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if t.user_attrs.get(A.SEED) in base.search_seeds
+    ]
+    if replays:  # an earlier version trained on the search's seed: a replay of its trials
+        retrain.progress.message(
+            f"left out: {len(replays)} earlier run(s) on the search's seed(s) "
+            f"{', '.join(map(str, base.search_seeds))}"
+        )
 
 
 def walk_path(plan: Plan, runner: Runner, study: optuna.Study, progress: Progress) -> None:

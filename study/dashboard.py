@@ -23,6 +23,7 @@ from xml.sax.saxutils import escape
 import optuna
 from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 
+from study.ablation.effects import skipped_words
 from study.records import (
     AblationSettings,
     SearchSettings,
@@ -337,7 +338,7 @@ def _ablation_note(
         f"Trials: {_counts(study).describe(NOTE_STATES, 'no trials yet')}.",
     ]
     if settings.skipped:
-        lines.append(f"Already off in the base, so not ablated: {', '.join(settings.skipped)}.")
+        lines.append(f"Not ablated: {skipped_words(settings)}.")
     if effects_md:
         lines += ["", "### Effects", effects_md]
     path = ablation_path(study.user_attrs)

@@ -65,6 +65,12 @@ class SearchSettings:
     def study_attrs(self) -> dict[str, Any]:
         return {StudyAttrs.KIND: StudyKind.SEARCH.value, StudyAttrs.SETTINGS: self.to_dict()}
 
+    @property
+    def split_seed(self) -> int:
+        """The seed every trial trained and split the validation set with (``--set seed``
+        overrides ``--seed``)."""
+        return int(self.fixed.get("seed", self.seed))
+
     def changed_from(self, recorded: Mapping[str, Any]) -> list[str]:
         """One phrase per pinned setting this differs from ``recorded`` in, naming both."""
         mine = self.to_dict()
@@ -232,8 +238,10 @@ class AblationSettings:
     dataset: str | None = None
     val_size: int | None = None
     factors: dict[str, Any] = field(default_factory=dict)  # factor -> its "off" value
-    skipped: list[str] = field(default_factory=list)  # factors already off in the base
+    skipped: list[str] = field(default_factory=list)  # factors already (near) off in the base
+    skip_reasons: dict[str, str] = field(default_factory=dict)  # factor -> why not ablated
     seeds: list[int] = field(default_factory=list)
+    search_seeds: list[int] = field(default_factory=list)  # the search's: never an ablation's
     path_target: dict[str, Any] | None = None  # with --path: the flat config it walks to
     path_target_trial: int | None = None
 

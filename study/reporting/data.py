@@ -241,9 +241,8 @@ def _ablation(study: optuna.Study, source: str) -> AblationData:
     attrs = study.user_attrs
     settings = AblationSettings.of(attrs) or AblationSettings(source_study=source)
     trials = study.get_trials(deepcopy=False)
-    return AblationData(
-        study.study_name, settings, ablation_path(attrs), trials, compute_effects(trials)
-    )
+    effects = compute_effects(trials, settings.search_seeds)  # a replay of the search: left out
+    return AblationData(study.study_name, settings, ablation_path(attrs), trials, effects)
 
 
 def rank_points(search: Sequence[FrozenTrial], reruns: Sequence[FrozenTrial]) -> list[RankPoint]:

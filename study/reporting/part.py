@@ -59,8 +59,9 @@ HEADINGS: dict[str, tuple[str, str]] = {
     "ablation": (
         "Ablations",
         "Each factor switched off in turn from the base configuration (python -m study.ablate), "
-        "validation accuracy over seeds, and its difference from the base with a 95 % Welch "
-        "t interval, sorted by effect: the most harmful removal first.",
+        "validation accuracy over seeds, and its difference from the base seed by seed with a "
+        "95 % paired t interval (uncorrected) and a Holm-adjusted p over the factors, sorted by "
+        "effect: the most harmful removal first.",
     ),
 }
 

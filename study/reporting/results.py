@@ -9,7 +9,13 @@ from collections.abc import Sequence
 
 import plotly.graph_objects as go
 
-from study.ablation.effects import effects_figure, format_points, path_figure
+from study.ablation.effects import (
+    effects_figure,
+    format_points,
+    path_figure,
+    seeds_words,
+    skipped_words,
+)
 from study.reporting import ranking
 from study.reporting.commands import ablation_flags, command, storage_flags
 from study.reporting.data import AblationData, StudyData
@@ -204,13 +210,14 @@ def ablation_part(studies: Sequence[StudyData]) -> Part:
                 e.label,
                 str(e.n),
                 f"{e.mean:.4f} ± {e.std:.4f}",
-                "" if e.diff is None else format_points(e.diff, e.interval),
+                "" if e.diff is None else format_points(e),
             ]
             for e in a.effects
         ]
         part.html.append(
             table(["variant", "n", "val acc", "difference from base"], rows, f"ablation-{s.name}")
         )
+        part.html.append(f"<p>{html.escape(seeds_words(a.settings))}</p>")
         if any(e.diff is not None for e in a.effects):
             title = f"{s.name}: effect of switching each factor off"
             part.figures.append((f"fig-ablation-{slug(s.name)}", effects_figure(a.effects, title)))
@@ -234,5 +241,5 @@ def _ablation_setup(a: AblationData) -> str:
     text = f"{base}, {plural(settings.epochs, 'epoch')} per run, seeds "
     text += ", ".join(str(x) for x in a.seeds)
     if settings.skipped:
-        text += f"; already off in the base: {', '.join(settings.skipped)}"
+        text += f"; not ablated: {skipped_words(settings)}"
     return text + (f"; {a.running} run(s) in progress" if a.running else "")

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from optuna.trial import FrozenTrial, TrialState
 
 from search_spaces import BUILTIN
-from study.ablation.effects import Effect
+from study.ablation.effects import effect_words
 from study.records import TrialAttrs, recorded_config, tally
 from study.reporting import ranking
 from study.reporting.commands import command
@@ -34,18 +34,6 @@ def network(trial: FrozenTrial) -> str:
     size = trial.user_attrs.get(TrialAttrs.NUM_PARAMS)
     net = network_name(config["depth"], config["width"]) if "depth" in config else "network"
     return f"{net}, {size:,} parameters" if size else net
-
-
-def effect_words(e: Effect) -> str:
-    assert e.diff is not None
-    points = 100 * e.diff
-    if e.interval is None:
-        return f"{e.label}: {points:+.2f} points (95% CI n/a: one seed)"
-    half = 100 * (e.interval[1] - e.interval[0]) / 2
-    if e.significant:
-        verb = "costs" if e.diff < 0 else "gains"
-        return f"{e.label} {verb} {abs(points):.2f} ± {half:.2f} points (95% CI)"
-    return f"{e.label}: no clear effect ({points:+.2f} ± {half:.2f} points, 95% CI spans 0)"
 
 
 def other_space_command(s: StudyData) -> str:

@@ -51,27 +51,17 @@ def ablate_args(storage: Path, data_dir: Path, *extra: str) -> list[str]:
     ]
 
 
+SEARCH_FLAGS = [
+    *("--val-size", "100", "--device", "cpu", "--epochs", "1", "--pruner", "none"),
+    *TINY_SET,
+]
+
+
 @pytest.fixture(scope="module")
 def searched(cifar_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     storage = tmp_path_factory.mktemp("ablate") / "wrn.db"
-    argv = [
-        "--storage",
-        url(storage),
-        "--data-dir",
-        str(cifar_dir),
-        "--val-size",
-        "100",
-        "--device",
-        "cpu",
-        "--epochs",
-        "1",
-        "--trials",
-        "2",
-        "--pruner",
-        "none",
-        *TINY_SET,
-    ]
-    assert run.main(argv) == 0
+    argv = [*SEARCH_FLAGS, "--storage", url(storage), "--data-dir", str(cifar_dir)]
+    assert run.main([*argv, "--trials", "2"]) == 0
     return storage
 
 
@@ -109,7 +99,7 @@ def ablated(searched: Path, cifar_dir: Path, tmp_path_factory: pytest.TempPathFa
         # a process killed outright leaves its trial RUNNING, with its host and (dead) pid
         stale = study.ask()
         stale.set_user_attr("variant", "weight_decay-off")
-        stale.set_user_attr("seed", 1)
+        stale.set_user_attr("seed", 2)
         dead = subprocess.Popen(["true"])
         dead.wait()
         stale.set_user_attr("host", socket.gethostname())
@@ -135,7 +125,10 @@ def test_variants_and_seeds_are_recorded(ablated: dict, searched: Path) -> None:
     study = optuna.load_study(study_name="wrn28_10-ablation", storage=url(storage))
     complete = study.get_trials(states=(TrialState.COMPLETE,))
     pairs = sorted((t.user_attrs["variant"], t.user_attrs["seed"]) for t in complete)
-    assert pairs == sorted((v, s) for v in VARIANTS for s in (0, 1))
+    assert pairs == sorted((v, s) for v in VARIANTS for s in (1, 2))
+    # no run is a replay of a search trial: the search trained every trial with seed 0
+    search_seeds = {t.user_attrs["config"]["seed"] for t in source.get_trials()}
+    assert search_seeds == {0} and not search_seeds & {s for _, s in pairs}
 
     best_config = best.user_attrs["config"]
     for t in complete:
@@ -167,13 +160,14 @@ def test_variants_and_seeds_are_recorded(ablated: dict, searched: Path) -> None:
     attrs = study.user_attrs
     assert attrs["kind"] == "ablation" and attrs["source_study"] == "wrn28_10"
     assert attrs["base"] == "best" and attrs["base_trial"] == best.number
-    assert attrs["epochs"] == 1 and attrs["seeds"] == [0, 1]
+    assert attrs["epochs"] == 1 and attrs["seeds"] == [1, 2] and attrs["search_seeds"] == [0]
     assert set(attrs["skipped"]) == {"mixup_prob", "cutmix_prob", "augmentation"}
     assert {k: v for k, v in attrs["base_config"].items() if k not in EXECUTION} == {
         k: v for k, v in best_config.items() if k not in EXECUTION
     }
     note = optuna_dashboard.get_note(study)  # the dashboard's markdown note for the study
     assert "ablation of `wrn28_10`" in note and "| dropout 0" in note
+    assert "none of them the search's (0)" in note and "Holm" in note
 
 
 def test_resume_runs_only_what_is_missing(ablated: dict) -> None:
@@ -193,25 +187,30 @@ def test_resume_runs_only_what_is_missing(ablated: dict) -> None:
     assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
 
 
-def test_effects_have_welch_intervals(ablated: dict, capsys: pytest.CaptureFixture) -> None:
+def test_effects_have_paired_intervals(ablated: dict, capsys: pytest.CaptureFixture) -> None:
     study = optuna.load_study(study_name="wrn28_10-ablation", storage=url(ablated["storage"]))
     effects = ablation_effects.compute_effects(study.get_trials())
     assert effects[0].variant == "base" and effects[0].diff is None
     diffs = [e.diff for e in effects[1:]]
     assert diffs == sorted(diffs) and len(diffs) == 3
+    base = {
+        t.user_attrs["seed"]: t.value
+        for t in study.get_trials()
+        if t.user_attrs.get("variant") == "base"
+    }
     for e in effects[1:]:
-        assert e.n == 2 and e.interval is not None
-        assert e.interval[0] <= e.diff <= e.interval[1]
+        assert e.n == 2 and e.tests == 3
+        if e.interval is not None:  # else the two seeds' differences were equal: no spread
+            assert e.interval[0] <= e.diff <= e.interval[1]
+            pairs = [
+                (t.value, base[t.user_attrs["seed"]])
+                for t in study.get_trials()
+                if t.user_attrs.get("variant") == e.variant and t.value is not None
+            ]
+            reference = scipy_stats.ttest_rel(*zip(*pairs, strict=True))
+            assert e.p == pytest.approx(reference.pvalue)
     table = ablation_effects.effects_table(effects)
-    assert "95% CI" in table and "dropout" in table
-
-
-def test_welch_interval_matches_scipy() -> None:
-    a, b = [0.50, 0.52, 0.55], [0.45, 0.46, 0.50, 0.47]
-    reference = scipy_stats.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
-    assert ablation_effects.welch_interval(a, b) == pytest.approx((reference.low, reference.high))
-    assert ablation_effects.welch_interval([0.5], b) is None  # one seed: no interval
-    assert ablation_effects.welch_interval([0.5, 0.5], [0.4, 0.4]) == pytest.approx((0.1, 0.1))
+    assert "dropout" in table and ("95% CI" in table or "not estimable" in table)
 
 
 def test_path_ends_at_the_best_configuration(
@@ -326,3 +325,26 @@ def test_a_study_without_complete_trials_needs_base_recipe(
 def test_missing_storage_is_not_created(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     fails(capsys, ["--study-name", "x", "--storage", url(tmp_path / "none.db")], "no such storage")
     assert not (tmp_path / "none.db").exists()
+
+
+def test_set_seed_keeps_the_search_split(
+    cifar_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import wrn.data
+
+    storage = tmp_path / "wrn.db"
+    search = [*SEARCH_FLAGS, "--storage", url(storage), "--data-dir", str(cifar_dir)]
+    assert run.main([*search, "--trials", "1", "--set", "seed=7"]) == 0
+    split_seeds = []
+    real = wrn.data.load_splits
+
+    def spy(data: Any, num_classes: int, seed: int) -> Any:
+        split_seeds.append(seed)
+        return real(data, num_classes, seed)
+
+    monkeypatch.setattr(wrn.data, "load_splits", spy)
+    assert ablate.main(ablate_args(storage, cifar_dir, "--seeds", "1")) == 0
+    # the search split (and trained) with 7: so does the ablation, training with 8
+    assert split_seeds and set(split_seeds) == {7}
+    study = optuna.load_study(study_name="wrn28_10-ablation", storage=url(storage))
+    assert {t.user_attrs["seed"] for t in study.get_trials()} == {8}
