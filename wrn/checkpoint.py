@@ -13,6 +13,7 @@ import os
 import random
 import shutil
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,14 @@ _LOW_SPACE = 64 * 2**20  # bytes free under which a failed write is put down to 
 
 class CheckpointError(ValueError):
     """A checkpoint cannot be read, written, or does not belong to this run."""
+
+
+class CheckpointDiskFullError(CheckpointError):
+    """A checkpoint could not be written for want of space; the previous one is intact."""
+
+
+class CheckpointLostError(RuntimeError):
+    """Another process took this run's checkpoint over; the save was dropped, unwritten."""
 
 
 def rng_state() -> dict[str, Any]:
@@ -68,24 +77,27 @@ def _tmp_path(path: Path, pid: int) -> Path:
 
 def _disk_full_error(path: Path, e: BaseException) -> CheckpointError | None:
     """A one-line error if ``e`` means the disk is full, else None."""
-    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
-        return CheckpointError(f"{path}: no space left on device ({e.strerror})")
-    if isinstance(e, RuntimeError) and any(m in str(e) for m in _ZIP_WRITE_ERRORS):
+    full = isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)
+    if full or (isinstance(e, RuntimeError) and any(m in str(e) for m in _ZIP_WRITE_ERRORS)):
         try:
             free = shutil.disk_usage(path.parent).free
         except OSError:
             free = 0
-        if free < _LOW_SPACE:
-            return CheckpointError(
-                f"{path}: no space left on device ({free / 2**20:.0f} MiB free)"
+        if full or free < _LOW_SPACE:
+            return CheckpointDiskFullError(
+                f"{path}: no space left on device ({free / 2**20:.1f} MiB free)"
             )
         first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         return CheckpointError(f"{path}: checkpoint write failed ({first_line})")
     return None
 
 
-def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
-    """Write ``state`` to ``path`` atomically; a full disk is a one-line CheckpointError."""
+def save_checkpoint(
+    path: str | Path, state: dict[str, Any], may_write: Callable[[], bool] | None = None
+) -> None:
+    """Write ``state`` to ``path`` atomically; a full disk is a one-line
+    CheckpointDiskFullError. ``may_write`` is asked right before the file replaces ``path``:
+    False drops it (CheckpointLostError), so a run that lost its checkpoint never writes it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp_path(path, os.getpid())
@@ -94,6 +106,8 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
             torch.save(state, f)
             f.flush()
             os.fsync(f.fileno())  # the data is on disk before the rename makes it the checkpoint
+        if may_write is not None and not may_write():
+            raise CheckpointLostError(f"{path}: taken over by another process; save dropped")
         os.replace(tmp, path)
     except (OSError, RuntimeError) as e:
         full = _disk_full_error(path, e)
@@ -131,10 +145,12 @@ class CheckpointWriter:
     on CUDA; into reused buffers on the CPU, since training mutates tensors in place), then
     hands the copy to a thread. A save waits for the previous write first; an error of the
     thread is raised in the caller at the next :meth:`save` or at :meth:`wait`.
+    ``may_write``: asked by the thread before each write lands (see :func:`save_checkpoint`).
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, may_write: Callable[[], bool] | None = None) -> None:
         self.path = Path(path)
+        self.may_write = may_write
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
         self._buffers: list[torch.Tensor] = []  # CPU copies, reused by the next snapshot
@@ -185,7 +201,7 @@ class CheckpointWriter:
 
     def _write(self, snapshot: dict[str, Any]) -> None:
         try:
-            save_checkpoint(self.path, snapshot)
+            save_checkpoint(self.path, snapshot, self.may_write)
         except BaseException as e:  # re-raised in the training thread
             self._error = e
 

@@ -144,6 +144,7 @@ def train(
     checkpoint_path: str | Path | None = None,
     on_batch: Callable[[BatchProgress], None] | None = None,
     owner: dict[str, Any] | None = None,
+    may_write: Callable[[], bool] | None = None,
 ) -> TrainResult:
     """Train a WideResNet as ``cfg`` says, evaluating after every epoch.
 
@@ -155,8 +156,10 @@ def train(
     run's first optimiser step, then at most every ``PROGRESS_INTERVAL`` seconds and after each
     epoch's last batch (only then is the loss read from the device). ``owner``: an opaque
     identity written into the checkpoint; a checkpoint of another owner is refused.
+    ``may_write``: asked before each save lands; False (another process took the run over)
+    drops it and the run ends in ``CheckpointLostError``.
     """
-    run = _start(cfg, splits, checkpoint_path, owner)
+    run = _start(cfg, splits, checkpoint_path, owner, may_write)
     progress = _Progress(on_batch) if on_batch is not None else None
     guards = contextlib.ExitStack()
     try:
@@ -218,6 +221,7 @@ def _start(
     splits: Splits | None,
     checkpoint_path: str | Path | None,
     owner: dict[str, Any] | None,
+    may_write: Callable[[], bool] | None = None,
 ) -> _Run:
     """Device, data, model and schedule; with a checkpoint, the state it saved."""
     from wrn.gpu_data import resolve_pipeline
@@ -249,7 +253,7 @@ def _start(
         usable=steps_per_epoch * cfg.optim.grad_accum,
         result=TrainResult(splits.eval_name, str(device), count_params(cfg.model)),
         start_epoch=1,
-        writer=CheckpointWriter(checkpoint_path) if checkpoint_path is not None else None,
+        writer=None if checkpoint_path is None else CheckpointWriter(checkpoint_path, may_write),
         owner=owner,
     )
     if state is not None:

@@ -1,7 +1,9 @@
 """One attempt of a trial: train a config as an Optuna trial, resuming its checkpoint.
 
 Reports epochs (the only caller of ``trial.report``), checkpoints, records the result, and ends
-in a value, a prune, a failure with its reason, or an interruption that keeps the checkpoint.
+in a value, a prune, a failure with its reason, or an interruption that keeps the checkpoint
+(Ctrl-C, SIGTERM, a full checkpoint disk). A worker whose trial was taken over by another
+process while it was stopped leaves it, writing and reporting nothing more.
 ``Lifecycle.run_and_tell`` is the one path from an asked trial to a told one, for search and
 planned runs alike.
 """
@@ -23,13 +25,20 @@ from optuna.trial import FrozenTrial, TrialState
 
 import wrn.train as training
 from study.dashboard import upload_checkpoint, upload_learning_curve
-from study.errors import UsageError
-from study.lifecycle.checkpoints import checkpoint_of
-from study.lifecycle.workers import Heartbeat, queue_interrupted, record_worker, trial_id
+from study.errors import StudyStoppedError, UsageError
+from study.lifecycle.checkpoints import Hold, TrialTakenOverError, checkpoint_of
+from study.lifecycle.claims import ClaimLock
+from study.lifecycle.workers import Heartbeat, queue_interrupted, record_worker
 from study.metadata import device_name
 from study.progress import Progress
 from study.records import TrialAttrs as A
-from wrn.checkpoint import CheckpointError, saved_history
+from study.storage import full_storage
+from wrn.checkpoint import (
+    CheckpointDiskFullError,
+    CheckpointError,
+    CheckpointLostError,
+    saved_history,
+)
 from wrn.config import TrainConfig
 from wrn.data import Splits
 from wrn.model import count_parameters
@@ -39,6 +48,21 @@ from wrn.train import EpochStats, NonFiniteLossError, TrainResult
 
 class TrialFailedError(RuntimeError):
     """A trial failed; the reason is recorded on it and the study goes on."""
+
+
+class DiskFullError(StudyStoppedError):
+    """The checkpoint disk is full: the trial keeps its last checkpoint, is queued to resume
+    (not a failure), and the command stops (every later save would fail too)."""
+
+    def __init__(self, error: str, number: int, saved: int) -> None:
+        super().__init__(
+            f"{error}; trial {number} is queued to resume from epoch {saved} (its checkpoint "
+            "kept): free space and run the same command"
+        )
+
+
+# the trial is no longer this worker's: another process failed it and queued its retry
+LEFT = (TrialTakenOverError, CheckpointLostError, optuna.exceptions.UpdateFinishedTrialError)
 
 
 def require_device(device: str) -> None:
@@ -57,6 +81,7 @@ class _Attempt:
     checkpoint: Path | None
     owner: dict[str, Any] | None  # the identity its checkpoint carries
     history: list[EpochStats]  # restored epochs first
+    hold: Hold | None  # asked before each report and checkpoint write
     # this attempt's epochs only: restored epochs were counted by the attempt that ran them
     epoch_seconds: list[float] = field(default_factory=list)
 
@@ -70,6 +95,11 @@ class Lifecycle:
     artifact_store: Any | None = None  # learning curves (and kept checkpoints) go here
     prune: bool = False  # search trials may be pruned by the study's pruner
     progress: Progress = field(default_factory=lambda: Progress(quiet=True))
+    # the storage's lock on recovering and taking trials (None: no other process on the study)
+    claims: ClaimLock | None = None
+    # trials run_and_tell is running (by number), and those it left to another process
+    holds: dict[int, Hold] = field(default_factory=dict, repr=False, compare=False)
+    left: set[int] = field(default_factory=set, repr=False, compare=False)
 
     def note(self, text: str, always: bool = True) -> None:
         """A line of its own on the display; ``always``: printed even with ``--quiet``."""
@@ -78,6 +108,8 @@ class Lifecycle:
     def show_end(self, trial: FrozenTrial) -> None:
         """The display's line for a trial the study was told about, with why it was pruned or
         failed (a failure's line goes to stderr, even with ``--quiet``)."""
+        if trial.number in self.left:
+            return  # its one line was said
         pruned = trial.state == TrialState.PRUNED
         reason = trial.user_attrs.get(A.PRUNED_REASON) if pruned else None
         if trial.state == TrialState.FAIL:
@@ -96,22 +128,56 @@ class Lifecycle:
         """Run ``train`` on ``trial`` with heartbeats and tell the study how it ended.
 
         Ctrl-C/SIGTERM: the trial is queued to resume (its checkpoint kept), the display says
-        what was saved, and the interrupt goes on to the command.
+        what was saved, and the interrupt goes on to the command; so does a full checkpoint
+        disk (``DiskFullError``). A trial taken over by another process is left as it is, in
+        one line; ``left`` holds its number.
         """
-        with Heartbeat(storage, trial_id(storage, study, trial.number)):
-            try:
-                value = train(trial)
-            except optuna.TrialPruned:
-                return study.tell(trial, state=TrialState.PRUNED)
-            except TrialFailedError:
-                return study.tell(trial, state=TrialState.FAIL)
-            except KeyboardInterrupt:
-                trial.set_user_attr(A.INTERRUPTED, True)  # queued, not a failure
-                self.note(queue_interrupted(study, storage, trial.number))
+        hold = self.holds[trial.number] = Hold(study, storage, trial.number)
+        try:
+            with Heartbeat(storage, hold.tid):
+                return self._tell(study, storage, hold, trial, train)
+        except LEFT:
+            self.left.add(trial.number)
+            self.note(hold.left())
+            return storage.get_trial(hold.tid)
+        finally:
+            del self.holds[trial.number]
+
+    def _tell(
+        self,
+        study: optuna.Study,
+        storage: optuna.storages.BaseStorage,
+        hold: Hold,
+        trial: optuna.Trial,
+        train: Callable[[optuna.Trial], float],
+    ) -> FrozenTrial:
+        try:
+            value = train(trial)
+        except optuna.TrialPruned:
+            return study.tell(trial, state=TrialState.PRUNED)
+        except TrialFailedError:
+            return study.tell(trial, state=TrialState.FAIL)
+        except LEFT:
+            raise
+        except KeyboardInterrupt:
+            if not hold.held():  # its retry is queued already, by another process
+                self.left.add(trial.number)
+                self.note(hold.left())
                 raise
-            except BaseException:
-                study.tell(trial, state=TrialState.FAIL)  # a bug: the trial is not left RUNNING
-                raise
+            trial.set_user_attr(A.INTERRUPTED, True)  # queued, not a failure
+            self.note(queue_interrupted(study, storage, trial.number, self.claims))
+            raise
+        except DiskFullError as e:
+            trial.set_user_attr(A.INTERRUPTED, True)  # queued, not a failure
+            trial.set_user_attr(A.FAIL_REASON, str(e)[:500])
+            queue_interrupted(study, storage, trial.number, self.claims)  # the error line says so
+            raise
+        except BaseException as e:
+            # a bug: the trial is not left RUNNING; but a full storage takes no write, so it
+            # stays RUNNING and the next command requeues it (its process is gone)
+            if full_storage(e) is None:
+                study.tell(trial, state=TrialState.FAIL)
+            raise
         return study.tell(trial, value)
 
     # -- one attempt -------------------------------------------------------------------------
@@ -131,8 +197,14 @@ class Lifecycle:
         (the reason recorded) or ``KeyboardInterrupt`` (the checkpoint kept, for a resume).
         """
         attempt = self._start(trial, cfg, splits, label)
+        left = False
         try:
             result = self._train(attempt)
+        except LEFT:
+            left = True  # the checkpoint is the retry's now: nothing is removed nor uploaded
+            raise
+        except CheckpointDiskFullError as e:
+            raise DiskFullError(str(e), trial.number, saved_epochs(attempt)) from None
         except optuna.TrialPruned as e:
             trial.set_user_attr(A.PRUNED_REASON, str(e))
             self._remove(attempt.checkpoint)
@@ -146,12 +218,14 @@ class Lifecycle:
             reason = f"CUDA out of memory (batch_size {cfg.run.batch_size})"
             self._fail(trial, attempt.checkpoint, reason)
         except Exception as e:
+            if full_storage(e) is not None:
+                raise  # nothing more can be recorded: the checkpoint stays for the resume
             reason = f"{type(e).__name__}: {e}"
             self._fail(trial, attempt.checkpoint, reason, traceback.format_exc())
         finally:
             # before the trial is told (a finished trial takes no artifacts), so pruned,
             # failed and interrupted trials get their curve too
-            if self.artifact_store is not None:
+            if self.artifact_store is not None and not left:
                 upload_learning_curve(
                     trial, self.artifact_store, attempt.history, eval_name=cfg.data.eval_split
                 )
@@ -176,7 +250,8 @@ class Lifecycle:
             checkpoint, owner = checkpoint_of(self.checkpoint_dir, trial)
             trial.set_user_attr(A.CHECKPOINT, str(checkpoint))
         history = self._resume(trial, cfg, checkpoint, owner)
-        attempt = _Attempt(trial, cfg, splits, checkpoint, owner, history)
+        hold = self.holds.get(trial.number)
+        attempt = _Attempt(trial, cfg, splits, checkpoint, owner, history, hold)
         trial.set_user_attr(A.EPOCH_SECONDS, attempt.epoch_seconds)
         self.progress.trial_start(
             trial.number,
@@ -188,6 +263,8 @@ class Lifecycle:
 
     def _on_epoch_end(self, attempt: _Attempt, stats: EpochStats) -> None:
         trial, epochs = attempt.trial, attempt.cfg.run.epochs
+        if attempt.hold is not None:
+            attempt.hold.check()  # one storage read: still this worker's trial?
         attempt.history.append(stats)
         attempt.epoch_seconds.append(stats.seconds)
         trial.set_user_attr(A.EPOCH_SECONDS, attempt.epoch_seconds)
@@ -216,6 +293,7 @@ class Lifecycle:
                 checkpoint_path=attempt.checkpoint,
                 on_batch=self.progress.batch,  # the bar moves within an epoch
                 owner=attempt.owner,
+                may_write=attempt.hold.held if attempt.hold is not None else None,
             )
 
         try:
@@ -224,7 +302,12 @@ class Lifecycle:
             # refused before any epoch ran (unreadable, another config): start over from zero;
             # an error while saving (disk full) fails the trial instead
             checkpoint = attempt.checkpoint
-            if checkpoint is None or attempt.epoch_seconds or not checkpoint.exists():
+            if (
+                isinstance(e, CheckpointDiskFullError)
+                or checkpoint is None
+                or attempt.epoch_seconds
+                or not checkpoint.exists()
+            ):
                 raise
             self._set_aside(attempt.trial, checkpoint, str(e))
             attempt.history.clear()
@@ -280,6 +363,16 @@ class Lifecycle:
             checkpoint.unlink(missing_ok=True)
 
 
+def saved_epochs(attempt: _Attempt) -> int:
+    """The epochs the attempt's checkpoint holds (0 for none)."""
+    if attempt.checkpoint is None or not attempt.checkpoint.exists():
+        return 0
+    try:
+        return len(saved_history(attempt.checkpoint, attempt.cfg.to_flat(), attempt.owner))
+    except CheckpointError:
+        return 0
+
+
 def free_memory() -> None:
     """Release what a failed trial left on the GPU before the next one starts."""
     gc.collect()
@@ -305,6 +398,7 @@ def record_setup(trial: optuna.Trial, cfg: TrainConfig) -> None:
 
 def record_result(trial: optuna.Trial, result: TrainResult) -> None:
     trial.set_user_attr(A.IMAGES_PER_S, result.images_per_s)
-    trial.set_user_attr(A.BEST_ACC, result.best_acc)
-    trial.set_user_attr(A.BEST_EPOCH, result.best_epoch)
+    if result.eval_name != "test":  # the best epoch on the test set is chosen on it: no result
+        trial.set_user_attr(A.BEST_ACC, result.best_acc)
+        trial.set_user_attr(A.BEST_EPOCH, result.best_epoch)
     trial.set_user_attr(A.HISTORY, result.to_dict()["history"])

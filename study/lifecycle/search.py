@@ -4,13 +4,9 @@ Ctrl-C/SIGTERM with the running trial queued to resume."""
 
 from __future__ import annotations
 
-import fcntl
 import gc
-import hashlib
-import tempfile
 import time
 import warnings
-from pathlib import Path
 from typing import Any
 
 import optuna
@@ -21,15 +17,17 @@ from study.dashboard import note_callback
 from study.errors import StudyStoppedError
 from study.jobs import SearchJob
 from study.lifecycle.attempt import Lifecycle
-from study.lifecycle.workers import sigterm_as_interrupt
+from study.lifecycle.claims import holding
+from study.lifecycle.workers import recover_dead_trials, sigterm_as_interrupt
 from study.objective import trial_config
 from study.records import TrialAttrs as A
 from study.records import is_failure
+from study.sampling import Draw
 from wrn.data import Splits
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
-# trials that count towards the total: finished, running or queued to run (failures do not)
-CLAIMED = (*FINISHED, TrialState.RUNNING, TrialState.WAITING)
+# trials that count towards the total: finished or running (failures and queued ones do not)
+ACTIVE = (*FINISHED, TrialState.RUNNING)
 
 
 class Objective:
@@ -82,18 +80,20 @@ def optimize(
     """Run trials until the study holds ``job.trials`` finished ones (all workers together),
     shown on ``life.progress`` (the caller started it with the study's totals, and closes it)."""
     objective = Objective(job.space, job.base(), job.fixed, splits, life, job.sampler_seed)
+    # over-cap draws are recorded and redrawn under the claim lock, never trained or counted
+    draw = Draw(job.space, job.base(), job.fixed, job.sampler, job.sampler_startup_trials)
     failures = FailureGuard(job.max_failures)
     note = note_callback(job.flags.storage)
-    lock = ClaimLock(job.flags.storage, study.study_name)
     deadline = None if job.timeout is None else time.monotonic() + job.timeout
     with sigterm_as_interrupt():
         while not failures.stopped and (deadline is None or time.monotonic() < deadline):
-            trial = claim(study, job.trials, lock)
+            trial = claim(study, storage, job.trials, life, draw)
             if trial is None:
                 break
             frozen = life.run_and_tell(study, storage, trial, objective)
             life.show_end(frozen)
-            failures(study, frozen)
+            if frozen.number not in life.left:  # left to another process: not a failure here
+                failures(study, frozen)
             note(study, frozen)
             gc.collect()
     if failures.stopped:
@@ -103,44 +103,28 @@ def optimize(
         )
 
 
-class ClaimLock:
-    """Serialises "count the study's trials, then ask for one" among the processes of this
-    machine, so that workers started together never make more trials than the study's total.
-
-    Processes on other machines (a shared PostgreSQL) are not covered: there the window is
-    the few milliseconds between the count and the ask.
-    """
-
-    def __init__(self, storage_url: str, study_name: str) -> None:
-        digest = hashlib.sha256(f"{storage_url}\0{study_name}".encode()).hexdigest()[:16]
-        self.path = Path(tempfile.gettempdir()) / f"wrn-study-{digest}.lock"
-        self.file: Any = None
-
-    def __enter__(self) -> ClaimLock:
-        self.file = self.path.open("a")
-        fcntl.flock(self.file, fcntl.LOCK_EX)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        fcntl.flock(self.file, fcntl.LOCK_UN)
-        self.file.close()
-
-
-def claim(study: optuna.Study, total: int, lock: ClaimLock) -> optuna.Trial | None:
-    """The next trial to run: a queued one (a retry) first, else a new one while the trials
-    finished, running or queued fall short of ``total``; None when the study is full."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        optuna.storages.fail_stale_trials(study)  # heartbeat-stale trials of other hosts
-    with lock:
-        trials = study.get_trials(deepcopy=False, states=CLAIMED)
-        waiting = any(t.state == TrialState.WAITING for t in trials)
-        if not waiting and len(trials) >= total:
+def claim(
+    study: optuna.Study,
+    storage: optuna.storages.BaseStorage,
+    total: int,
+    life: Lifecycle,
+    draw: Draw | None = None,
+) -> optuna.Trial | None:
+    """The next trial to run, under ``life.claims``: trials whose worker is gone are requeued
+    first, then a queued one (a retry) or a new one is taken while the trials finished or
+    running fall short of ``total``; None when the study is full (queued ones stay queued).
+    ``draw`` asks for it (default: ``study.ask``)."""
+    with holding(life.claims):
+        recovered = recover_dead_trials(study, storage, life.claims)
+        if recovered:
+            gone = ", ".join(map(str, recovered))
+            life.note(f"trials {gone}: worker gone, queued to resume", always=False)
+        if len(study.get_trials(deepcopy=False, states=ACTIVE)) >= total:
             return None
         with warnings.catch_warnings():
             # heartbeats are sent by Lifecycle.run_and_tell, as study.optimize would
             warnings.simplefilter("ignore", UserWarning)
-            return study.ask()
+            return study.ask() if draw is None else draw(study)
 
 
 class FailureGuard:
