@@ -285,6 +285,7 @@ class Progress:
         self.name = ""
         self.unit = "trial"
         self.metric = SEARCH_METRIC
+        self.shows_best = True
 
     @property
     def best(self) -> float | None:
@@ -304,15 +305,17 @@ class Progress:
         epochs: int | None,
         unit: str = "trial",
         metric: str = SEARCH_METRIC,
+        shows_best: bool = True,
     ) -> None:
         """A study (rerun, ablation: ``unit="run"``) of ``total`` trials starts or resumes with
         ``finished`` done and ``best`` so far (read from the storage by the caller); ``metric``
-        names the value in the lines."""
-        self.name, self.unit, self.metric = name, unit, metric
+        names the value in the lines; ``shows_best``: False for test scores, whose maximum is
+        chosen on the test set and is no result."""
+        self.name, self.unit, self.metric, self.shows_best = name, unit, metric, shows_best
         self.pace.total, self.pace.finished, self.pace.epochs = total, finished, epochs
         self.pace.add_best(best)
         self.writer.line(
-            f"{name}: {finished} of {total} {unit}s finished, best {self.pace.best_text()}, "
+            f"{name}: {finished} of {total} {unit}s finished{self._best(',')}, "
             f"{epochs if epochs is not None else '?'} epochs each"
         )
         self.writer.study(name, unit, total, finished)
@@ -356,7 +359,7 @@ class Progress:
         self.writer.end_epoch()
         self.writer.line(
             f"{self.unit} {number} epoch {epoch}/{epochs} {self.metric} {acc:.4f} "
-            f"({seconds:.1f} s{speed}) best {self.pace.best_text()}{self._eta()}"
+            f"({seconds:.1f} s{speed}){self._best()}{self._eta()}"
         )
         self._status()
 
@@ -373,7 +376,7 @@ class Progress:
         total = f" ({pace.finished} of {pace.total} {self.unit}s)" if pace.total else ""
         word = "failed" if state == "FAIL" else state.lower()
         self.writer.line(
-            f"{self.unit} {number} {word}{shown}{why}{total} best {pace.best_text()}{self._eta()}",
+            f"{self.unit} {number} {word}{shown}{why}{total}{self._best()}{self._eta()}",
             error=state == "FAIL",
         )
         self._status()
@@ -391,4 +394,8 @@ class Progress:
         return f" eta {format_eta(self.pace.eta())}" if self.pace.total is not None else ""
 
     def _status(self) -> None:
-        self.writer.status(f"best {self.pace.best_text()}, eta {format_eta(self.pace.eta())}")
+        best = f"best {self.pace.best_text()}, " if self.shows_best else ""
+        self.writer.status(f"{best}eta {format_eta(self.pace.eta())}")
+
+    def _best(self, before: str = "") -> str:
+        return f"{before} best {self.pace.best_text()}" if self.shows_best else ""

@@ -39,6 +39,7 @@ from study.records import (
     StudyKind,
     recorded_config,
     rerun_run_key,
+    seed_result,
     top_trials,
 )
 from study.records import TrialAttrs as A
@@ -203,7 +204,8 @@ def summarise(
     runs: Sequence[PlannedRun],
     epochs: int,
 ) -> None:
-    """Record each trial's rerun on the search study, and print its test accuracy."""
+    """Record each trial's rerun on the search study, and print its final-epoch test accuracy
+    (mean ± std over seeds, never a maximum over epochs or seeds)."""
     from study.lifecycle import completed_runs
 
     recorded = completed_runs(study.get_trials(deepcopy=False))
@@ -218,10 +220,8 @@ def summarise(
             ),
         )
         summary.record(source_study)
-        print(
-            f"trial {source.number}: test accuracy: {summary.mean:.4f} ± {summary.std:.4f} "
-            f"over {len(mine)} seed(s)"
-        )
+        accs = [r.test_acc for r in summary.runs]
+        print(f"trial {source.number}: final-epoch test accuracy: {seed_result(accs)}")
 
 
 if __name__ == "__main__":

@@ -101,13 +101,16 @@ class Retrain:
         self, done: Sequence[float], total: int, epochs: int, metric: str = "val_acc"
     ) -> None:
         """The display's first line: runs done (read from the storage, so a resumed study shows
-        them) of ``total``, and the best so far."""
+        them) of ``total``, and the best so far, but for a rerun: the best of test scores is
+        chosen on the test set (its result is each trial's mean over seeds, at the end)."""
+        tested = self.kind == StudyKind.RERUN
         self.progress.study_start(
             self.name,
             total=total,
             finished=len(done),
-            best=max(done, default=None),
+            best=None if tested else max(done, default=None),
             epochs=epochs,
             unit="run",
             metric=metric,
+            shows_best=not tested,
         )

@@ -16,9 +16,15 @@ from optuna.trial import FrozenTrial, TrialState
 
 from study.cli import Parser, add_storage_flag, run_command
 from study.records import (
+    RerunPoint,
+    StudyKind,
     Tally,
+    best_trial,
+    chosen_rerun,
     device_kind,
     recorded_epochs,
+    rerun_points,
+    source_study,
     study_kind,
     tally,
     trial_devices,
@@ -54,6 +60,8 @@ class StudyRow:
     seconds: float
     running: list[RunningTrial] = field(default_factory=list)
     devices: set[str] = field(default_factory=set)  # what the hours ran on
+    # a NAME-rerun study's result, shown instead of its best (a maximum over test scores)
+    rerun: RerunPoint | None = None
 
 
 def _running(trials: Sequence[FrozenTrial]) -> list[RunningTrial]:
@@ -87,6 +95,24 @@ def _tally(trials: Sequence[FrozenTrial], directions: Sequence[StudyDirection]) 
     return Tally({**rest.by_state, "complete": complete}, rest.interrupted, None)
 
 
+def _rerun_result(
+    storage: optuna.storages.BaseStorage,
+    summary: optuna.study.StudySummary,
+    trials: Sequence[FrozenTrial],
+) -> RerunPoint | None:
+    """The rerun chosen on validation (the search's best trial, if rerun): its final-epoch test
+    accuracy per seed at the longest length."""
+    try:
+        search = storage.get_all_trials(
+            storage.get_study_id_from_name(source_study(summary.user_attrs) or ""),
+            deepcopy=False,
+        )
+    except KeyError:  # the search study is gone: no validation value to choose by
+        return None
+    best = best_trial(search)
+    return chosen_rerun(rerun_points(search, trials), None if best is None else best.number)
+
+
 def collect(storage: optuna.storages.BaseStorage) -> list[StudyRow]:
     rows = []
     for summary in sorted(storage.get_all_studies(), key=lambda s: s.study_name):
@@ -94,16 +120,18 @@ def collect(storage: optuna.storages.BaseStorage) -> list[StudyRow]:
         trials = storage.get_all_trials(study_id, deepcopy=False)
         counted = _tally(trials, summary.directions)
         best = counted.best
+        kind = study_kind(summary.user_attrs)
         rows.append(
             StudyRow(
                 name=summary.study_name,
-                kind=study_kind(summary.user_attrs),
+                kind=kind,
                 counts={state: counted.by_state[state] for state in STATE_COLUMNS},
                 best_value=None if best is None else best.value,
                 best_number=None if best is None else best.number,
                 seconds=sum(trial_seconds(t) for t in trials),
                 devices=trial_devices(trials),
                 running=_running(trials),
+                rerun=_rerun_result(storage, summary, trials) if kind == StudyKind.RERUN else None,
             )
         )
     return rows
@@ -122,8 +150,7 @@ def format_table(rows: Sequence[StudyRow]) -> str:
             row.name,
             row.kind,
             *(str(row.counts[s]) for s in STATE_COLUMNS),
-            "-" if row.best_value is None else f"{row.best_value:.4f}",
-            "-" if row.best_number is None else str(row.best_number),
+            *_best_cells(row),
             f"{row.seconds / 3600:.3f}",
         )
         for row in rows
@@ -138,6 +165,22 @@ def format_table(rows: Sequence[StudyRow]) -> str:
         ).rstrip()
 
     return "\n".join([line(header), line(["-" * w for w in widths]), *(line(b) for b in body)])
+
+
+def _best_cells(row: StudyRow) -> tuple[str, str]:
+    """The best value and its trial; for a rerun study its result (RERUN_NOTE) instead."""
+    if row.kind == StudyKind.RERUN:
+        return ("-", "-") if row.rerun is None else (row.rerun.result(), str(row.rerun.trial))
+    if row.best_value is None or row.best_number is None:
+        return "-", "-"
+    return f"{row.best_value:.4f}", str(row.best_number)
+
+
+RERUN_NOTE = (
+    "(a rerun's best: the final-epoch test accuracy, mean ± std over seeds, at the longest "
+    "length, of the search trial in its trial column: the search's best if rerun, else the "
+    "rerun one best on validation; never a maximum over seeds or epochs)"
+)
 
 
 def format_running(rows: Sequence[StudyRow], now: datetime.datetime | None = None) -> list[str]:
@@ -173,6 +216,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for text in running:
         print(text)
     print(f"({unit}-h: the trials' summed epoch times)")
+    if any(r.kind == StudyKind.RERUN for r in rows):
+        print(RERUN_NOTE)
     return 0
 
 

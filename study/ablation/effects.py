@@ -90,6 +90,13 @@ class Effect:
         return statistics.stdev(self.values) if len(self.values) > 1 else 0.0
 
     @property
+    def accuracy(self) -> str:
+        """Mean ± std over the seeds; a single seed has no spread to show."""
+        if self.n < 2:
+            return f"{self.mean:.4f} (one seed)"
+        return f"{self.mean:.4f} ± {self.std:.4f}"
+
+    @property
     def label(self) -> str:
         if not self.changed:
             return self.variant
@@ -173,7 +180,7 @@ def format_points(e: Effect) -> str:
     verdict = "significant" if e.significant else "not significant"
     return (
         f"{points} (95% CI {low:+.2f} to {high:+.2f}, uncorrected; "
-        f"Holm p={e.p_holm:.3g} over {e.tests}: {verdict})"
+        f"Holm p={e.p_holm:.3g} over {e.tests} factors: {verdict})"
     )
 
 
@@ -228,7 +235,7 @@ def effects_table(effects: Sequence[Effect]) -> str:
             (
                 e.label,
                 str(e.n),
-                f"{e.mean:.4f} ± {e.std:.4f}",
+                e.accuracy,
                 "" if e.diff is None else format_points(e),
             )
         )
@@ -245,7 +252,7 @@ def effects_markdown(effects: Sequence[Effect]) -> str:
     ]
     for e in effects:
         diff = "" if e.diff is None else format_points(e)
-        lines.append(f"| {e.label} | {e.n} | {e.mean:.4f} ± {e.std:.4f} | {diff} |")
+        lines.append(f"| {e.label} | {e.n} | {e.accuracy} | {diff} |")
     return "\n".join(lines)
 
 
@@ -265,12 +272,14 @@ def effects_figure(effects: Sequence[Effect], title: str) -> go.Figure:
             marker={
                 "size": 10,
                 "color": ["#d62728" if e.significant else "#7f7f7f" for e in shown],
+                # hollow: no interval (not estimable), not an interval of width 0
+                "symbol": ["circle" if e.interval else "circle-open" for e in shown],
             },
             error_x={"type": "data", "symmetric": False, "array": high, "arrayminus": low},
-            customdata=[[e.n, e.mean, e.std] for e in shown],
+            customdata=[[e.n, e.accuracy] for e in shown],
             text=[format_points(e) for e in shown],
             hovertemplate="%{y}<br>%{text}<br>n=%{customdata[0]}, "
-            "acc %{customdata[1]:.4f} ± %{customdata[2]:.4f}<extra></extra>",
+            "acc %{customdata[1]}<extra></extra>",
         )
     )
     fig.add_vline(x=0, line_dash="dash", line_color="black")

@@ -1,5 +1,6 @@
-"""The ablation's plan: the variants (each factor switched off), the path's steps, and the
-trial parameters the dashboard shows. Pure: no training, no storage."""
+"""The ablation's plan: its seeds (none the search's), the variants (each factor switched off,
+unless already near off), the path's steps, and the trial parameters the dashboard shows.
+Pure: no training, no storage."""
 
 from __future__ import annotations
 

@@ -18,7 +18,9 @@ nothing heavy (no torch): the commands' ``--help`` and input checks use it.
   ``.skipped``, ``.factors``, ``.path_target``, ``.planned_variants()``),
   ``ablation_path(user_attrs) -> list[PathStep]``, ``RerunSettings.of(user_attrs)``,
   ``RerunSummary.all(user_attrs)`` (a search's rerun results: ``.trial``, ``.epochs``,
-  ``.runs``, ``.mean``, ``.std``).
+  ``.runs``, ``.mean``, ``.std``); ``rerun_points(search, reruns)`` (each rerun trial's
+  final-epoch test accuracy per seed at the longest length), ``chosen_rerun(points, best)``
+  (the one chosen on validation), ``seed_result(accs)`` (the "mean ± std over n seeds" text).
 - ``tally(trials, direction) -> Tally``: trials by state (``.by_state``, real failures only;
   ``.interrupted``: attempts queued to resume) and ``.best``; ``Tally.describe(states, empty)``
   is the "3 complete, 1 pruned" text.
@@ -61,6 +63,13 @@ from study.records.queries import (
     trial_devices,
     trial_seconds,
 )
+from study.records.reruns import (
+    RerunPoint,
+    chosen_rerun,
+    pooled_seed_std,
+    rerun_points,
+    seed_result,
+)
 from study.records.settings import (
     BASE_VARIANT,
     PATH_START,
@@ -91,6 +100,7 @@ __all__ = [
     "AblationSettings",
     "Invocation",
     "PathStep",
+    "RerunPoint",
     "RerunRun",
     "RerunSettings",
     "RerunSummary",
@@ -102,6 +112,7 @@ __all__ = [
     "ablation_path",
     "ablation_run_key",
     "best_trial",
+    "chosen_rerun",
     "derived_name",
     "device_kind",
     "failures",
@@ -112,12 +123,15 @@ __all__ = [
     "masked_argv",
     "off_variant",
     "path_variant",
+    "pooled_seed_std",
     "record_ablation_path",
     "record_command",
     "recorded_config",
     "recorded_epochs",
     "require_study",
+    "rerun_points",
     "rerun_run_key",
+    "seed_result",
     "source_study",
     "space_from_dict",
     "study_kind",

@@ -18,6 +18,7 @@ from study.records import (
     BASE_VARIANT,
     AblationSettings,
     PathStep,
+    RerunPoint,
     RerunSummary,
     SearchSettings,
     StudyKind,
@@ -26,7 +27,7 @@ from study.records import (
     best_trial,
     derived_name,
     device_kind,
-    recorded_epochs,
+    rerun_points,
     study_kind,
     trial_devices,
     trial_seconds,
@@ -68,20 +69,6 @@ class AblationData:
         return [v for v in self.planned() if done.get(v, 0) < need]
 
 
-@dataclass(frozen=True)
-class RankPoint:
-    """One search trial rerun at full length: its proxy value and its test accuracies."""
-
-    trial: int
-    val_acc: float  # the search trial's value (short-budget validation accuracy)
-    test_accs: tuple[float, ...]  # one per seed, at ``epochs``
-    epochs: int
-
-    @property
-    def test_acc(self) -> float:
-        return statistics.fmean(self.test_accs)
-
-
 @dataclass
 class StudyData:
     name: str
@@ -92,7 +79,7 @@ class StudyData:
     storage_url: str = DEFAULT_STORAGE
     reruns: list[RerunSummary] = field(default_factory=list)
     ablation: AblationData | None = None
-    ranks: list[RankPoint] = field(default_factory=list)
+    ranks: list[RerunPoint] = field(default_factory=list)
     searches_in_storage: int = 1  # search studies the storage holds, chosen or not
 
     def with_state(self, state: TrialState) -> list[FrozenTrial]:
@@ -232,7 +219,7 @@ def collect(
         rerun_name = derived_name(name, StudyKind.RERUN)
         if rerun_name in summaries:
             rerun = optuna.load_study(study_name=rerun_name, storage=storage)
-            data.ranks = rank_points(data.trials, rerun.get_trials(deepcopy=False))
+            data.ranks = rerun_points(data.trials, rerun.get_trials(deepcopy=False))
         result.append(data)
     return result
 
@@ -243,34 +230,3 @@ def _ablation(study: optuna.Study, source: str) -> AblationData:
     trials = study.get_trials(deepcopy=False)
     effects = compute_effects(trials, settings.search_seeds)  # a replay of the search: left out
     return AblationData(study.study_name, settings, ablation_path(attrs), trials, effects)
-
-
-def rank_points(search: Sequence[FrozenTrial], reruns: Sequence[FrozenTrial]) -> list[RankPoint]:
-    """Each rerun search trial's proxy value and mean test accuracy over its seeds.
-
-    Only the longest rerun length is used (the full-length question); a seed rerun twice at
-    that length counts once (the latest).
-    """
-    values = {t.number: t.value for t in search if t.state == TrialState.COMPLETE}
-    runs: dict[int, dict[int, tuple[int, float]]] = {}  # trial -> seed -> (epochs, test acc)
-    for t in reruns:
-        a = t.user_attrs
-        if t.state != TrialState.COMPLETE or TrialAttrs.TEST_ACC not in a:
-            continue
-        source = a.get(TrialAttrs.SOURCE_TRIAL)
-        if values.get(source) is None:
-            continue
-        seed = a.get(TrialAttrs.SEED, t.number)
-        runs.setdefault(source, {})[seed] = (
-            recorded_epochs(t) or 0,
-            float(a[TrialAttrs.TEST_ACC]),
-        )
-    if not runs:
-        return []
-    full = max(e for seeds in runs.values() for e, _ in seeds.values())
-    points = []
-    for source, seeds in sorted(runs.items()):
-        accs = tuple(acc for epochs, acc in seeds.values() if epochs == full)
-        if accs:
-            points.append(RankPoint(source, float(values[source]), accs, full))
-    return points

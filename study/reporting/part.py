@@ -37,8 +37,12 @@ HEADINGS: dict[str, tuple[str, str]] = {
         "The search scores each configuration on a short proxy (a few epochs, validation "
         "split). Trials rerun at full length (python -m study.rerun --top K) show whether the "
         "proxy ranks configurations as the full-length test accuracy does: rank correlations "
-        "over the rerun trials with a 95 % bootstrap interval (trials resampled with "
-        "replacement, {resamples:,} times).",
+        "over the rerun trials (each trial's mean over seeds of its final-epoch test accuracy) "
+        "with a one-sided permutation p-value, how often a random order of the trials "
+        "correlates at least as well (exact over every order up to {exact} trials, else "
+        "{orders:,} random orders), and a 95 % Fisher-z interval from {interval} trials. The "
+        "search's winner is still the winner only by more than two standard errors of the gap, "
+        "from the seeds' pooled std; else it is tied within seed noise.",
     ),
     "importance": (
         "Parameter importances",
@@ -54,7 +58,8 @@ HEADINGS: dict[str, tuple[str, str]] = {
     "reruns": (
         "Reruns on the test set",
         "Trials retrained on the full training set for the recipe's length "
-        "(python -m study.rerun), test accuracy per seed and mean ± std.",
+        "(python -m study.rerun): each seed's test accuracy after the last epoch, and their "
+        "mean ± std (a maximum over epochs would be chosen on the test set).",
     ),
     "ablation": (
         "Ablations",

@@ -209,7 +209,7 @@ def ablation_part(studies: Sequence[StudyData]) -> Part:
             [
                 e.label,
                 str(e.n),
-                f"{e.mean:.4f} ± {e.std:.4f}",
+                e.accuracy,
                 "" if e.diff is None else format_points(e),
             ]
             for e in a.effects

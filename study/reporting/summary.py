@@ -8,7 +8,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from search_spaces import BUILTIN
 from study.ablation.effects import effect_words
-from study.records import TrialAttrs, recorded_config, tally
+from study.records import TrialAttrs, recorded_config, seed_result, tally
 from study.reporting import ranking
 from study.reporting.commands import command
 from study.reporting.data import StudyData, time_unit
@@ -174,33 +174,32 @@ def best_words(s: StudyData, unit: str) -> str:
 def ranking_words(s: StudyData) -> str:
     """Whether the search's winner holds at full length, with the rank correlations."""
     text = ranking.winner_sentence(s)
-    correlations = ranking.rank_correlations(s.ranks)
-    if correlations:
+    if len(s.ranks) >= ranking.MIN_RANK_TRIALS:
         text += (
             f" Proxy against full-length rank correlation over {len(s.ranks)} trials: "
-            + "; ".join(c.words() for c in correlations)
-            + "."
+            f"{ranking.correlation_words(s.ranks)}."
         )
     return text
 
 
 def rerun_words(s: StudyData) -> str | None:
-    """The test accuracies of the study's reruns: one trial's, or every rerun trial's, best
-    first."""
+    """The final-epoch test accuracies of the study's reruns (mean ± std over seeds, never a
+    maximum over epochs or seeds): one trial's, or every rerun trial's, best first."""
     if len(s.reruns) == 1:
         r = s.reruns[0]
         return (
-            f"{s.name} trial {r.trial} retrained for {plural(r.epochs, 'epoch')}: "
-            f"test acc {r.mean:.4f} ± {r.std:.4f} over {plural(len(r.runs), 'seed')}."
+            f"{s.name} trial {r.trial} retrained for {plural(r.epochs, 'epoch')}: final-epoch "
+            f"test acc {seed_result([run.test_acc for run in r.runs])}."
         )
     if not s.reruns:
         return None
     ranked = sorted(s.reruns, key=lambda r: -r.mean)
     return (
-        f"{s.name} retrained on the full training set, test acc (mean ± std over seeds): "
+        f"{s.name} retrained on the full training set, final-epoch test acc (mean ± std over "
+        "seeds): "
         + "; ".join(
-            f"trial {r.trial} {r.mean:.4f} ± {r.std:.4f} "
-            f"({plural(r.epochs, 'epoch')}, {plural(len(r.runs), 'seed')})"
+            f"trial {r.trial} {seed_result([run.test_acc for run in r.runs])} "
+            f"({plural(r.epochs, 'epoch')})"
             for r in ranked
         )
         + "."

@@ -3,16 +3,21 @@ hold, partial ablations, a single study, device-time labels, colours, and ``--ou
 
 from __future__ import annotations
 
+import itertools
+import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
 import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
+from scipy import stats
 
+from study.records import RerunPoint
 from study.reporting import ranking
-from study.reporting.data import RankPoint, collect
+from study.reporting.data import collect
 from study.reporting.page import render
 
 DIST = {"dropout": FloatDistribution(0.0, 0.5)}
@@ -86,23 +91,91 @@ def page_of(storage: str) -> tuple[str, list[str]]:
     return page, answers
 
 
-def test_rank_correlation_and_its_bootstrap_interval() -> None:
-    same = [RankPoint(i, 0.1 * i, (0.2 * i, 0.2 * i + 0.01), 6) for i in range(1, 6)]
-    spearman, kendall = ranking.rank_correlations(same)
-    assert spearman.name == "Spearman" and kendall.name == "Kendall"
-    assert spearman.value == pytest.approx(1.0) and kendall.value == pytest.approx(1.0)
-    # every resample keeps the order
-    assert spearman.low == pytest.approx(1.0) and spearman.high == pytest.approx(1.0)
-    reversed_ = [RankPoint(p.trial, -p.val_acc, p.test_accs, 6) for p in same]
-    assert [c.value for c in ranking.rank_correlations(reversed_)] == pytest.approx([-1, -1])
-    mixed = [RankPoint(i, v, (t,), 6) for i, (v, t) in enumerate(
-        [(0.1, 0.3), (0.2, 0.1), (0.3, 0.5), (0.4, 0.2), (0.5, 0.6), (0.6, 0.4)]
-    )]  # fmt: skip
-    first, again = ranking.rank_correlations(mixed), ranking.rank_correlations(mixed)
-    assert first == again  # seeded: the same interval every time
-    for c in first:
-        assert c.low is not None and c.low < c.value < c.high and c.low >= -1 and c.high <= 1
-    assert ranking.rank_correlations(same[:2]) == []  # two points always correlate at ±1
+def points(val: list[float], test: list[float]) -> list[RerunPoint]:
+    return [RerunPoint(i, v, (t,), 6) for i, (v, t) in enumerate(zip(val, test, strict=True))]
+
+
+def enumerated_p(x: list[float], y: list[float]) -> dict[str, float]:
+    """The one-sided permutation p by hand: scipy's coefficient over every order of y."""
+    observed = {"Spearman": stats.spearmanr(x, y)[0], "Kendall": stats.kendalltau(x, y)[0]}
+    hits = dict.fromkeys(observed, 0)
+    orders = list(itertools.permutations(y))
+    for order in orders:
+        hits["Spearman"] += stats.spearmanr(x, order)[0] >= observed["Spearman"] - 1e-12
+        hits["Kendall"] += stats.kendalltau(x, order)[0] >= observed["Kendall"] - 1e-12
+    return {k: v / len(orders) for k, v in hits.items()}
+
+
+def test_a_perfect_order_of_three_reruns_is_one_order_in_six() -> None:
+    spearman, kendall = ranking.rank_correlations(points([0.1, 0.2, 0.3], [0.5, 0.6, 0.7]))
+    for c in (spearman, kendall):
+        assert c.value == pytest.approx(1.0) and c.p == pytest.approx(1 / 6)
+        assert c.exact and c.orders == 6
+        assert c.low is None and c.high is None  # no interval from 3 trials, least of all +1 to +1
+    assert "permutation p = 0.167, exact over all 6 orders" in spearman.words()
+    text = ranking.correlation_words(points([0.1, 0.2, 0.3], [0.5, 0.6, 0.7]))
+    assert "no interval below 10 trials" in text and "CI" not in text
+    assert ranking.rank_correlations(points([0.1, 0.2], [0.5, 0.6])) == []
+    assert ranking.rank_correlations(points([0.1, 0.2, 0.3], [0.5, 0.5, 0.5])) == []
+
+
+@pytest.mark.parametrize("n", [4, 5, 6])
+def test_permutation_p_values_match_an_exact_enumeration(n: int) -> None:
+    rng = np.random.default_rng(n)
+    x = [float(v) for v in rng.random(n)]
+    y = [round(a + float(rng.normal(0, 0.3)), 1) for a in x]  # rounded: ties now and then
+    y[1] = y[0]  # and at least one
+    by_hand = enumerated_p(x, y)
+    for c in ranking.rank_correlations(points(x, y)):
+        assert c.exact and c.orders == math.factorial(n)
+        assert c.p == pytest.approx(by_hand[c.name], abs=1e-12)
+    ties = [1.0, 1.0, 2.0, 3.0, 3.0]  # ties on both axes
+    by_hand = enumerated_p(ties, [0.2, 0.1, 0.3, 0.3, 0.5])
+    for c in ranking.rank_correlations(points(ties, [0.2, 0.1, 0.3, 0.3, 0.5])):
+        assert c.p == pytest.approx(by_hand[c.name], abs=1e-12)
+
+
+@pytest.mark.parametrize("n", [3, 5, 8])
+def test_permutation_p_values_match_scipy_exact(n: int) -> None:
+    rng = np.random.default_rng(10 + n)
+    x = rng.random(n)
+    y = x + rng.normal(0, 0.2, n)  # no ties: scipy's exact Kendall applies
+    spearman, kendall = ranking.rank_correlations(points(list(x), list(y)))
+    assert spearman.value == pytest.approx(stats.spearmanr(x, y)[0])
+    assert kendall.value == pytest.approx(stats.kendalltau(x, y)[0])
+    exact = stats.kendalltau(x, y, method="exact", alternative="greater").pvalue
+    assert kendall.p == pytest.approx(exact, abs=1e-12)
+    if n <= 5:  # scipy enumerates every pairing: fast up to 5! orders
+        by_scipy = stats.permutation_test(
+            (x,),
+            lambda a: stats.spearmanr(a, y)[0],
+            permutation_type="pairings",
+            alternative="greater",
+            n_resamples=math.inf,
+        ).pvalue
+        assert spearman.p == pytest.approx(by_scipy, abs=1e-12)
+
+
+def test_beyond_eight_trials_random_orders_and_from_ten_an_interval() -> None:
+    rng = np.random.default_rng(3)
+    x = rng.random(9)
+    y = x + rng.normal(0, 0.4, 9)
+    first = ranking.rank_correlations(points(list(x), list(y)))
+    assert first == ranking.rank_correlations(points(list(x), list(y)))  # a fixed stream
+    kendall = first[1]
+    assert not kendall.exact and kendall.orders == ranking.RANDOM_ORDERS
+    exact = stats.kendalltau(x, y, method="exact", alternative="greater").pvalue
+    assert kendall.p == pytest.approx(exact, abs=0.015)  # 20,000 orders: SE below 0.004
+    assert kendall.low is None  # 9 trials: still no interval
+    x, y = rng.random(12), rng.random(12)
+    for c in ranking.rank_correlations(points(list(x), list(y))):
+        var, k = ranking.FISHER_VARIANCE[c.name]
+        half = 1.959963984540054 * math.sqrt(var / (12 - k))
+        assert c.low == pytest.approx(math.tanh(math.atanh(c.value) - half))
+        assert c.high == pytest.approx(math.tanh(math.atanh(c.value) + half))
+        assert "Fisher z" in c.words()
+    perfect = ranking.rank_correlations(points(list(range(10)), list(range(10))))
+    assert all(c.low is None for c in perfect)  # a perfect order has no Fisher-z interval
 
 
 def test_the_ranking_section_says_whether_the_winner_holds(tmp_path: Path) -> None:
@@ -113,20 +186,51 @@ def test_the_ranking_section_says_whether_the_winner_holds(tmp_path: Path) -> No
     assert 'id="fig-ranking-wrn28_10"' in page and 'data-table="ranking-wrn28_10"' in page
     said = " ".join(answers)
     assert "search winner, trial 1, is not the winner at 6 epochs: trial 2 reaches" in said
-    assert "Spearman" in said and "Kendall" in said and "95% bootstrap CI" in said
+    assert "0.7100 ± 0.0141 over 2 seeds vs its 0.6100 ± 0.0141 over 2 seeds" in said
+    assert "Kendall +0.33 (permutation p = 0.5, exact over all 6 orders)" in said
+    assert "bootstrap" not in page
+    assert "Spearman" in said and "Kendall" in said and "no interval below 10 trials" in said
 
-    storage2 = f"sqlite:///{tmp_path / 'b.db'}"
-    search_study(storage2, [0.30, 0.50, 0.40])
-    rerun_study(storage2, "wrn28_10", {1: [0.70], 2: [0.60]})
-    _, answers = page_of(storage2)
-    assert any("trial 1, is still the winner at 6 epochs" in a for a in answers)
 
-    storage3 = f"sqlite:///{tmp_path / 'c.db'}"
-    search_study(storage3, [0.30, 0.50, 0.40])
-    rerun_study(storage3, "wrn28_10", {1: [0.70], 2: [0.70], 0: [0.50]})
-    _, answers = page_of(storage3)
-    assert any("trial 1, ties for the lead at 6 epochs: test acc 0.7000, as trial(s) 2" in a
-               for a in answers)  # fmt: skip
+def winner_words(tmp_path: Path, tests: dict[int, list[float]]) -> str:
+    storage = f"sqlite:///{tmp_path / f'w{len(list(tmp_path.iterdir()))}.db'}"
+    search_study(storage, [0.30, 0.50, 0.40])  # trial 1 wins the search
+    rerun_study(storage, "wrn28_10", tests)
+    _, answers = page_of(storage)
+    return next(a for a in answers if "search winner" in a)
+
+
+def test_still_the_winner_only_beyond_seed_noise(tmp_path: Path) -> None:
+    # a 2-point lead, seeds spread 2.2 points (pooled std): within seed noise, not a winner
+    tied = winner_words(tmp_path, {1: [0.70, 0.74], 2: [0.71, 0.69]})
+    assert "trial 1, is tied within seed noise with trial(s) 2 at 6 epochs" in tied
+    assert "is still the winner at" not in tied and "seeds' pooled std 0.0224" in tied
+    won = winner_words(tmp_path, {1: [0.80, 0.81], 2: [0.70, 0.71]})
+    assert "trial 1, is still the winner at 6 epochs" in won and "ahead by 10.00 points" in won
+    # one seed each: nothing says how far seeds alone move the result
+    single = winner_words(tmp_path, {1: [0.70], 2: [0.60]})
+    assert "is still the winner at" not in single and "spread is not measured" in single
+    assert "0.7000 on 1 seed at 6 epochs vs 0.6000 on 1 seed" in single and "--seeds 2" in single
+    # identical results are a tie within seed noise, not a lead
+    same = winner_words(tmp_path, {1: [0.70, 0.72], 2: [0.70, 0.72], 0: [0.50, 0.52]})
+    assert "tied within seed noise with trial(s) 2 at 6 epochs" in same
+    # unequal seed counts: each mean carries its count
+    uneven = winner_words(tmp_path, {1: [0.80, 0.81, 0.80], 2: [0.70], 0: [0.60, 0.61]})
+    assert "over 3 seeds vs 0.7000 on 1 seed" in uneven
+    assert "means over unequal seed counts (1 to 3)" in uneven
+
+
+def test_a_shorter_rerun_never_replaces_a_full_length_seed(tmp_path: Path) -> None:
+    storage = url(tmp_path)
+    search_study(storage, [0.30, 0.50])
+    rerun_study(storage, "wrn28_10", {1: [0.60, 0.62], 0: [0.50, 0.52]})
+    later = optuna.load_study(study_name="wrn28_10-rerun", storage=storage)
+    attrs = {**trial_attrs(), "source_trial": 1, "seed": 0, "test_acc": 0.10}
+    later.add_trial(create_trial(value=0.10, user_attrs=attrs))  # seed 0 again, 2 epochs
+    (studies,) = [collect(optuna.storages.get_storage(storage), None, storage)]
+    ranks = {p.trial: p for p in studies[0].ranks}
+    assert ranks[1].test_accs == (0.60, 0.62) and ranks[1].seeds == (0, 1)
+    assert ranks[1].epochs == 6
 
 
 def test_without_reruns_the_summary_gives_the_rerun_command(tmp_path: Path) -> None:

@@ -1,12 +1,15 @@
 """``python -m study.rerun``: the best trial retrained on the full training set, tested."""
 
+import re
 from pathlib import Path
 
 import optuna
 import pytest
+from optuna.trial import create_trial
 
-from study import rerun, run
+from study import rerun, run, status
 from study.cli import run_command
+from study.records import seed_result
 from tests.tiny import tiny_flags
 
 
@@ -58,7 +61,8 @@ def test_rerun_records_test_accuracy_per_seed(
     ]
     assert rerun.main(argv) == 0
     out = capsys.readouterr().out
-    assert "test accuracy:" in out and "± " in out
+    assert "final-epoch test accuracy:" in out and "± " in out and " over 2 seeds" in out
+    assert " best " not in out  # the best of test scores is chosen on the test set
 
     source = optuna.load_study(study_name="light", storage=url)
     best = source.best_trial
@@ -74,10 +78,39 @@ def test_rerun_records_test_accuracy_per_seed(
         # the full training set, scored on the test set, for the requested length
         assert config["eval_split"] == "test" and config["epochs"] == 2
         assert Path(t.user_attrs["checkpoint"]).is_file()
+        # the per-epoch test curve is kept, but no maximum over it
+        assert "best_acc" not in t.user_attrs and "best_epoch" not in t.user_attrs
     summary = source.user_attrs[f"rerun_trial{best.number}_e2"]
     assert [r["test_acc"] for r in summary["runs"]] == [t.value for t in trials]
     assert summary["test_acc_mean"] == pytest.approx(sum(t.value for t in trials) / 2)
     assert record.user_attrs["source_study"] == "light"
+    assert status.main(["--storage", url]) == 0
+    row = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("light-rerun"))
+    accs = [t.value for t in trials]
+    # the mean ± std over seeds, and the search trial it is of
+    assert re.search(rf"{re.escape(seed_result(accs))}\s+{best.number}\s", row)
+
+
+def test_status_shows_a_rerun_s_mean_over_seeds_not_its_maximum(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    url = f"sqlite:///{tmp_path / 'wrn.db'}"
+    search = optuna.create_study(study_name="s", storage=url, direction="maximize")
+    search.set_user_attr("kind", "search")
+    for value in (0.3, 0.5, 0.4):  # trial 1 wins on validation
+        search.add_trial(create_trial(value=value))
+    reruns = optuna.create_study(study_name="s-rerun", storage=url, direction="maximize")
+    reruns.set_user_attr("kind", "rerun")
+    reruns.set_user_attr("source_study", "s")
+    config = {"epochs": 6, "eval_split": "test"}
+    for source, seed, acc in ((1, 0, 0.60), (1, 1, 0.70), (2, 0, 0.90)):
+        attrs = {"source_trial": source, "seed": seed, "test_acc": acc, "config": config}
+        reruns.add_trial(create_trial(value=acc, user_attrs=attrs))
+    assert status.main(["--storage", url]) == 0
+    out = capsys.readouterr().out
+    row = next(x for x in out.splitlines() if x.startswith("s-rerun"))
+    assert re.search(r"0\.6500 ± 0\.0707 over 2 seeds\s+1\s", row)  # trial 1's, not 0.9000
+    assert "0.9000" not in row and "never a maximum over seeds or epochs" in out
 
 
 def test_rerun_defaults_to_the_recipe_length(searched: Path) -> None:
