@@ -16,6 +16,7 @@ from study.ablation.effects import (
     seeds_words,
     skipped_words,
 )
+from study.records import seed_result
 from study.reporting import ranking
 from study.reporting.commands import ablation_flags, command, storage_flags
 from study.reporting.data import AblationData, StudyData
@@ -112,7 +113,7 @@ def reruns_part(studies: Sequence[StudyData]) -> Part:
                     str(r.trial),
                     str(r.epochs),
                     str(len(accs)),
-                    f"{r.mean:.4f} ± {r.std:.4f}",
+                    seed_result(accs),
                     ", ".join(f"{a:.4f}" for a in accs),
                 ]
             )
@@ -138,29 +139,34 @@ def reruns_part(studies: Sequence[StudyData]) -> Part:
             ),
         ]
     )
-    fig.update_layout(title="Test accuracy of reruns", yaxis_title="test acc", height=400)
+    fig.update_layout(
+        title="Final-epoch test accuracy of reruns", yaxis_title="test acc", height=400
+    )
     part.figures.append(("fig-reruns", fig))
     part.html.append(
-        table(["study", "trial", "epochs", "seeds", "test acc", "per seed"], rows, "reruns")
+        table(
+            ["study", "trial", "epochs", "seeds", "final-epoch test acc", "per seed"],
+            rows,
+            "reruns",
+        )
     )
     return part
 
 
 def ranking_part(studies: Sequence[StudyData]) -> Part:
-    part = Part.start("ranking", resamples=ranking.BOOTSTRAP_RESAMPLES)
+    part = Part.start(
+        "ranking",
+        exact=ranking.EXACT_ORDERS_UP_TO,
+        orders=ranking.RANDOM_ORDERS,
+        interval=ranking.MIN_INTERVAL_TRIALS,
+    )
     for s in studies:
         if len(s.ranks) < 2:
             part.missing.append(ranking.winner_sentence(s))
             continue
-        correlations = ranking.rank_correlations(s.ranks)
-        words = (
-            "; ".join(c.words() for c in correlations)
-            if correlations
-            else f"rank correlation needs ≥{ranking.MIN_RANK_TRIALS} rerun trials"
-        )
         part.html.append(
             f"<h3>{html.escape(s.name)}</h3><p>{html.escape(ranking.winner_sentence(s))} "
-            f"{html.escape(words)}.</p>"
+            f"{html.escape(ranking.correlation_words(s.ranks))}.</p>"
         )
         part.html.append(
             table(
