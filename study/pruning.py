@@ -71,6 +71,12 @@ def default_wait_epochs(epochs: int, warmup_frac: float) -> int:
     return peak_epoch(epochs, warmup_frac) + math.ceil(EXTRA_WAIT_FRAC * epochs - 1e-9)
 
 
+def first_judged_epoch(epochs: int, warmup_frac: float) -> int:
+    """The first epoch the schedule-aware pruners may judge by default: the one after
+    ``default_wait_epochs`` (so after the LR peak); ValueError on a bad schedule."""
+    return _first_judged("none", epochs, warmup_frac, 0, None)
+
+
 def hyperband_rungs(
     epochs: int, warmup_frac: float, wait_epochs: int | None = None
 ) -> list[list[int]]:
@@ -240,6 +246,7 @@ __all__ = [
     "default_wait_epochs",
     "describe_default",
     "describe_kinds",
+    "first_judged_epoch",
     "hyperband_rungs",
     "peak_epoch",
 ]
