@@ -1,11 +1,11 @@
 """``python -m study.export``: a study's trials as one table (CSV, or Parquet with pyarrow).
 
+python -m study.export --study-name light --out light.csv
+python -m study.export --storage studies/smoke.db --study-name smoke-rerun --out rerun.parquet
+
 One row per trial: number, state, value, params, cost, why it ended, and its per-epoch values
 (columns ``val_acc_epoch_1`` ...; ``test_acc_...`` for a rerun study). Built on Optuna's
 ``trials_dataframe()``, with what this harness records beside it.
-
-python -m study.export --study-name light --out light.csv
-python -m study.export --storage studies/smoke.db --study-name smoke-rerun --out rerun.parquet
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from study.cli import Parser, add_storage_flag, run_command, study_name_type
+from study.cli import Parser, add_storage_flag, command_parser, run_command, study_name_type
 from study.errors import UsageError
 
 FORMATS = {".csv": "CSV", ".parquet": "Parquet"}  # by the --out file's suffix
@@ -30,7 +30,7 @@ class ExportJob:
 
 
 def build_parser() -> Parser:
-    p = Parser(prog="python -m study.export", description=__doc__.splitlines()[0])
+    p = command_parser("study.export", __doc__)
     add_storage_flag(p)
     p.add_argument("--study-name", required=True, type=study_name_type, help="the study")
     p.add_argument(

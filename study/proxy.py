@@ -1,5 +1,8 @@
 """``python -m study.proxy``: serve one storage to many workers through Optuna's gRPC proxy.
 
+python -m study.proxy --storage postgresql://USER:PASSWORD@DBHOST:5432/wrn --port 13000
+python -m study.run --storage grpc://PROXYHOST:13000 --workers 4 --trials 200
+
 With hundreds of workers, each holding database connections, the database becomes the
 bottleneck; the proxy holds one connection pool and caches reads. Workers then use
 ``--storage grpc://HOST:PORT``.
