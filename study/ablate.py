@@ -30,10 +30,13 @@ from optuna.trial import FrozenTrial, TrialState
 from study.cli import (
     Parser,
     add_retrain_flags,
+    check_study_name,
     command_parser,
+    epochs_type,
     int_at_least,
     run_command,
     run_flags,
+    study_name_type,
 )
 from study.errors import UsageError
 from study.jobs import AblationJob, RetrainJob
@@ -51,7 +54,7 @@ from study.records import (
 )
 from study.records import TrialAttrs as A
 from study.retrain import Retrain, Started
-from study.storage import redact, storage_flags
+from study.storage import checkpoint_wal, redact, storage_flags
 
 if TYPE_CHECKING:
     from study.ablation.plan import Plan
@@ -61,7 +64,9 @@ if TYPE_CHECKING:
 
 def build_parser() -> Parser:
     p = command_parser("study.ablate", __doc__)
-    p.add_argument("--study-name", required=True, help="the search study to ablate")
+    p.add_argument(
+        "--study-name", type=study_name_type, required=True, help="the search study to ablate"
+    )
     p.add_argument(
         "--base",
         choices=("best", "recipe"),
@@ -76,7 +81,7 @@ def build_parser() -> Parser:
         help="training runs per variant, on the seeds after the study's that the search never "
         "trained with",
     )
-    p.add_argument("--epochs", type=int_at_least(1), help="default: the study's epochs per trial")
+    p.add_argument("--epochs", type=epochs_type, help="default: the study's epochs per trial")
     p.add_argument(
         "--path",
         action="store_true",
@@ -87,6 +92,7 @@ def build_parser() -> Parser:
 
 
 def ablation_job(args: argparse.Namespace, argv: Sequence[str]) -> AblationJob:
+    check_study_name(args.study_name, derived_name(args.study_name, StudyKind.ABLATION))
     retrain = RetrainJob(
         "study.ablate", run_flags(args), tuple(argv), args.study_name, args.epochs, args.seeds
     )
@@ -290,6 +296,7 @@ def ablate(job: AblationJob, progress: Progress) -> int:
     print(f"{retrain.name!r} in {where} ({runner.ran} run(s) trained now):")
     print(effects_table(effects))
     print(seeds_words(plan.settings))
+    checkpoint_wal(retrain.storage)  # the .db file alone then holds the ablation
     return 0
 
 

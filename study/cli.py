@@ -14,10 +14,20 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from study.errors import StudyStoppedError, UserError
+from study.errors import StudyStoppedError, UsageError, UserError
 from study.jobs import RunFlags
-from study.storage import DEFAULT_STORAGE, StorageError, check_url, default_checkpoint_dir
-from wrn.config import DATASETS, DEVICES, SEED_LIMIT, DataConfig, RunConfig
+from study.storage import (
+    DEFAULT_STORAGE,
+    StorageError,
+    check_url,
+    default_checkpoint_dir,
+    full_storage,
+)
+from wrn.config import DATASETS, DEVICES, MAX_EPOCHS, SEED_LIMIT, DataConfig, RunConfig
+
+# the longest study name, derived ones (NAME-ablation) included: Optuna's study-name column holds
+# 512 characters (PostgreSQL and MySQL refuse more; SQLite would store them)
+STUDY_NAME_LIMIT = 512
 
 # error classes that are user errors, by module and name; a class can only have been raised if
 # its module was imported, so they are looked up in sys.modules at catch time and importing
@@ -25,7 +35,7 @@ from wrn.config import DATASETS, DEVICES, SEED_LIMIT, DataConfig, RunConfig
 _USER_ERROR_CLASSES = (
     ("search_spaces", "SpaceError"),
     ("wrn.config", "ConfigError"),
-    ("wrn.data", "DataError"),
+    ("wrn.datasets", "DataError"),
     ("wrn.checkpoint", "CheckpointError"),
 )
 
@@ -140,6 +150,47 @@ def seed_type(text: str) -> int:
     if value >= SEED_LIMIT:
         raise argparse.ArgumentTypeError(f"must be < 2**31 ({SEED_LIMIT}), got {value}")
     return value
+
+
+def epochs_type(text: str) -> int:
+    """``--epochs``: 1 to ``MAX_EPOCHS`` (wrn.config), refused before any storage is opened."""
+    value = int_at_least(1)(text)
+    if value > MAX_EPOCHS:
+        raise argparse.ArgumentTypeError(f"must be <= {MAX_EPOCHS:,}, got {value:,}")
+    return value
+
+
+def check_study_name(name: str, derived: str | None = None) -> str:
+    """``name`` (a ``--study-name``) if a storage can hold it and one line can show it; else
+    UsageError. ``derived``: the study a rerun or ablation records into (``NAME-rerun``), which
+    must fit too."""
+    problem = _study_name_problem(name)
+    if problem is None and derived is not None and len(derived) > STUDY_NAME_LIMIT:
+        problem = (
+            f"with {derived[len(name) :]!r} appended it has {len(derived)} characters; a study "
+            f"name holds at most {STUDY_NAME_LIMIT}"
+        )
+    if problem is not None:
+        raise UsageError(f"--study-name: {problem}")
+    return name
+
+
+def _study_name_problem(name: str) -> str | None:
+    if not name:
+        return "must not be empty"
+    if not name.isprintable():
+        return "must not hold control characters (newline, tab, NUL)"
+    if len(name) > STUDY_NAME_LIMIT:
+        return f"{len(name)} characters; a study name holds at most {STUDY_NAME_LIMIT}"
+    return None
+
+
+def study_name_type(text: str) -> str:
+    """The ``--study-name`` type: refused at parse time (``check_study_name``)."""
+    problem = _study_name_problem(text)
+    if problem is not None:
+        raise argparse.ArgumentTypeError(problem)
+    return text
 
 
 def storage_url(text: str) -> str:
@@ -301,8 +352,9 @@ def run_command(
         print(f"{prog}: interrupted", file=sys.stderr)
         code = 130
     except Exception as e:
-        if not isinstance(e, user_errors()):
+        full = full_storage(e)  # not the user's input: status 1, as a stopped study
+        if full is None and not isinstance(e, user_errors()):
             raise
-        print(f"{prog}: error: {_one_line(e)}", file=sys.stderr)
-        code = 2
+        print(f"{prog}: error: {_one_line(full or e)}", file=sys.stderr)
+        code = 2 if full is None else 1
     sys.exit(code)

@@ -23,10 +23,13 @@ import optuna
 from study.cli import (
     Parser,
     add_retrain_flags,
+    check_study_name,
     command_parser,
+    epochs_type,
     int_at_least,
     run_command,
     run_flags,
+    study_name_type,
 )
 from study.errors import UsageError
 from study.jobs import RerunJob, RetrainJob
@@ -37,6 +40,7 @@ from study.records import (
     RerunSummary,
     SearchSettings,
     StudyKind,
+    derived_name,
     recorded_config,
     rerun_run_key,
     seed_result,
@@ -44,6 +48,7 @@ from study.records import (
 )
 from study.records import TrialAttrs as A
 from study.retrain import Retrain
+from study.storage import checkpoint_wal
 
 if TYPE_CHECKING:
     from study.lifecycle import PlannedRun
@@ -52,13 +57,18 @@ if TYPE_CHECKING:
 
 def build_parser() -> Parser:
     p = command_parser("study.rerun", __doc__)
-    p.add_argument("--study-name", required=True, help="the search study whose trials to retrain")
+    p.add_argument(
+        "--study-name",
+        type=study_name_type,
+        required=True,
+        help="the search study whose trials to retrain",
+    )
     which = p.add_mutually_exclusive_group()
     which.add_argument("--trial", type=int_at_least(0), help="trial number (default: the best)")
     which.add_argument("--top", type=int_at_least(1), metavar="K", help="the K best trials")
     p.add_argument(
         "--epochs",
-        type=int_at_least(1),
+        type=epochs_type,
         help="default: the recipe's full length (200 for wrn28_10, 85 for light)",
     )
     p.add_argument(
@@ -72,6 +82,7 @@ def build_parser() -> Parser:
 
 
 def rerun_job(args: argparse.Namespace, argv: Sequence[str]) -> RerunJob:
+    check_study_name(args.study_name, derived_name(args.study_name, StudyKind.RERUN))
     retrain = RetrainJob(
         "study.rerun", run_flags(args), tuple(argv), args.study_name, args.epochs, args.seeds
     )
@@ -194,6 +205,7 @@ def rerun(job: RerunJob, progress: Progress) -> int:
         after_trial=saved,
     )
     summarise(retrain.source, started.study, sources, runs, epochs)
+    checkpoint_wal(retrain.storage)  # the .db file alone then holds the reruns
     return 0
 
 

@@ -25,11 +25,13 @@ from study.cli import (
     add_run_flags,
     add_storage_flag,
     command_parser,
+    epochs_type,
     int_at_least,
     positive_float,
     run_command,
     run_flags,
     seed_type,
+    study_name_type,
 )
 from study.errors import UsageError
 from study.jobs import PrunerChoice, SearchJob
@@ -43,8 +45,15 @@ from study.records import (
     record_command,
     tally,
 )
-from study.storage import open_storage, redact, sqlite_path
-from wrn.config import SEED_LIMIT, ConfigError, DataConfig, TrainConfig, parse_assignments
+from study.storage import checkpoint_wal, open_storage, redact, require_writable, sqlite_path
+from wrn.config import (
+    SEED_LIMIT,
+    ConfigError,
+    DataConfig,
+    TrainConfig,
+    check_runnable,
+    parse_assignments,
+)
 
 if TYPE_CHECKING:
     from study.lifecycle import Lifecycle
@@ -69,10 +78,10 @@ def build_parser() -> Parser:
         help="the study's total number of finished trials (a rerun finishes the rest)",
     )
     add_storage_flag(p)
-    p.add_argument("--study-name", help="default: the space's name")
+    p.add_argument("--study-name", type=study_name_type, help="default: the space's name")
     p.add_argument(
         "--epochs",
-        type=int_at_least(1),
+        type=epochs_type,
         help="epochs per trial (default: the space's search budget)",
     )
     add_data_flags(p)
@@ -194,17 +203,19 @@ def search_job(args: argparse.Namespace, argv: Sequence[str]) -> SearchJob:
     )
 
 
-def check_config(space: SearchSpace, base: dict[str, Any], fixed: dict[str, Any]) -> TrainConfig:
-    """Fail before any storage is touched if the fixed values cannot make a valid config."""
+def check_configs(
+    space: SearchSpace, base: dict[str, Any], fixed: dict[str, Any]
+) -> list[TrainConfig]:
+    """The base config (first) and one for each end of every searched range, with the fixed
+    values; fail before any storage is touched if any is not a valid config."""
     try:
-        cfg = TrainConfig.from_flat({**base, **fixed})
+        configs = [TrainConfig.from_flat({**base, **fixed})]
         for spec in space.searched(fixed):
-            # every end of every range must also give a valid config with the fixed values
             for value in spec.choices or (spec.low, spec.high):
-                TrainConfig.from_flat({**base, spec.name: value, **fixed})
+                configs.append(TrainConfig.from_flat({**base, spec.name: value, **fixed}))
     except ConfigError as e:
         raise UsageError(f"--set: {e}") from None
-    return cfg
+    return configs
 
 
 def make_pruner(choice: PrunerChoice, epochs: int, warmup_frac: float) -> Any:
@@ -299,8 +310,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     job = search_job(build_parser().parse_args(argv), argv)
     # failures and progress are reported by this module, in one line each
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    cfg = check_config(job.space, job.base(), job.fixed)
+    configs = check_configs(job.space, job.base(), job.fixed)
+    cfg = configs[0]
     pruner = make_pruner(job.pruner, job.epochs, cfg.optim.warmup_frac)
+    require_writable(job.flags.storage)  # from permissions alone: a refusal reads nothing
     # torch only now: --help and bad flags answer without it
     from study.dashboard import artifact_store, default_artifact_dir, write_study_note
     from study.lifecycle import Lifecycle, require_device
@@ -309,6 +322,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     require_device(job.flags.device)
     # loading the data before opening storage: a bad data directory changes nothing recorded
     splits = load_splits(cfg.data, cfg.model.num_classes, cfg.run.seed)
+    for each in configs:  # e.g. grad_accum beyond the epoch's batches: found before training
+        check_runnable(each, len(splits.train))
     # the artifact folder is checked with the other input, before the storage is touched
     store = artifact_store(job.flags.artifact_dir or default_artifact_dir(job.flags.storage))
     study, storage = open_study(job, pruner)
@@ -329,6 +344,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return search(study, storage, job, life, splits)
     finally:
         progress.close()
+        checkpoint_wal(storage)  # the .db file alone then holds the study
 
 
 def search(

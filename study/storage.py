@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import sqlite3
 import stat
 import warnings
@@ -36,6 +37,22 @@ _OPTUNA_TABLES = {"studies", "version_info"}
 
 class StorageError(RuntimeError):
     """The storage URL is malformed, unreachable, or not an Optuna database."""
+
+
+class StorageFullError(StorageError):
+    """A write to a SQLite storage failed because its disk is full (SQLITE_FULL)."""
+
+
+def full_storage(error: BaseException | None) -> StorageFullError | None:
+    """The ``StorageFullError`` that ``error`` is, or was raised while handling (on a full disk
+    every later write fails too, so a command ends in one of those), or None."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, StorageFullError):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
 
 
 def normalize_storage(text: str) -> str:
@@ -89,6 +106,36 @@ def _writable(path: Path) -> bool:
     except OSError:
         return False
     return os.access(path, os.W_OK) and bool(bits & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+
+
+def _storage_writable(path: Path) -> bool:
+    """Whether a SQLite file, its -wal and -shm files (where present) and its folder can all be
+    written: WAL mode writes all of them."""
+    logs = [path.with_name(path.name + suffix) for suffix in ("-wal", "-shm")]
+    files = [path, *(log for log in logs if log.exists())]
+    return all(_writable(p) for p in (*files, path.parent))
+
+
+def _read_only_error(path: Path) -> StorageError:
+    return StorageError(f"{path}: read-only (status and report can read it; this cannot)")
+
+
+def require_writable(url: str) -> None:
+    """Refuse (StorageError) a SQLite storage that cannot be written, from file permissions
+    alone: nothing is opened or created, so a refused storage and its folder stay as they were.
+    A file not there yet needs a writable folder (or one still to be made)."""
+    path = sqlite_path(url)
+    if path is None:
+        return
+    if path.exists():
+        if not _storage_writable(path):
+            raise _read_only_error(path)
+    elif path.parent.is_dir() and not _writable(path.parent):
+        raise _read_only_folder_error(path)
+
+
+def _read_only_folder_error(path: Path) -> StorageError:
+    return StorageError(f"{path.parent}: folder is read-only, cannot create {path.name}")
 
 
 def _read_only_uri(path: Path) -> str:
@@ -154,7 +201,7 @@ def _check_new(path: Path, create: bool, read_only: bool | None) -> None:
     except OSError as e:
         raise StorageError(f"{path.parent}: cannot create the folder ({e.strerror})") from None
     if not _writable(path.parent):
-        raise StorageError(f"{path.parent}: folder is read-only, cannot create {path.name}")
+        raise _read_only_folder_error(path)
 
 
 def _check_existing(path: Path, create: bool, read_only: bool | None) -> bool:
@@ -164,22 +211,19 @@ def _check_existing(path: Path, create: bool, read_only: bool | None) -> bool:
         head = f.read(len(SQLITE_MAGIC))
     if head and head != SQLITE_MAGIC:
         raise StorageError(f"{path}: not a SQLite database")
+    writable = _storage_writable(path)
+    if read_only is None:  # a command that may create a storage means to write to it
+        read_only = not writable and not create
+    if not read_only and not writable:
+        raise _read_only_error(path)  # before any read: a reader changes the -shm file
     tables = _tables(path) if head else set()
     if tables and not tables >= _OPTUNA_TABLES:
         raise StorageError(f"{path}: a SQLite database without Optuna's tables")
     if not tables and not create:
         raise StorageError(f"{path}: an empty SQLite file, no Optuna storage in it yet")
-    # WAL needs to write -wal and -shm files beside the database
-    writable = _writable(path) and _writable(path.parent)
-    if read_only is None:  # a command that may create a storage means to write to it
-        read_only = not writable and not create
-    if read_only:
-        if not tables:
-            raise StorageError(f"{path}: read-only and empty, no Optuna storage in it")
-        return True
-    if not writable:
-        raise StorageError(f"{path}: read-only (status and report can read it; this cannot)")
-    return False
+    if read_only and not tables:
+        raise StorageError(f"{path}: read-only and empty, no Optuna storage in it")
+    return read_only
 
 
 def _read_only_connect(path: Path) -> Callable[[], sqlite3.Connection]:
@@ -288,8 +332,9 @@ def open_storage(
     three intervals is failed and retried by whichever worker looks next. ``read_only``: True
     opens a SQLite file without ever writing to it (``status``, ``report``); False refuses one
     that cannot be written (commands that write: pass it with ``create=False``); None
-    (default): read-only when it cannot be written and ``create`` is False. A refused storage
-    is left byte-identical.
+    (default): read-only when it cannot be written and ``create`` is False, writable when
+    ``heartbeat_interval`` is given (trials run). A refused storage is left byte-identical. A
+    write to a SQLite storage on a full disk raises ``StorageFullError``.
     """
     url = normalize_storage(url)
     if url.startswith("grpc://"):
@@ -297,6 +342,8 @@ def open_storage(
     import optuna
     import sqlalchemy
 
+    if read_only is None and heartbeat_interval is not None:
+        read_only = False
     url, password, backend = _rdb_url(url)
     engine_kwargs, rdb_kwargs = _rdb_options(url, backend, create, read_only)
     if heartbeat_interval is not None and not rdb_kwargs:
@@ -308,7 +355,7 @@ def open_storage(
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **rdb_kwargs)
+            storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **rdb_kwargs)
     except ImportError:
         raise StorageError(
             f"no database driver for {backend} is installed "
@@ -318,6 +365,47 @@ def open_storage(
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         reason = _mask(reason, password)
         raise StorageError(f"cannot open storage {redact(url)}: {reason[:200]}") from None
+    path = sqlite_path(url)
+    if path is not None:
+        _raise_when_full(storage.engine, url, path)
+    return storage
+
+
+def _raise_when_full(engine: Any, url: str, path: Path) -> None:
+    """Make a failed write on a full disk a ``StorageFullError`` naming the storage and the
+    space left (Optuna passes it on as it is, where it wraps database errors)."""
+    import sqlalchemy
+
+    def handle_error(context: Any) -> None:
+        if getattr(context.original_exception, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+            try:
+                free = f"{shutil.disk_usage(path.parent).free / 2**20:.1f} MiB free"
+            except OSError:
+                free = "free space unknown"
+            raise StorageFullError(
+                f"storage {redact(url)}: disk full ({free} in {path.parent}); make room, then "
+                "run the same command: a trial stopped by this resumes from its checkpoint"
+            ) from None
+
+    sqlalchemy.event.listen(engine, "handle_error", handle_error)
+
+
+def checkpoint_wal(storage: optuna.storages.BaseStorage) -> None:
+    """Move a SQLite storage's write-ahead log into its database file, so that the ``.db``
+    file alone holds every write (copied, it is the whole storage). Other back ends: nothing.
+
+    A log that cannot be moved now (another process is reading it, a full disk) stays, and
+    SQLite still reads it with the file."""
+    import sqlalchemy
+
+    engine = getattr(storage, "engine", None)
+    if engine is None or engine.dialect.name != "sqlite":
+        return
+    try:
+        with engine.connect() as connection:
+            connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    except (sqlalchemy.exc.SQLAlchemyError, StorageError):
+        pass
 
 
 def _rdb_url(url: str) -> tuple[str, str, str]:

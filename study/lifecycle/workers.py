@@ -6,6 +6,7 @@ Only public Optuna APIs: a trial's storage id comes from
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -21,7 +22,7 @@ import optuna
 from optuna.trial import TrialState
 
 from study.records import TrialAttrs as A
-from study.storage import MAX_RETRY, retry_callback
+from study.storage import MAX_RETRY, StorageFullError, retry_callback
 
 
 def process_start_time(pid: int) -> int | None:
@@ -134,7 +135,9 @@ class Heartbeat:
 
     def _beat(self) -> None:
         while True:
-            self.storage.record_heartbeat(self.tid)
+            # on a full disk the trial's own next write stops the command, in one line
+            with contextlib.suppress(StorageFullError):
+                self.storage.record_heartbeat(self.tid)
             if self.stop.wait(self.interval):
                 return
 

@@ -1,8 +1,11 @@
+import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from study.storage import StorageError, normalize_storage, open_storage, redact
+from tests.study.conftest import TINY_STUDY, copy_db, tiny_args
 
 
 def test_sqlite_storage_creates_its_folder_and_uses_wal(tmp_path: Path) -> None:
@@ -151,3 +154,99 @@ def test_read_only_folder_is_readable_and_untouched(tmp_path: Path) -> None:
         tmp_path.chmod(0o755)
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["wrn.db"]
+
+
+def _command(name: str) -> Any:
+    import importlib
+
+    return importlib.import_module(f"study.{name}")
+
+
+def _retrain_args(storage: Path, command: str) -> list[str]:
+    """Arguments of ``study.rerun``/``study.ablate`` of the tiny study, everything beside it."""
+    extra = ["--seeds", "1"] if command == "ablate" else []
+    return [
+        "--study-name",
+        TINY_STUDY,
+        "--storage",
+        f"sqlite:///{storage}",
+        "--device",
+        "cpu",
+        "--epochs",
+        "1",
+        "--checkpoint-dir",
+        str(storage.parent / "checkpoints"),
+        *extra,
+    ]
+
+
+@pytest.mark.parametrize(
+    ("command", "study_name"), [("rerun", "tiny-rerun"), ("ablate", "tiny-ablation")]
+)
+def test_the_db_file_alone_holds_a_finished_command(
+    tiny_study: Path, tmp_path: Path, command: str, study_name: str
+) -> None:
+    import optuna
+
+    # the search (the session's tiny study): its .db file alone, without its -wal
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    shutil.copy(tiny_study, alone / "wrn.db")
+    assert (
+        len(optuna.load_study(study_name=TINY_STUDY, storage=f"sqlite:///{alone}/wrn.db").trials)
+        == 2
+    )
+    storage = copy_db(tiny_study, tmp_path / "wrn.db")
+    assert _command(command).main(_retrain_args(storage, command)) == 0
+    shutil.copy(storage, alone / "copy.db")  # what `cp studies/wrn.db` copies
+    trials = optuna.load_study(study_name=study_name, storage=f"sqlite:///{alone}/copy.db").trials
+    assert trials and all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+
+
+def _snapshot_of_a_live_storage(source: Path, folder: Path) -> Path:
+    """``source`` as a killed worker leaves it: the database with its -wal and -shm files."""
+    import sqlite3
+
+    live = copy_db(source, folder.parent / "live.db")
+    con = sqlite3.connect(live)
+    con.execute("PRAGMA wal_autocheckpoint = 0")  # the write stays in the -wal file
+    con.execute("PRAGMA user_version = 7")
+    con.commit()
+    folder.mkdir()
+    for suffix in ("", "-wal", "-shm"):  # copied while the connection holds them
+        shutil.copy(f"{live}{suffix}", folder / f"wrn.db{suffix}")
+    con.close()
+    return folder / "wrn.db"
+
+
+def _contents(folder: Path) -> dict[str, bytes | None]:
+    return {p.name: p.read_bytes() if p.is_file() else None for p in folder.iterdir()}
+
+
+@pytest.mark.parametrize("command", ["run", "rerun", "ablate"])
+def test_a_refused_read_only_storage_and_its_folder_are_untouched(
+    tiny_study: Path, tmp_path: Path, capsys: pytest.CaptureFixture, command: str
+) -> None:
+    from study.cli import run_command
+
+    storage = _snapshot_of_a_live_storage(tiny_study, tmp_path / "ro")
+    folder = storage.parent
+    argv = (
+        tiny_args(storage, "--epochs", "1", "--trials", "3")
+        if command == "run"
+        else _retrain_args(storage, command)
+    )
+    # read-only by its permission bits, as study.storage judges it (root could still write)
+    for p in folder.iterdir():
+        p.chmod(0o444)
+    folder.chmod(0o555)
+    try:
+        before = _contents(folder)
+        with pytest.raises(SystemExit) as exit_info:
+            run_command(f"python -m study.{command}", _command(command).main, argv)
+        after = _contents(folder)
+    finally:
+        folder.chmod(0o755)
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2 and "read-only" in err and len(err.splitlines()) == 1, err
+    assert after == before  # no artifacts/ or checkpoints/, the -shm file as it was
