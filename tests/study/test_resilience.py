@@ -1,10 +1,13 @@
 """Nothing lost: killed, interrupted and failing trials; dead-worker recovery; checkpoints."""
 
+import errno
 import os
 import signal
 import socket
 import subprocess
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +21,7 @@ from study.cli import run_command
 from study.lifecycle import process_start_time, recover_dead_trials
 from study.storage import open_storage
 from tests.study.workers import FAST_TRIAL, run, running_epochs, start, trials, wait_for
+from wrn.checkpoint import load_checkpoint
 from wrn.train import EpochStats, NonFiniteLossError, TrainResult
 
 COMPLETE = optuna.trial.TrialState.COMPLETE
@@ -257,3 +261,71 @@ def test_checkpoints_of_finished_trials_are_removed_unless_kept(
     assert run_module.main(in_process_args(tmp_path, "--trials", "2", *extra)) == 0
     files = sorted(p.name.rsplit("-", 1)[0] for p in (tmp_path / "ckpt").rglob("*.pt"))
     assert files == (["trial-0", "trial-1"] if keep else [])
+
+
+@contextmanager
+def full_disk(
+    kind: str, folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Callable[[], None]]:
+    """``folder`` fills up after one checkpoint of WRN-10-1 (about 650 KB): a real 1 MiB tmpfs
+    (root only), or a write that fails with ENOSPC from the second one on. Yields ``free``,
+    which makes room."""
+    folder.mkdir()
+    if kind == "patched":
+        fsync, writes = os.fsync, []
+
+        def full(fd: int) -> None:
+            writes.append(fd)
+            if len(writes) > 1:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            fsync(fd)
+
+        monkeypatch.setattr(os, "fsync", full)
+        yield monkeypatch.undo
+        return
+    mount = ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(folder)]
+    try:
+        done = subprocess.run(mount, capture_output=True, text=True)
+    except FileNotFoundError:
+        pytest.skip("no mount command to make a small disk")
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a 1 MiB tmpfs here: {done.stderr.strip()}")
+    remount = ["mount", "-o", "remount,size=16m", str(folder)]
+    try:
+        yield lambda: subprocess.run(remount, check=True)
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+@pytest.mark.parametrize("kind", ["tmpfs", "patched"])
+def test_a_full_checkpoint_disk_keeps_the_checkpoint_and_queues_the_trial(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, kind: str
+) -> None:
+    url, disk = f"sqlite:///{tmp_path}/wrn.db", tmp_path / "small"
+    # one trial of 2 epochs; a failure in a row would stop the study
+    args = in_process_args(tmp_path, "--trials", "1", "--max-failures", "1")
+    args += ["--checkpoint-dir", str(disk)]
+    with full_disk(kind, disk, monkeypatch) as free:
+        with pytest.raises(SystemExit) as exit_info:
+            run_command("python -m study.run", run_module.main, args)
+        assert exit_info.value.code == 1
+        err = capsys.readouterr().err
+        lines = [x for x in err.splitlines() if "error:" in x]
+        assert len(lines) == 1 and "no space left on device" in lines[0]
+        assert lines[0].endswith(
+            "trial 0 is queued to resume from epoch 1 (its checkpoint kept): "
+            "free space and run the same command"
+        )
+        assert "Traceback" not in err
+        stopped, queued = trials(url, "s")
+        assert stopped.state == FAIL and queued.state == optuna.trial.TrialState.WAITING
+        assert stopped.user_attrs["interrupted"] is True  # not a failure
+        assert "no space left on device" in stopped.user_attrs["fail_reason"]
+        (kept,) = (p for p in disk.rglob("*") if p.is_file())
+        assert kept.name.startswith("trial-0-") and load_checkpoint(kept)["epoch"] == 1
+
+        free()
+        assert run_module.main(args) == 0
+    done = trials(url, "s")[1]
+    assert done.state == COMPLETE and done.user_attrs["resumed_from_epoch"] == 1
+    assert "no space left on device" in done.user_attrs["previous_failure"]

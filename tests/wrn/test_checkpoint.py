@@ -1,3 +1,5 @@
+import errno
+import os
 import random
 from pathlib import Path
 
@@ -6,7 +8,10 @@ import pytest
 import torch
 
 from wrn.checkpoint import (
+    CheckpointDiskFullError,
     CheckpointError,
+    CheckpointLostError,
+    CheckpointWriter,
     load_checkpoint,
     rng_state,
     save_checkpoint,
@@ -68,3 +73,35 @@ def test_a_checkpoint_from_a_machine_with_more_gpus_resumes(
     monkeypatch.setattr(torch.cuda.random, "set_rng_state", one_device)
     set_rng_state(load_checkpoint(tmp_path / "c.pt")["rng"])
     assert restored == [(0, [0] * 16)]  # its own device's state, the others left out
+
+
+def test_a_full_disk_keeps_the_previous_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "c.pt"
+    save_checkpoint(path, {"model": {}, "epoch": 1})
+
+    def full(fd: int) -> None:  # the write of the data reaches a full disk
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(CheckpointDiskFullError, match=r"c\.pt: no space left on device \("):
+        save_checkpoint(path, {"model": {}, "epoch": 2})
+    monkeypatch.undo()
+    assert load_checkpoint(path)["epoch"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.pt"]
+
+
+def test_a_save_is_dropped_when_the_run_lost_its_checkpoint(tmp_path: Path) -> None:
+    """``may_write`` is asked where the write lands, in the writer thread, so a save queued
+    before the run lost its checkpoint is not written either."""
+    path = tmp_path / "c.pt"
+    save_checkpoint(path, {"model": {}, "epoch": 1})  # the retry's
+    asked: list[int] = []
+    writer = CheckpointWriter(path, may_write=lambda: bool(asked.append(1)))
+    writer.save({"model": {"w": torch.ones(3)}, "epoch": 2})
+    with pytest.raises(CheckpointLostError, match="taken over"):
+        writer.wait()
+    assert asked == [1]
+    assert load_checkpoint(path)["epoch"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.pt"]
