@@ -109,7 +109,8 @@ def test_api_serves_learning_curve_artifacts(server: str) -> None:
         svg = get(server, f"{path}/{files[f'learning_curve_trial{number}.svg']['artifact_id']}")
         assert ET.fromstring(svg).tag.endswith("svg")
         attrs = {a["key"]: a["value"] for a in t["user_attrs"]}
-        assert attrs["seed"] == "0" and attrs["variant"].endswith(("base", "-off"))
+        # seed 1: the first the search (seed 0) never trained with
+        assert attrs["seed"] == "1" and attrs["variant"].endswith(("base", "-off"))
     # the ablation's effect chart is on the study's page
     assert [g["id"] for g in detail["plotly_graph_objects"]] == ["effects"]
     assert "### Effects" in detail["note"]["body"]
