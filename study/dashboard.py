@@ -37,6 +37,7 @@ from study.records import (
 from study.records.keys import metric_name
 from study.reporting.commands import ablation_flags, command, storage_flags
 from study.reporting.part import plural
+from study.sampling import describe_startup
 from study.storage import StorageError, sqlite_path
 from wrn.network import network_name
 
@@ -252,6 +253,8 @@ def _search_note(study: optuna.Study, settings: SearchSettings, storage_url: str
     if any(k in fixed for k in ("depth", "width")):
         description = f"{network} (fixed with `--set`) in place of the recipe's: {description}"
     trials = _counts(study)
+    startup = describe_startup(settings.sampler_startup_trials)
+    rejected = plural(trials.rejected, "draw")
     return [
         f"## {study.study_name}: search over `{space.name}`, {network}",
         "",
@@ -262,12 +265,14 @@ def _search_note(study: optuna.Study, settings: SearchSettings, storage_url: str
         f"{settings.recipe_epochs} (rerun the best trials at that length)",
         f"- dataset `{settings.dataset}`, {settings.val_size} validation images "
         f"held out of the training set, seed {settings.seed}",
-        f"- pruner `{settings.pruner}`, sampler `{settings.sampler}`",
+        f"- pruner `{settings.pruner}`, sampler `{settings.sampler}`"
+        + ("" if settings.sampler != "tpe" else f": {startup}"),
         "",
         *_space_table(space, fixed),
         "",
         "### Best so far",
-        f"Trials: {trials.describe(NOTE_STATES, 'no trials yet')}.",
+        f"Trials: {trials.describe(NOTE_STATES, 'no trials yet')}."
+        + (f" {rejected} over the cost cap, drawn again." if trials.rejected else ""),
         _best_line(trials.best),
         "",
         *_next_commands(study.study_name, settings, storage_url),

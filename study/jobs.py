@@ -60,6 +60,7 @@ class SearchJob:
     seed: int
     sampler: str
     sampler_seed: int
+    sampler_startup_trials: int  # TPE's random draws before it models
     pruner: PrunerChoice
     timeout: float | None
     workers: int

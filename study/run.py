@@ -38,6 +38,7 @@ from study.jobs import PrunerChoice, SearchJob
 from study.progress import Progress
 from study.pruning import DEFAULT_PRUNER, PRUNERS
 from study.records import (
+    SAMPLER_STARTUP_TRIALS,
     SAMPLERS,
     SearchSettings,
     StudyAttrs,
@@ -45,6 +46,7 @@ from study.records import (
     record_command,
     tally,
 )
+from study.sampling import describe_startup, make_sampler
 from study.storage import checkpoint_wal, open_storage, redact, require_writable, sqlite_path
 from wrn.config import (
     SEED_LIMIT,
@@ -111,6 +113,13 @@ def build_parser() -> Parser:
         choices=SAMPLERS,
         default=SAMPLERS[0],
         help="tpe: multivariate TPE with a constant liar for parallel workers; random: uniform",
+    )
+    p.add_argument(
+        "--sampler-startup-trials",
+        metavar="N",
+        type=int_at_least(0),
+        default=SAMPLER_STARTUP_TRIALS,
+        help=describe_startup("N"),
     )
     p.add_argument("--timeout", type=positive_float, help="stop starting trials after this many s")
     for flag, default, text in (
@@ -195,6 +204,7 @@ def search_job(args: argparse.Namespace, argv: Sequence[str]) -> SearchJob:
         seed=args.seed,
         sampler=args.sampler,
         sampler_seed=sampler_seed(args.seed, args.sampler_seed),
+        sampler_startup_trials=args.sampler_startup_trials,
         pruner=PrunerChoice(args.pruner, args.pruner_startup_trials, args.pruner_warmup_epochs),
         timeout=args.timeout,
         workers=args.workers,
@@ -233,13 +243,6 @@ def make_pruner(choice: PrunerChoice, epochs: int, warmup_frac: float) -> Any:
         raise UsageError(f"--pruner: {e}") from None
 
 
-def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
-    if name == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    # constant_liar keeps parallel workers from sampling the same point
-    return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True)
-
-
 def sampler_seed(seed: int, pinned: int | None) -> int:
     """This process's sampler seed: ``--sampler-seed`` if given, else ``--seed`` mixed with a
     fresh random salt, so that processes started together (workers, machines) draw different
@@ -264,6 +267,7 @@ def search_settings(job: SearchJob) -> SearchSettings:
         seed=job.seed,
         pruner=job.pruner.kind,
         sampler=job.sampler,
+        sampler_startup_trials=job.sampler_startup_trials,
     )
 
 
@@ -296,7 +300,7 @@ def open_study(job: SearchJob, pruner: Any) -> tuple[optuna.Study, Any]:
         storage=storage,
         study_name=job.name,
         direction="maximize",
-        sampler=make_sampler(job.sampler, job.sampler_seed),
+        sampler=make_sampler(job.sampler, job.sampler_seed, job.sampler_startup_trials),
         pruner=pruner,
         load_if_exists=True,
     )

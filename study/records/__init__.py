@@ -25,6 +25,8 @@ nothing heavy (no torch): the commands' ``--help`` and input checks use it.
   ``.interrupted``: attempts queued to resume) and ``.best``; ``Tally.describe(states, empty)``
   is the "3 complete, 1 pruned" text.
 - Trial readers: ``recorded_config(t)``, ``recorded_epochs(t)``, ``trial_seconds(t)``,
+  ``is_random_draw(t)`` (TPE's startup or the random sampler), ``is_rejected_draw(t)`` (over
+  the cost cap, drawn again, never trained; ``Tally.rejected`` counts them),
   ``trial_devices(ts)``, ``device_kind(devices)``, ``is_failure(t)``, ``best_trial(ts)``,
   ``top_trials(ts, k)``; ``TrialAttrs.NUM_PARAMS`` and the other keys for single values.
 - Ablation variant names: ``BASE_VARIANT``, ``off_variant(factor)``,
@@ -56,6 +58,8 @@ from study.records.queries import (
     device_kind,
     failures,
     is_failure,
+    is_random_draw,
+    is_rejected_draw,
     require_study,
     study_names,
     tally,
@@ -73,6 +77,7 @@ from study.records.reruns import (
 from study.records.settings import (
     BASE_VARIANT,
     PATH_START,
+    SAMPLER_STARTUP_TRIALS,
     SAMPLERS,
     AblationSettings,
     PathStep,
@@ -96,6 +101,7 @@ __all__ = [
     "COMMANDS_KEPT",
     "PATH_START",
     "SAMPLERS",
+    "SAMPLER_STARTUP_TRIALS",
     "STATE_NAMES",
     "AblationSettings",
     "Invocation",
@@ -119,6 +125,8 @@ __all__ = [
     "invocations",
     "is_failure",
     "is_path_variant",
+    "is_random_draw",
+    "is_rejected_draw",
     "mark_study",
     "masked_argv",
     "off_variant",

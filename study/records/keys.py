@@ -60,6 +60,10 @@ class TrialAttrs:
     PID = "pid"
     PID_START = "pid_start"
     SAMPLER_SEED = "sampler_seed"
+    RANDOM_DRAW = "random_draw"  # bool: drawn at random (random sampler, or TPE's startup)
+    # why a draw was never trained (over the cost cap); a FAIL trial that is no failure: the
+    # search drew again, and only trained configurations count towards --trials
+    REJECTED_DRAW = "rejected_draw"
     # how it ended, if not complete
     PRUNED_REASON = "pruned_reason"
     FAIL_REASON = "fail_reason"

@@ -65,8 +65,21 @@ def top_trials(trials: Iterable[FrozenTrial], k: int) -> list[FrozenTrial]:
 
 def is_failure(trial: FrozenTrial) -> bool:
     """A failed attempt that really failed, not one interrupted by Ctrl-C/SIGTERM (queued to
-    resume)."""
-    return trial.state == TrialState.FAIL and not trial.user_attrs.get(TrialAttrs.INTERRUPTED)
+    resume) nor a draw over the cost cap (redrawn, never trained)."""
+    if trial.state != TrialState.FAIL or TrialAttrs.REJECTED_DRAW in trial.user_attrs:
+        return False
+    return not trial.user_attrs.get(TrialAttrs.INTERRUPTED)
+
+
+def is_random_draw(trial: FrozenTrial) -> bool:
+    """A search trial whose parameters were drawn at random (TPE's startup, or the random
+    sampler); False for a trial recorded before this was (not known)."""
+    return bool(trial.user_attrs.get(TrialAttrs.RANDOM_DRAW))
+
+
+def is_rejected_draw(trial: FrozenTrial) -> bool:
+    """A draw over the space's cost cap, recorded and drawn again, never trained."""
+    return TrialAttrs.REJECTED_DRAW in trial.user_attrs
 
 
 def failures(trials: Iterable[FrozenTrial]) -> list[FrozenTrial]:
@@ -81,12 +94,14 @@ class Tally:
     """A study's trials by state and its best: what status, notes, reports and summaries show.
 
     ``by_state["fail"]`` counts real failures only: an attempt stopped by Ctrl-C/SIGTERM is
-    queued to resume and counted in ``interrupted`` instead.
+    queued to resume and counted in ``interrupted`` instead, a draw over the cost cap in
+    ``rejected``.
     """
 
     by_state: dict[str, int]
     interrupted: int
     best: FrozenTrial | None
+    rejected: int = 0
 
     def describe(self, states: Sequence[str] = STATE_NAMES, empty: str = "no trials") -> str:
         """ "3 complete, 1 pruned": the ``states`` that have trials, in that order."""
@@ -100,13 +115,15 @@ def tally(
     """The one query for "trials by state" and "best"."""
     trials = list(trials)
     by_state = dict.fromkeys(STATE_NAMES, 0)
-    interrupted = 0
+    interrupted = rejected = 0
     for t in trials:
-        if t.state == TrialState.FAIL and not is_failure(t):
+        if is_rejected_draw(t):
+            rejected += 1
+        elif t.state == TrialState.FAIL and not is_failure(t):
             interrupted += 1
         else:
             by_state[t.state.name.lower()] += 1
-    return Tally(by_state, interrupted, best_trial(trials, direction))
+    return Tally(by_state, interrupted, best_trial(trials, direction), rejected)
 
 
 def study_names(storage: optuna.storages.BaseStorage) -> list[str]:

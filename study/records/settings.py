@@ -18,6 +18,7 @@ from study.pruning import DEFAULT_PRUNER
 from study.records.keys import StudyAttrs, StudyKind, study_kind
 
 SAMPLERS = ("tpe", "random")  # the first is the default
+SAMPLER_STARTUP_TRIALS = 10  # TPE's random draws before it models (Optuna's default)
 
 # -- a search -------------------------------------------------------------------------------
 
@@ -35,9 +36,11 @@ class SearchSettings:
     seed: int
     pruner: str = DEFAULT_PRUNER
     sampler: str = SAMPLERS[0]
+    # a study recorded before this setting ran with Optuna's default, the same number
+    sampler_startup_trials: int = SAMPLER_STARTUP_TRIALS
     extra: dict[str, Any] = field(default_factory=dict)
 
-    PINNED = ("space", "fixed", "epochs", "dataset", "val_size", "seed")
+    PINNED = ("space", "fixed", "epochs", "dataset", "val_size", "seed", "sampler_startup_trials")
 
     def to_dict(self) -> dict[str, Any]:
         d = {f: getattr(self, f) for f in self.__dataclass_fields__ if f != "extra"}

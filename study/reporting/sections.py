@@ -13,7 +13,7 @@ from optuna.distributions import CategoricalDistribution
 from optuna.trial import FrozenTrial, TrialState
 from plotly.subplots import make_subplots
 
-from study.records import TrialAttrs, trial_seconds
+from study.records import TrialAttrs, is_random_draw, trial_seconds
 from study.reporting.data import StudyData, time_unit
 from study.reporting.part import Part, slug
 
@@ -138,9 +138,13 @@ def history_part(studies: Sequence[StudyData]) -> Part:
                 x=[t.number for t in complete],
                 y=[t.value for t in complete],
                 mode="markers",
-                name=f"{s.name}: complete",
+                name=f"{s.name}: complete (open: drawn at random)",
                 legendgroup=s.name,
-                marker={"color": s.colour, "size": 8},
+                marker={
+                    "color": s.colour,
+                    "size": 8,
+                    "symbol": ["circle-open" if is_random_draw(t) else "circle" for t in complete],
+                },
             )
         )
         if pruned:
