@@ -1,5 +1,6 @@
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -17,6 +18,7 @@ from study.cli import (
     strip_rst,
 )
 from study.errors import UsageError, UserError
+from tests.study.conftest import tiny_args
 
 
 def _parser() -> Parser:
@@ -179,3 +181,70 @@ def test_every_command_help_shows_defaults_and_explains_every_flag(command: str)
     assert "``" not in text
     for action in parser._actions:  # argparse's own list: every flag has help text
         assert action.help, f"{command}: {action.option_strings} has no help"
+
+
+def _command_fails(
+    command: str, argv: list[str], message: str, capsys: pytest.CaptureFixture
+) -> str:
+    """``python -m study.COMMAND ARGV`` ends in one line naming ``message``, exit status 2."""
+    import importlib
+
+    main = importlib.import_module(f"study.{command}").main
+    with pytest.raises(SystemExit) as exit_info:
+        run_command(f"python -m study.{command}", main, argv)
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2 and message in err, err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    return err
+
+
+def _argv(command: str, storage: Path, name: str, *extra: str) -> list[str]:
+    if command == "run":
+        return [
+            *tiny_args(storage, "--epochs", "1", "--trials", "1"),
+            "--study-name",
+            name,
+            *extra,
+        ]
+    return ["--study-name", name, "--storage", f"sqlite:///{storage}", "--device", "cpu", *extra]
+
+
+COMMANDS = ["run", "rerun", "ablate"]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("", "must not be empty"),
+        ("a\nb", "control characters"),
+        ("x" * (cli.STUDY_NAME_LIMIT + 1), f"a study name holds at most {cli.STUDY_NAME_LIMIT}"),
+    ],
+)
+def test_an_unusable_study_name_is_refused_before_the_storage(
+    tmp_path: Path, capsys: pytest.CaptureFixture, command: str, name: str, message: str
+) -> None:
+    storage = tmp_path / "wrn.db"
+    _command_fails(command, _argv(command, storage, name), message, capsys)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(("command", "suffix"), [("rerun", "-rerun"), ("ablate", "-ablation")])
+def test_a_derived_study_name_must_fit_too(
+    tmp_path: Path, capsys: pytest.CaptureFixture, command: str, suffix: str
+) -> None:
+    name = "x" * (cli.STUDY_NAME_LIMIT - 3)  # a search may have it; NAME-rerun would not fit
+    err = _command_fails(command, _argv(command, tmp_path / "wrn.db", name), suffix, capsys)
+    assert f"{len(name) + len(suffix)} characters" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_epochs_beyond_the_bound_are_refused_while_parsing(
+    tmp_path: Path, capsys: pytest.CaptureFixture, command: str
+) -> None:
+    from wrn.config import MAX_EPOCHS
+
+    argv = _argv(command, tmp_path / "wrn.db", "tiny", "--epochs", "1000000000")
+    err = _command_fails(command, argv, f"must be <= {MAX_EPOCHS:,}", capsys)
+    assert "--epochs" in err and list(tmp_path.iterdir()) == []

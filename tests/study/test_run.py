@@ -9,7 +9,7 @@ import pytest
 
 from study import run
 from study.cli import run_command
-from tests.study.conftest import copy_db
+from tests.study.conftest import copy_db, tiny_args
 from tests.tiny import tiny_flags
 
 TINY_SET = tiny_flags()
@@ -314,3 +314,14 @@ def test_command_line_error_exit_code_and_single_line() -> None:
     assert proc.stderr.strip() == (
         "python -m study.run: error: argument --trials: must be >= 1, got 0"
     )
+
+
+def test_an_unrunnable_config_is_refused_before_the_storage(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    # 500 training images make 15 batches of 32: an optimiser step of 1000 never comes
+    storage = tmp_path / "wrn.db"
+    argv = tiny_args(storage, "--epochs", "1", "--trials", "5", "--set", "grad_accum=1000")
+    err = fails(capsys, argv, "grad_accum: 1000 micro-batches")
+    assert "500 training images make 15 batches" in err
+    assert list(tmp_path.iterdir()) == []
