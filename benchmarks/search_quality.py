@@ -6,13 +6,16 @@ pruning) once, on real data, and records each one's complete learning curve (val
 accuracy after every epoch) in a JSON table, written after every configuration, so an
 interrupted run resumes where it stopped. ``--train-only`` stops there.
 
-``python -m benchmarks.search_quality --replay TABLE.json`` then replays pruners on the table in
-seconds (benchmarks/search_quality_replay.py): each over many random trial orders, sequentially
-with Optuna ask/tell on an in-memory study, reporting a trial's curve epoch by epoch until it
-finishes or ``should_prune`` says stop. Per pruner: the fraction of epochs saved, the regret
-(the table's best final accuracy minus the best among the trials the pruner let finish, in
-percentage points, averaged over orders) and how often the table's best configuration survives.
-Results go to ``benchmarks/results/<date>-<device>-search-quality.{json,md}``.
+``python -m benchmarks.search_quality --replay TABLE`` then replays schedulers on the table (a
+JSON table, or a study storage of this harness trained with ``--pruner none``) in minutes,
+asynchronously (benchmarks/search_quality_replay.py, benchmarks/async_replay.py): N simulated
+workers (``--workers``, default 1, 4 and 8) run searches of ``--trials`` configurations drawn
+from the table with replacement, each epoch costing its recorded seconds, over ``--orders``
+random draws; Optuna's pruners decide through ask/tell on an in-memory study, ``promote``
+through study.promotion. Per scheduler and N: epochs and simulated hours to within 0.5 points
+of the best, regret at 25 / 50 / 100 % of the unpruned compute, how often the best finishes,
+with bootstrap intervals over configurations. Results go to
+``benchmarks/results/<date>-<device>-search-quality.{json,md,html}``.
 
 Data: a ``cifar-100-python`` folder (CIFAR-100, or Fashion-MNIST written in that layout by
 ``/work/shared/tools/fashion-cifar OUT_DIR --train N --test N``); the validation split is held
@@ -169,8 +172,19 @@ def _write_json(path: Path, data: Any) -> None:
     os.replace(tmp, path)  # a reader never sees half a table
 
 
-def _command() -> str:
-    return "python -m benchmarks.search_quality " + shlex.join(sys.argv[1:])
+def _command(argv: Sequence[str] | None = None) -> str:
+    """The command line run (``argv``: main's arguments, default the process's)."""
+    return "python -m benchmarks.search_quality " + shlex.join(
+        sys.argv[1:] if argv is None else argv
+    )
+
+
+def _worker_counts(text: str) -> list[int]:
+    try:
+        counts = [int(w) for w in text.split(",")]
+    except ValueError:
+        raise UsageError(f"--workers: not comma-separated integers: {text!r}") from None
+    return counts
 
 
 def _load_space(name: str) -> SearchSpace:
@@ -197,7 +211,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         prog="python -m benchmarks.search_quality",
         description="Train N sampled configurations once, then replay pruners on their curves.",
     )
-    p.add_argument("--replay", metavar="TABLE.json", help="replay pruners on this table only")
+    p.add_argument("--replay", metavar="TABLE", help="replay on this table (JSON or storage)")
     p.add_argument("--train-only", action="store_true", help="write the table, replay nothing")
     p.add_argument("--space", default="light", help="built-in space or .toml path (light)")
     p.add_argument("--data-dir", type=Path, help="holds cifar-100-python/ (CIFAR-100 or Fashion)")
@@ -209,8 +223,20 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"))
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (1; 0 = torch's)")
     p.add_argument("--out-table", type=Path, help="the table to write (or resume)")
-    p.add_argument("--orders", type=int, default=200, help="random trial orders per pruner")
+    p.add_argument("--orders", type=int, default=200, help="searches replayed per scheduler (200)")
     p.add_argument("--startup-trials", type=int, default=5, help="as study.run's default (5)")
+    p.add_argument(
+        "--workers", default="1,4,8", help="simulated worker counts, comma-separated (1,4,8)"
+    )
+    p.add_argument(
+        "--trials", type=int, default=50, help="configurations per search, as study.run's (50)"
+    )
+    p.add_argument("--reduction", type=int, default=3, help="promote's and ASHA's eta (3)")
+    p.add_argument("--bootstrap", type=int, default=50, help="resampled tables (50; 0: none)")
+    p.add_argument(
+        "--bootstrap-orders", type=int, default=4, help="searches per resampled table (4)"
+    )
+    p.add_argument("--label", help="the results' device name (default: the table's device)")
     p.add_argument("--out", type=Path, default=RESULTS_DIR, help="results folder")
     args = p.parse_args(argv)
     if args.replay is None:
@@ -227,16 +253,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         table = Path(args.replay) if args.replay else train_table(args)
         if args.train_only:
             return 0
-        from benchmarks.search_quality_replay import replay_table  # optuna only to replay
+        from benchmarks.search_quality_report import replay_table  # optuna only to replay
 
         json_path, md_path = replay_table(
-            table, orders=args.orders, startup_trials=args.startup_trials, out_dir=args.out
+            table,
+            out_dir=args.out,
+            label=args.label,
+            command=_command(argv),
+            workers=_worker_counts(args.workers),
+            trials=args.trials,
+            orders=args.orders,
+            bootstrap=args.bootstrap,
+            per_replicate=args.bootstrap_orders,
+            seed=args.seed,
+            startup_trials=args.startup_trials,
+            reduction=args.reduction,
         )
     except UsageError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(md_path.read_text())
-    print(f"wrote {json_path} and {md_path}")
+    print(f"wrote {json_path}, {md_path} and {md_path.with_suffix('.html')}")
     return 0
 
 

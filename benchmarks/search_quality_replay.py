@@ -1,35 +1,55 @@
-"""Replaying pruners on a table of complete learning curves (see benchmarks/search_quality.py).
+"""Replaying schedulers asynchronously on a table of complete learning curves (see
+benchmarks/search_quality.py; the simulation is benchmarks/async_replay.py).
 
-A replay is what a sequential study would have done had it drawn the table's configurations in
-one given order: each trial is asked from an in-memory Optuna study with the pruner under test,
-reports its recorded validation accuracy epoch by epoch (step = epoch, from 1) and stops when
-``should_prune`` says so, exactly as ``study.objective`` does, or finishes with its final
-accuracy as the value. No training happens here, so hundreds of orders take seconds.
+An *order* is one search at the study's real size: ``trials`` configurations drawn from the
+table with replacement, in a random order, trained by N simulated workers. Its reference is
+the best final accuracy among its draws (what an unpruned search of them finds). Per order and
+candidate: the epochs (and simulated hours) spent when a trial within 0.5 points of that
+reference first finishes, the regret (reference minus the best finished so far, in points)
+once 25 / 50 / 100 % of the unpruned search's epochs are spent (a search with nothing finished
+yet scores the whole reference), and whether the reference configuration finished. Every
+candidate replays the same orders. Intervals: a bootstrap over configurations, each replicate
+a resampled table with ``bootstrap_orders`` orders of its own (so they include that much order
+noise as well).
 """
 
 from __future__ import annotations
 
-import json
+import math
 import random
+import statistics
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import optuna
-from optuna.pruners import BasePruner, NopPruner
+from optuna.pruners import BasePruner, SuccessiveHalvingPruner
 
-from benchmarks.search_quality import TABLE_KIND, UsageError, _write_json, result_paths
+from benchmarks.async_replay import (
+    FullTraining,
+    OptunaPruning,
+    Promotion,
+    Scheduler,
+    Synchronous,
+    Trace,
+    simulate,
+)
+from benchmarks.curve_table import CurveTable
+from benchmarks.search_quality import UsageError
+from study.promotion import rungs as promotion_rungs
 from study.pruning import (
-    EXTRA_WAIT_FRAC,
+    DEFAULT_PRUNER,
     HYPERBAND_REDUCTION,
     GuardedHyperbandPruner,
     GuardedMedianPruner,
     build_pruner,
-    default_wait_epochs,
-    peak_epoch,
+    first_judged_epoch,
 )
+
+WITHIN = 0.005  # "within half a point" of the reference, as a fraction
+BUDGET_FRACS = (0.25, 0.5, 1.0)  # of the unpruned search's epochs
+ANYTIME_POINTS = 41  # grid of the anytime curves, 0 to 100 % of the unpruned epochs
 
 
 def legacy_first_epoch(epochs: int) -> int:
@@ -38,8 +58,8 @@ def legacy_first_epoch(epochs: int) -> int:
 
 
 def legacy_pruner(kind: str, *, epochs: int, startup_trials: int = 5) -> BasePruner:
-    """The pruners before schedule-aware pruning, for the replay to compare against: median
-    from :func:`legacy_first_epoch` and Hyperband with ``min_resource=1``."""
+    """The pruners before schedule-aware pruning, for comparisons: median from
+    :func:`legacy_first_epoch` and Hyperband with ``min_resource=1``."""
     if kind == "median":
         return GuardedMedianPruner(
             final_epoch=epochs,
@@ -58,207 +78,265 @@ def legacy_pruner(kind: str, *, epochs: int, startup_trials: int = 5) -> BasePru
 
 @dataclass(frozen=True)
 class Candidate:
-    """A pruner under test: ``make`` builds a fresh one for each replayed order."""
+    """A scheduler under test: ``make(trials, study_name)`` builds a fresh one per order."""
 
     name: str
     default: bool
-    make: Callable[[], BasePruner]
-    first_epoch: int | None  # earliest epoch it may prune (Hyperband: its first rung)
+    first_epoch: int | None  # the first epoch it may stop or pause a trial at
+    rule: str
+    make: Callable[[int, str], Scheduler]
 
 
-@dataclass(frozen=True)
-class Row:
-    pruner: str
-    default: bool
-    first_epoch: int | None
-    epochs_saved_frac: float  # of the epochs an unpruned search trains
-    regret: float  # mean over orders of best final accuracy lost, percentage points
-    regret_max: float  # worst order's regret, percentage points
-    best_survives_frac: float  # orders in which the table's best configuration finished
-    finished_mean: float  # trials finished per order
+def candidates(
+    epochs: int, warmup_frac: float, startup_trials: int, reduction: int
+) -> list[Candidate]:
+    """None, the default median, the control that should lose (median from epoch 1),
+    Hyperband, stopping ASHA, promote, and synchronous successive halving."""
+    rungs = promotion_rungs(epochs, warmup_frac, reduction)
+    first = first_judged_epoch(epochs, warmup_frac)
+    top = f"top 1/{reduction}"
+    at = ", ".join(map(str, rungs[:-1])) or "none"
 
+    def pruned(pruner: Callable[[], BasePruner]) -> Callable[[int, str], Scheduler]:
+        return lambda trials, name: OptunaPruning(pruner(), trials, epochs, name)
 
-def candidates(epochs: int, warmup_frac: float, startup_trials: int) -> list[Candidate]:
-    """No pruning, the default, the old defaults, the other kinds, and the default's median
-    with each possible first epoch from the LR peak on (to choose the extra wait)."""
-    first = default_wait_epochs(epochs, warmup_frac) + 1  # the default's first judged epoch
-    peak = peak_epoch(epochs, warmup_frac)
-    old_first = legacy_first_epoch(epochs)
-
-    def built(kind: str, warmup: int | None = None) -> Callable[[], BasePruner]:
+    def built(kind: str, wait: int | None = None) -> Callable[[], BasePruner]:
         return lambda: build_pruner(
             kind,
             epochs=epochs,
             warmup_frac=warmup_frac,
             startup_trials=startup_trials,
-            wait_epochs=warmup,
+            wait_epochs=wait,
         )
 
-    rows = [
-        Candidate("none", False, NopPruner, None),
-        Candidate(f"median from epoch {first}", True, built("median"), first),
+    def asha() -> BasePruner:
+        return SuccessiveHalvingPruner(
+            min_resource=rungs[0], reduction_factor=reduction, min_early_stopping_rate=0
+        )
+
+    return [
         Candidate(
-            f"old median from epoch {old_first}",
-            False,
-            lambda: legacy_pruner("median", epochs=epochs, startup_trials=startup_trials),
-            old_first,
+            "none", False, None, "every trial to the end", lambda n, _: FullTraining(n, epochs)
         ),
         Candidate(
-            "old hyperband min_resource 1",
-            False,
-            lambda: legacy_pruner("hyperband", epochs=epochs),
-            1,
+            DEFAULT_PRUNER,
+            True,
+            first,
+            f"study default: median from epoch {first}",
+            pruned(built(DEFAULT_PRUNER)),
         ),
-        Candidate(f"hyperband min_resource {first}", False, built("hyperband"), first),
-        Candidate(f"percentile 75 from epoch {first}", False, built("percentile"), first),
-        Candidate(f"patient median from epoch {first}", False, built("patient"), first),
+        Candidate(
+            "median from epoch 1", False, 1, "control that should lose", pruned(built("median", 0))
+        ),
+        Candidate(
+            "hyperband", False, first, "study.pruning's Hyperband", pruned(built("hyperband"))
+        ),
+        Candidate(
+            "asha", False, rungs[0], f"Optuna's SuccessiveHalvingPruner, rungs {at}", pruned(asha)
+        ),
+        Candidate(
+            "promote",
+            False,
+            rungs[0],
+            f"pause at rungs {at}, resume the {top} of all at a rung (study.promotion)",
+            lambda n, _: Promotion(n, rungs, reduction),
+        ),
+        Candidate(
+            "synchronous",
+            False,
+            rungs[0],
+            f"all to epoch {rungs[0]}, then the {top} on",
+            lambda n, _: Synchronous(n, rungs, reduction),
+        ),
     ]
-    for other in range(peak, epochs):  # the candidates for the default's extra wait
-        if other != first:
-            name = f"median from epoch {other}"
-            rows.append(Candidate(name, False, built("median", other - 1), other))
-    return rows
 
 
-def replay_order(
-    curves: Sequence[Sequence[float]], order: Sequence[int], pruner: BasePruner, name: str
-) -> tuple[int, list[int]]:
-    """Epochs trained and the indices of the trials that finished, for one trial order."""
-    study = optuna.create_study(
-        study_name=name,  # Hyperband assigns brackets by a hash of study name and trial number
-        direction="maximize",
-        pruner=pruner,
-        sampler=optuna.samplers.RandomSampler(seed=0),
+@dataclass(frozen=True)
+class OrderResult:
+    """What one candidate did on one order."""
+
+    reach_epochs: float  # epochs spent when within WITHIN of the reference first finished
+    reach_hours: float  # simulated wall-clock hours then (inf: never)
+    reach_compute_hours: float  # recorded epoch seconds spent by then, in hours
+    regrets: tuple[float, ...]  # points, at each BUDGET_FRACS of the unpruned epochs
+    survives: bool  # the reference configuration finished
+    epochs: int
+    hours: float  # the whole search, simulated wall clock
+    peak_checkpoints: int
+    anytime: tuple[float, ...]  # regret (points) on the ANYTIME_POINTS grid
+
+
+def measure(trace: Trace, finals: Sequence[float], unpruned: int) -> OrderResult:
+    """One order's figures from its trace; ``finals`` are its draws' final accuracies."""
+    ref = max(finals)
+    best = {n for n, f in enumerate(finals) if f == ref}
+    reach = next((f for f in trace.finishes if f.value >= ref - WITHIN - 1e-9), None)
+
+    def regret_at(epochs: float) -> float:
+        done = [f.value for f in trace.finishes if f.epochs <= epochs + 1e-9]
+        return round(100.0 * (ref - max(done, default=0.0)), 6)
+
+    grid = [unpruned * i / (ANYTIME_POINTS - 1) for i in range(ANYTIME_POINTS)]
+    return OrderResult(
+        reach_epochs=reach.epochs if reach else math.inf,
+        reach_hours=reach.time / 3600 if reach else math.inf,
+        reach_compute_hours=reach.seconds / 3600 if reach else math.inf,
+        regrets=tuple(regret_at(frac * unpruned) for frac in BUDGET_FRACS),
+        survives=any(f.trial in best for f in trace.finishes),
+        epochs=trace.epochs,
+        hours=trace.time / 3600,
+        peak_checkpoints=trace.peak_checkpoints,
+        anytime=tuple(regret_at(e) for e in grid),
     )
-    spent = 0
-    finished: list[int] = []
-    for index in order:
-        trial = study.ask()
-        curve = curves[index]
-        for epoch, acc in enumerate(curve, start=1):
-            trial.report(acc, epoch)
-            spent += 1
-            if trial.should_prune():
-                study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-                break
-        else:
-            study.tell(trial, curve[-1])
-            finished.append(index)
-    return spent, finished
 
 
-def replay(
-    curves: Sequence[Sequence[float]], candidate: Candidate, orders: Sequence[Sequence[int]]
-) -> Row:
-    """One pruner over every order."""
-    finals = [c[-1] for c in curves]
-    best = max(finals)
-    best_set = {i for i, f in enumerate(finals) if f == best}  # ties: any of them counts
-    total = sum(len(c) for c in curves)
-    spent_sum, regrets, survives, finished_sum = 0, [], 0, 0
+def replay_orders(
+    table: CurveTable, candidate: Candidate, orders: Sequence[Sequence[int]], workers: int
+) -> list[OrderResult]:
+    """``candidate`` with ``workers`` workers on each order (indices into the table)."""
+    results = []
     for k, order in enumerate(orders):
-        spent, finished = replay_order(curves, order, candidate.make(), f"replay-{k}")
-        spent_sum += spent
-        finished_sum += len(finished)
-        regrets.append(100.0 * (best - max(finals[i] for i in finished)))
-        survives += bool(best_set & set(finished))
-    n = len(orders)
-    return Row(
-        pruner=candidate.name,
-        default=candidate.default,
-        first_epoch=candidate.first_epoch,
-        epochs_saved_frac=round(1.0 - spent_sum / (n * total), 4),
-        regret=round(sum(regrets) / n, 3),
-        regret_max=round(max(regrets), 3),
-        best_survives_frac=round(survives / n, 4),
-        finished_mean=round(finished_sum / n, 2),
+        curves = [table.curves[i] for i in order]
+        seconds = [table.seconds[i] for i in order]
+        scheduler = candidate.make(len(order), f"replay-{k}")
+        trace = simulate(curves, seconds, scheduler, workers)
+        results.append(measure(trace, [c[-1] for c in curves], len(order) * table.epochs))
+    return results
+
+
+def draw_orders(configs: int, trials: int, orders: int, rng: random.Random) -> list[list[int]]:
+    """``orders`` searches of ``trials`` configurations drawn with replacement."""
+    return [[rng.randrange(configs) for _ in range(trials)] for _ in range(orders)]
+
+
+def bootstrap_orders(
+    configs: int, trials: int, replicates: int, per: int, rng: random.Random
+) -> list[list[list[int]]]:
+    """Per replicate, a table resampled over configurations and ``per`` orders drawn from it."""
+    out = []
+    for _ in range(replicates):
+        table = [rng.randrange(configs) for _ in range(configs)]
+        out.append([[rng.choice(table) for _ in range(trials)] for _ in range(per)])
+    return out
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values) if values else math.inf
+
+
+def summary(results: Sequence[OrderResult]) -> dict[str, Any]:
+    """A candidate's figures over its orders (medians of the time to within 0.5 points, which
+    may be inf when half the orders never get there; means of the rest)."""
+    n = len(results)
+    return {
+        "epochs_to_within_half_point": median([r.reach_epochs for r in results]),
+        "hours_to_within_half_point": median([r.reach_hours for r in results]),
+        "compute_hours_to_within_half_point": median([r.reach_compute_hours for r in results]),
+        "within_half_point_frac": sum(math.isfinite(r.reach_epochs) for r in results) / n,
+        **{
+            f"regret_at_{round(100 * frac)}": sum(r.regrets[i] for r in results) / n
+            for i, frac in enumerate(BUDGET_FRACS)
+        },
+        "best_survives_frac": sum(r.survives for r in results) / n,
+        "epochs_mean": sum(r.epochs for r in results) / n,
+        "search_hours": sum(r.hours for r in results) / n,
+        "peak_checkpoints": max(r.peak_checkpoints for r in results),
+    }
+
+
+def interval(values: Sequence[float], level: float = 0.95) -> list[float]:
+    """A percentile interval, without interpolating (values may be infinite)."""
+    ordered = sorted(values)
+    lo = ordered[math.floor((1 - level) / 2 * (len(ordered) - 1))]
+    hi = ordered[math.ceil((1 + level) / 2 * (len(ordered) - 1))]
+    return [lo, hi]
+
+
+def savings(reach: float, none_reach: float) -> float:
+    """The fraction of no pruning's epochs to within 0.5 points saved (-inf: never there)."""
+    return 1.0 - reach / none_reach
+
+
+@dataclass(frozen=True)
+class ReplayPlan:
+    """The worker counts, the orders, and the bootstrap replicates' orders, shared by all."""
+
+    workers: tuple[int, ...]
+    orders: list[list[int]]
+    replicates: list[list[list[int]]]
+
+
+def make_plan(
+    table: CurveTable,
+    *,
+    workers: Sequence[int],
+    trials: int,
+    orders: int,
+    bootstrap: int,
+    per_replicate: int,
+    seed: int,
+) -> ReplayPlan:
+    """The same orders for every candidate (paired comparisons); UsageError on bad counts."""
+    if min(orders, trials, per_replicate) < 1 or bootstrap < 0:
+        raise UsageError("--orders, --trials, --bootstrap-orders must be >= 1, --bootstrap >= 0")
+    if not workers or min(workers) < 1:
+        raise UsageError(f"--workers must be positive integers, got {list(workers)}")
+    rng = random.Random(seed)
+    n = len(table.curves)
+    return ReplayPlan(
+        tuple(workers),
+        draw_orders(n, trials, orders, rng),
+        bootstrap_orders(n, trials, bootstrap, per_replicate, rng),
     )
 
 
-def read_table(path: Path) -> dict[str, Any]:
-    """A table written by ``benchmarks.search_quality``; UsageError if it is not one."""
-    try:
-        table = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise UsageError(f"{path}: file not found") from None
-    except (OSError, ValueError) as err:
-        raise UsageError(f"{path}: not a JSON table ({type(err).__name__})") from None
-    if not isinstance(table, dict) or table.get("kind") != TABLE_KIND:
-        raise UsageError(f"{path}: not a search-quality table (kind {TABLE_KIND!r})")
-    curves = [t.get("curve") for t in table.get("trials", [])]
-    epochs = table.get("epochs")
-    if len(curves) < 2 or any(not isinstance(c, list) or len(c) != epochs for c in curves):
-        raise UsageError(f"{path}: needs at least 2 trials, each with a curve of {epochs} epochs")
-    return table
+@dataclass
+class Replayed:
+    """One candidate at one worker count: its row, its replicates' summaries, its curve."""
+
+    row: dict[str, Any]
+    boot: list[dict[str, Any]]
+    anytime: list[float]
+
+
+def replay_candidate(
+    table: CurveTable, cand: Candidate, plan: ReplayPlan, workers: int
+) -> Replayed:
+    results = replay_orders(table, cand, plan.orders, workers)
+    row = {"pruner": cand.name, "workers": workers, "default": cand.default}
+    row |= {"first_epoch": cand.first_epoch, "rule": cand.rule, **summary(results)}
+    boot = [summary(replay_orders(table, cand, o, workers)) for o in plan.replicates]
+    n = len(results)
+    curve = [sum(r.anytime[i] for r in results) / n for i in range(ANYTIME_POINTS)]
+    return Replayed(row, boot, curve)
+
+
+def add_intervals(done: Replayed, none: Replayed) -> None:
+    """Savings against no pruning (paired, replicate by replicate) and regret intervals."""
+    reach = "epochs_to_within_half_point"
+    done.row["savings_vs_none"] = savings(done.row[reach], none.row[reach])
+    if not done.boot:
+        return
+    pairs = zip(done.boot, none.boot, strict=True)
+    done.row["savings_ci"] = interval([savings(b[reach], nb[reach]) for b, nb in pairs])
+    for frac in BUDGET_FRACS:
+        key = f"regret_at_{round(100 * frac)}"
+        done.row[f"{key}_ci"] = interval([b[key] for b in done.boot])
 
 
 def replay_rows(
-    table: dict[str, Any], *, orders: int, startup_trials: int, seed: int = 0
-) -> list[Row]:
-    """Every candidate pruner replayed over the same ``orders`` random trial orders."""
-    if orders < 1:
-        raise UsageError(f"--orders must be >= 1, got {orders}")
-    curves = [t["curve"] for t in table["trials"]]
-    rng = random.Random(seed)
-    perms = [rng.sample(range(len(curves)), len(curves)) for _ in range(orders)]
+    table: CurveTable, plan: ReplayPlan, cands: Sequence[Candidate]
+) -> tuple[list[dict[str, Any]], dict[str, dict[int, list[float]]]]:
+    """Every candidate at every worker count: its row, and its mean anytime regret curve
+    (``anytime[name][workers]``); ``cands`` must include "none", the baseline of savings."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    rows, anytime = [], {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return [
-            replay(curves, c, perms)
-            for c in candidates(table["epochs"], table["warmup_frac"], startup_trials)
-        ]
-
-
-def replay_table(
-    path: Path, *, orders: int, startup_trials: int, out_dir: Path
-) -> tuple[Path, Path]:
-    """Replay every candidate on the table at ``path``; write the JSON and markdown results."""
-    table = read_table(path)
-    rows = replay_rows(table, orders=orders, startup_trials=startup_trials)
-    device = table.get("device", "unknown")
-    json_path, md_path = result_paths(out_dir, device)
-    meta = {k: v for k, v in table.items() if k != "trials"}
-    finals = [t["curve"][-1] for t in table["trials"]]
-    result = {
-        "table": str(path),
-        "table_meta": meta,
-        "trials": len(finals),
-        "best_final_acc": max(finals),
-        "orders": orders,
-        "startup_trials": startup_trials,
-        "extra_wait_frac": EXTRA_WAIT_FRAC,
-        "rows": [asdict(r) for r in rows],
-    }
-    _write_json(json_path, result)
-    md_path.write_text(markdown(result))
-    return json_path, md_path
-
-
-def markdown(result: dict[str, Any]) -> str:
-    meta = result["table_meta"]
-    lines = [
-        f"# Search quality: pruners replayed on {result['trials']} learning curves",
-        "",
-        f"Space `{meta['space']}` with {meta.get('fixed')}, {meta['epochs']} epochs per trial "
-        f"(LR peak at epoch {peak_epoch(meta['epochs'], meta['warmup_frac'])}), "
-        f"{meta.get('train_images')} training / {meta.get('val_images')} validation images "
-        f"from `{meta.get('data_dir')}`, on {meta.get('device')} "
-        f"({meta.get('threads')} thread). Best final validation accuracy "
-        f"{100 * result['best_final_acc']:.2f} %. {result['orders']} random trial orders, "
-        f"{result['startup_trials']} startup trials.",
-        "",
-        f"Table: `{meta.get('command')}`",
-        "",
-        "| pruner | default | first prune epoch | epochs saved | regret (pts) | worst regret "
-        "| best survives | finished / order |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
-    ]
-    for r in result["rows"]:
-        first = "-" if r["first_epoch"] is None else str(r["first_epoch"])
-        lines.append(
-            f"| {r['pruner']} | {'yes' if r['default'] else ''} | {first} "
-            f"| {100 * r['epochs_saved_frac']:.1f} % | {r['regret']:.2f} | {r['regret_max']:.2f} "
-            f"| {100 * r['best_survives_frac']:.0f} % | {r['finished_mean']:.1f} |"
-        )
-    return "\n".join(lines) + "\n"
+        for w in plan.workers:
+            done = {c.name: replay_candidate(table, c, plan, w) for c in cands}
+            for name, d in done.items():
+                add_intervals(d, done["none"])
+                rows.append(d.row)
+                anytime.setdefault(name, {})[w] = d.anytime
+    return rows, anytime
