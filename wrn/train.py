@@ -25,6 +25,7 @@ from wrn.checkpoint import (
     set_rng_state,
     unwrap,
 )
+from wrn.compute import ComputeClock
 from wrn.config import TrainConfig, check_runnable, comparable
 from wrn.data import Splits, load_splits
 from wrn.network import count_params
@@ -60,8 +61,12 @@ class EpochStats:
     eval_loss: float  # plain cross-entropy
     eval_acc: float  # on the validation split (search) or the test set (rerun)
     lr: float  # used by the epoch's last optimiser step
-    seconds: float  # training and evaluation
+    seconds: float  # training and evaluation, wall clock
     images_per_s: float  # training images per second, data loading included
+    # what the epoch consumed (wrn.compute): this process's CPU seconds and, on CUDA, the GPU
+    # seconds of its steps and evaluation (None on CPU, and in histories older than these)
+    cpu_seconds: float | None = None
+    device_seconds: float | None = None
 
 
 @dataclass(frozen=True)
@@ -305,6 +310,8 @@ class _Progress:
 def _train_epoch(run: _Run, epoch: int, progress: _Progress | None) -> EpochStats:
     """One epoch's optimiser steps, then the evaluation; raises on a non-finite loss."""
     assert run.step is not None and run.train_batches is not None
+    clock = ComputeClock(run.device)
+    clock.start()
     t0 = time.perf_counter()
     seed = epoch_seed(run.cfg.run.seed, epoch)
     torch.manual_seed(seed)
@@ -315,7 +322,8 @@ def _train_epoch(run: _Run, epoch: int, progress: _Progress | None) -> EpochStat
     for i, (images, labels) in enumerate(run.train_batches):
         if i >= run.usable:  # trailing micro-batches short of a step are skipped
             break
-        stepped = run.step(images, labels)
+        with clock.work():
+            stepped = run.step(images, labels)
         if progress is not None:
             progress.batch(run.step, i + 1, stepped)
     if run.device.type == "cuda":
@@ -325,15 +333,19 @@ def _train_epoch(run: _Run, epoch: int, progress: _Progress | None) -> EpochStat
     train_loss = run.step.loss_sum.item() / seen
     if not math.isfinite(train_loss):
         raise NonFiniteLossError(epoch, train_loss)
-    eval_loss, eval_acc = evaluate(
-        run.step.step_model,
-        run.eval_batches,
-        run.device,
-        run.step.memory_format,
-        run.step.use_bf16,
-        nn.CrossEntropyLoss(reduction="sum"),
-        pad=run.cfg.run.compile,
-    )
+    with clock.work():
+        eval_loss, eval_acc = evaluate(
+            run.step.step_model,
+            run.eval_batches,
+            run.device,
+            run.step.memory_format,
+            run.step.use_bf16,
+            nn.CrossEntropyLoss(reduction="sum"),
+            pad=run.cfg.run.compile,
+        )
+    if run.device.type == "cuda":
+        torch.cuda.synchronize()  # the evaluation's end event has completed
+    consumed = clock.stop()
     return EpochStats(
         epoch=epoch,
         train_loss=train_loss,
@@ -343,6 +355,8 @@ def _train_epoch(run: _Run, epoch: int, progress: _Progress | None) -> EpochStat
         lr=float(run.step.last_lr),
         seconds=time.perf_counter() - t0,
         images_per_s=seen / train_seconds,
+        cpu_seconds=consumed.cpu_seconds,
+        device_seconds=consumed.device_seconds,
     )
 
 
