@@ -387,6 +387,25 @@ def train_batches(images: int, batch_size: int) -> int:
     return images // batch_size if images > batch_size else math.ceil(images / batch_size)
 
 
+# optimiser steps per epoch below which a run barely trains: the light recipe's 512 x 2 batch on
+# 2,500 images makes 2, and such a study scored below chance on 10 classes
+FEW_STEPS_PER_EPOCH = 5
+
+
+def few_steps_warning(cfg: TrainConfig, train_images: int) -> str | None:
+    """One line when ``cfg`` makes fewer than ``FEW_STEPS_PER_EPOCH`` optimiser steps an epoch
+    on ``train_images`` images (None when it makes enough)."""
+    batch, accum = cfg.run.batch_size, cfg.optim.grad_accum
+    steps = train_batches(train_images, batch) // accum
+    if steps >= FEW_STEPS_PER_EPOCH:
+        return None
+    return (
+        f"warning: {train_images} training images in batches of {batch} x {accum} (grad_accum) "
+        f"make {steps} optimiser step{'s' * (steps != 1)} per epoch, {steps * cfg.run.epochs} "
+        "in all: too few to learn much; a smaller batch_size gives more (--set batch_size=64)"
+    )
+
+
 def check_runnable(cfg: TrainConfig, train_images: int) -> None:
     """Refuse, before any training, a config that cannot run on ``train_images`` images.
 

@@ -166,3 +166,23 @@ def test_check_runnable_wants_one_optimiser_step_per_epoch() -> None:
         check_runnable(cfg.replace(grad_accum=1000), 500)
     with pytest.raises(ConfigError, match="grad_accum: 16 micro-batches"):
         check_runnable(cfg.replace(grad_accum=16), 500)
+
+
+@pytest.mark.parametrize(
+    ("images", "batch", "accum", "warned"),
+    [(2500, 512, 2, True), (2500, 64, 1, False), (45_000, 512, 2, False), (320, 64, 1, False)],
+)
+def test_few_optimiser_steps_per_epoch_are_warned(
+    images: int, batch: int, accum: int, warned: bool
+) -> None:
+    from wrn.config import few_steps_warning
+
+    cfg = TrainConfig().replace(batch_size=batch, grad_accum=accum, epochs=10)
+    line = few_steps_warning(cfg, images)
+    assert (line is not None) == warned
+    if warned:  # the light recipe on 2,500 images: 4 batches, 2 steps an epoch
+        assert line == (
+            "warning: 2500 training images in batches of 512 x 2 (grad_accum) make 2 optimiser "
+            "steps per epoch, 20 in all: too few to learn much; a smaller batch_size gives more "
+            "(--set batch_size=64)"
+        )

@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from study.chance import at_chance, chance_note
+
+
+@pytest.mark.parametrize(
+    ("accuracy", "classes", "images", "expected"),
+    [
+        (0.066, 10, 1000, True),  # the first Fashion-MNIST study's best
+        (0.002, 10, 1000, True),  # below chance
+        (0.13, 10, 1000, False),  # 0.1 + 2 x 0.0095 = 0.119: above it
+        (0.011, 100, 5000, True),
+        (0.05, 100, 5000, False),
+    ],
+)
+def test_at_chance_is_two_standard_errors_above_guessing(
+    accuracy: float, classes: int, images: int, expected: bool
+) -> None:
+    assert at_chance(accuracy, classes, images) == expected
+
+
+def test_the_margin_is_the_binomial_standard_error() -> None:
+    edge = 0.1 + 2 * math.sqrt(0.1 * 0.9 / 400)
+    assert at_chance(edge, 10, 400) and not at_chance(edge + 1e-9, 10, 400)
+
+
+def test_the_note_names_the_guess() -> None:
+    assert chance_note(0.05, 10, 1000) == " (at chance: 10 classes guess 0.100)"
+    assert chance_note(0.9, 10, 1000) == ""
