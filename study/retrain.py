@@ -75,7 +75,7 @@ class Retrain:
         """Check the device, the data of every config (split with the search's ``split_seed``)
         and the artifact folder, then create or resume the derived study."""
         from study.dashboard import artifact_store, default_artifact_dir, name_metric
-        from study.lifecycle import Lifecycle, require_device, splits_loader
+        from study.lifecycle import ClaimLock, Lifecycle, require_device, splits_loader
 
         flags = self.job.flags
         require_device(flags.device)
@@ -94,6 +94,7 @@ class Retrain:
             keep_checkpoints=keep_checkpoints,
             artifact_store=store,
             progress=self.progress,
+            claims=ClaimLock(flags.storage),
         )
         return Started(study, life, splits_for)
 

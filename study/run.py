@@ -42,6 +42,7 @@ from study.records import (
     SAMPLERS,
     SearchSettings,
     StudyAttrs,
+    dropped_text,
     mark_study,
     record_command,
     tally,
@@ -320,7 +321,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     require_writable(job.flags.storage)  # from permissions alone: a refusal reads nothing
     # torch only now: --help and bad flags answer without it
     from study.dashboard import artifact_store, default_artifact_dir, write_study_note
-    from study.lifecycle import Lifecycle, require_device
+    from study.lifecycle import ClaimLock, Lifecycle, require_device
     from wrn.data import load_splits
 
     require_device(job.flags.device)
@@ -343,6 +344,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         artifact_store=store,
         prune=True,
         progress=progress,
+        claims=ClaimLock(job.flags.storage),
     )
     try:
         return search(study, storage, job, life, splits)
@@ -362,7 +364,7 @@ def search(
     from study.lifecycle import recover_dead_trials
 
     progress = life.progress
-    recovered = recover_dead_trials(study, storage)
+    recovered = recover_dead_trials(study, storage, life.claims)
     if recovered:
         progress.message(f"trials {', '.join(map(str, recovered))}: worker gone, queued to resume")
     trials = study.get_trials(deepcopy=False)
@@ -402,7 +404,8 @@ def search(
 def print_summary(study: optuna.Study) -> None:
     counts = tally(study.get_trials(deepcopy=False))
     # an interrupted attempt (queued to resume) or one a full study never ran is no failure
-    print(f"study {study.study_name!r}: {counts.describe()}")
+    dropped = dropped_text(study.user_attrs)  # by the retry limit, after lost workers
+    print(f"study {study.study_name!r}: {counts.describe()}" + (f"; {dropped}" if dropped else ""))
     best = counts.best
     if best is not None:
         params = ", ".join(

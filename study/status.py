@@ -22,6 +22,7 @@ from study.records import (
     best_trial,
     chosen_rerun,
     device_kind,
+    dropped_text,
     recorded_epochs,
     rerun_points,
     source_study,
@@ -62,6 +63,7 @@ class StudyRow:
     devices: set[str] = field(default_factory=set)  # what the hours ran on
     # a NAME-rerun study's result, shown instead of its best (a maximum over test scores)
     rerun: RerunPoint | None = None
+    dropped: str = ""  # configurations the retry limit dropped ("" if none)
 
 
 def _running(trials: Sequence[FrozenTrial]) -> list[RunningTrial]:
@@ -132,6 +134,7 @@ def collect(storage: optuna.storages.BaseStorage) -> list[StudyRow]:
                 devices=trial_devices(trials),
                 running=_running(trials),
                 rerun=_rerun_result(storage, summary, trials) if kind == StudyKind.RERUN else None,
+                dropped=dropped_text(summary.user_attrs),
             )
         )
     return rows
@@ -211,6 +214,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     unit = hours_unit(rows)
     print(f"{redact(args.storage)}: {len(rows)} studies, {total:.3f} {unit}-hours")
     print(format_table(rows))
+    for row in rows:
+        if row.dropped:
+            print(f"{row.name}: {row.dropped}")
     running = format_running(rows)
     print(f"running now: {len(running) or 'none'}")
     for text in running:

@@ -240,17 +240,24 @@ def _read_only_connect(path: Path) -> Callable[[], sqlite3.Connection]:
 MAX_RETRY = 3
 
 
-def retry_callback(
-    max_retry: int | None = MAX_RETRY,
-) -> optuna.storages.RetryHeartbeatStaleTrialCallback:
-    """Requeues a failed trial with its params, user attrs and per-epoch values."""
-    import optuna
+def retry_callback() -> Callable[[optuna.Study, optuna.trial.FrozenTrial], None]:
+    """The heartbeat's callback: a trial failed for its silence is queued to resume with its
+    params, user attrs and per-epoch values, once (``study.lifecycle.claims.requeue_stale``;
+    only commands that train, which have imported it, fail stale trials)."""
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.storages.RetryHeartbeatStaleTrialCallback(
-            max_retry=max_retry, inherit_intermediate_values=True
-        )
+    def requeue(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        from study.lifecycle.claims import requeue_stale
+
+        requeue_stale(study, trial)
+
+    return requeue
+
+
+def database_url(url: str) -> tuple[str, str]:
+    """A database storage's SQLAlchemy URL (an "@" in its password escaped) and back end
+    ("sqlite", "postgresql", ...), for a connection of one's own (the claim lock's)."""
+    url, _, backend = _rdb_url(normalize_storage(url))
+    return url, backend
 
 
 def open_grpc(url: str) -> optuna.storages.BaseStorage:

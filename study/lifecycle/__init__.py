@@ -1,5 +1,5 @@
 """The one trial lifecycle of search, rerun and ablation (see ``attempt``, ``workers``,
-``planned``). Imports torch: commands import it after their arguments are checked."""
+``planned``, ``claims``). Imports torch: commands import it after their arguments are checked."""
 
 from study.lifecycle.attempt import (
     Lifecycle,
@@ -10,6 +10,7 @@ from study.lifecycle.attempt import (
     report_epoch,
     require_device,
 )
+from study.lifecycle.claims import ClaimLock, storage_key
 from study.lifecycle.planned import PlannedRun, completed_runs, run_planned, splits_loader
 from study.lifecycle.workers import (
     fail_and_requeue,
@@ -21,6 +22,7 @@ from study.lifecycle.workers import (
 )
 
 __all__ = [
+    "ClaimLock",
     "Lifecycle",
     "PlannedRun",
     "TrialFailedError",
@@ -37,5 +39,6 @@ __all__ = [
     "require_device",
     "run_planned",
     "splits_loader",
+    "storage_key",
     "worker_alive",
 ]

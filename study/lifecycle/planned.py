@@ -18,6 +18,7 @@ from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from study.lifecycle.attempt import Lifecycle
+from study.lifecycle.claims import holding
 from study.lifecycle.workers import recover_dead_trials
 from study.objective import suggest
 from study.records import TrialAttrs as A
@@ -63,10 +64,30 @@ def run_planned(
     """
     planned = {r.key: r for r in runs}
     while True:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            optuna.storages.fail_stale_trials(study)  # heartbeat-stale trials of other hosts
-        recovered = recover_dead_trials(study, storage)
+        claimed = _next(study, storage, planned, life)
+        if isinstance(claimed, dict):
+            return claimed
+        if claimed is None:
+            time.sleep(poll_s)  # the rest runs in another process
+            continue
+        trial, key = claimed
+        if key is not None:
+            frozen = _run(study, storage, planned, trial, key, distributions, splits_for, life)
+            life.show_end(frozen)
+            after_trial(frozen)
+
+
+def _next(
+    study: optuna.Study,
+    storage: optuna.storages.BaseStorage,
+    planned: dict[str, PlannedRun],
+    life: Lifecycle,
+) -> dict[str, float] | tuple[optuna.Trial, str | None] | None:
+    """Under ``life.claims``: requeue trials whose worker is gone, then take a queued retry or
+    claim a run not yet done or running (see ``_ask``); every run's value once all are done,
+    None while the rest runs elsewhere."""
+    with holding(life.claims):
+        recovered = recover_dead_trials(study, storage, life.claims)
         if recovered:
             gone = ", ".join(map(str, recovered))
             life.note(f"trials {gone}: worker gone, queued to resume", always=False)
@@ -78,34 +99,26 @@ def run_planned(
         busy = {t.user_attrs.get(A.RUN_KEY) for t in trials if t.state == TrialState.RUNNING}
         todo = [k for k in planned if k not in done and k not in busy]
         if not waiting and not todo:
-            time.sleep(poll_s)  # the rest runs in another process
-            continue
-        number = _claim_and_run(study, storage, planned, todo, distributions, splits_for, life)
-        if number is not None:
-            frozen = study.get_trials(deepcopy=False)[number]
-            life.show_end(frozen)
-            after_trial(frozen)
+            return None
+        return _ask(study, planned, todo)
 
 
-def _claim_and_run(
+def _run(
     study: optuna.Study,
     storage: optuna.storages.BaseStorage,
     planned: dict[str, PlannedRun],
-    todo: list[str],
+    trial: optuna.Trial,
+    key: str,
     distributions: dict[str, BaseDistribution],
     splits_for: Callable[[TrainConfig], Splits | None],
     life: Lifecycle,
-) -> int | None:
-    """Take a queued retry or claim a run of ``todo``, train it and tell the study; the trial's
-    number, or None if another process took the last run meanwhile."""
-    trial, key = _ask(study, planned, todo)
-    if key is None:
-        return None
+) -> FrozenTrial:
+    """Train the claimed ``trial`` (run ``key``: a planned run, or a retry of one) and tell
+    the study."""
     run = planned.get(key)
     if run is None and A.CONFIG not in trial.user_attrs:  # a retry this plan cannot run
         trial.set_user_attr(A.FAIL_REASON, f"run {key!r} has no recorded config to resume")
-        study.tell(trial, state=TrialState.FAIL)
-        return trial.number
+        return study.tell(trial, state=TrialState.FAIL)
     cfg = TrainConfig.from_flat(trial.user_attrs[A.CONFIG]) if run is None else run.cfg
     label: dict[str, Any] = {"run": key}  # the display names the run by its key ("dropout/seed0")
     if run is not None:
@@ -119,7 +132,7 @@ def _claim_and_run(
             trial.set_user_attr(run.value_attr, value)
         return value
 
-    return life.run_and_tell(study, storage, trial, train).number
+    return life.run_and_tell(study, storage, trial, train)
 
 
 def _ask(

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import threading
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,8 +22,9 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from study.lifecycle.claims import ClaimLock, holding, requeue
 from study.records import TrialAttrs as A
-from study.storage import MAX_RETRY, StorageFullError, retry_callback
+from study.storage import MAX_RETRY, StorageFullError
 
 
 def process_start_time(pid: int) -> int | None:
@@ -78,42 +80,57 @@ def fail_and_requeue(
     max_retry: int | None = None,
 ) -> bool:
     """Fail a RUNNING trial (with ``reason``) and queue a retry that inherits its attrs and
-    per-epoch values; False if it had already finished (another process got there first)."""
+    per-epoch values (``claims.requeue``: ``max_retry`` None for an interruption); False if it
+    had already finished (another process got there first). Call it under the ClaimLock."""
     tid = trial_id(storage, study, number)
     try:  # attrs first: a finished trial cannot be changed
+        if storage.get_trial(tid).state != TrialState.RUNNING:
+            return False
         if reason is not None:
             storage.set_trial_user_attr(tid, A.FAIL_REASON, reason)
         if not storage.set_trial_state_values(tid, TrialState.FAIL):
             return False
     except optuna.exceptions.UpdateFinishedTrialError:
         return False
-    retry_callback(max_retry=max_retry)(study, storage.get_trial(tid))
+    requeue(study, storage.get_trial(tid), reason, max_retry)
     return True
 
 
-def recover_dead_trials(study: optuna.Study, storage: optuna.storages.BaseStorage) -> list[int]:
-    """Fail and requeue this host's RUNNING trials whose worker process is gone.
+def recover_dead_trials(
+    study: optuna.Study, storage: optuna.storages.BaseStorage, lock: ClaimLock | None = None
+) -> list[int]:
+    """Fail and requeue the study's trials whose worker is gone, each once (under ``lock``).
 
-    Trials of other hosts are left to the heartbeat; a trial whose worker is alive is left alone.
+    On this host a trial whose process is gone is requeued at once; other hosts' trials are
+    requeued when their heartbeat is stale. Returns the numbers of this host's dead ones.
     """
-    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-    return [
-        t.number
-        for t in running
-        if worker_alive(t.user_attrs) is False
-        and fail_and_requeue(study, storage, t.number, "worker process died", MAX_RETRY)
-    ]
+    with holding(lock):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)  # its callback: claims.requeue_stale
+        running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        return [
+            t.number
+            for t in running
+            if worker_alive(t.user_attrs) is False
+            and fail_and_requeue(study, storage, t.number, "worker process died", MAX_RETRY)
+        ]
 
 
 def queue_interrupted(
-    study: optuna.Study, storage: optuna.storages.BaseStorage, number: int
+    study: optuna.Study,
+    storage: optuna.storages.BaseStorage,
+    number: int,
+    lock: ClaimLock | None = None,
 ) -> str:
-    """Queue a trial stopped by Ctrl-C/SIGTERM to resume, and say what was saved."""
-    frozen = storage.get_trial(trial_id(storage, study, number))
-    if frozen.state == TrialState.RUNNING:
-        fail_and_requeue(study, storage, number, None)
-    elif frozen.state == TrialState.FAIL:
-        retry_callback(max_retry=None)(study, frozen)
+    """Queue a trial stopped by Ctrl-C/SIGTERM to resume (once, under ``lock``), and say what
+    was saved."""
+    with holding(lock):
+        frozen = storage.get_trial(trial_id(storage, study, number))
+        if frozen.state == TrialState.RUNNING:
+            fail_and_requeue(study, storage, number, None)
+        elif frozen.state == TrialState.FAIL:
+            requeue(study, frozen, None, None)
     epochs = len(frozen.intermediate_values)
     return (
         f"trial {number} saved at epoch {epochs} and queued; run the same command to resume"

@@ -32,6 +32,8 @@ nothing heavy (no torch): the commands' ``--help`` and input checks use it.
 - Ablation variant names: ``BASE_VARIANT``, ``off_variant(factor)``,
   ``path_variant(step, key)``, ``is_path_variant(name)``, ``PATH_START``.
 - ``invocations(user_attrs)``: the commands run on a study.
+- ``dropped_trials(user_attrs)``, ``dropped_text(user_attrs)``: the configurations the retry
+  limit dropped ("1 configuration dropped after 4 failed attempts (trial 7)").
 """
 
 from study.records.commands import (
@@ -46,6 +48,8 @@ from study.records.keys import (
     StudyKind,
     TrialAttrs,
     derived_name,
+    dropped_text,
+    dropped_trials,
     recorded_config,
     recorded_epochs,
     source_study,
@@ -121,6 +125,8 @@ __all__ = [
     "chosen_rerun",
     "derived_name",
     "device_kind",
+    "dropped_text",
+    "dropped_trials",
     "failures",
     "invocations",
     "is_failure",

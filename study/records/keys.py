@@ -37,6 +37,8 @@ class StudyAttrs:
     # the last few commands run on the study (Invocation dicts, oldest first, password masked),
     # so that suggested commands can repeat the flags a run was started with
     COMMANDS = "commands"
+    # the last attempts of configurations dropped by the retry limit (storage.MAX_RETRY)
+    DROPPED_TRIALS = "dropped_trials"
 
 
 class TrialAttrs:
@@ -69,6 +71,8 @@ class TrialAttrs:
     FAIL_REASON = "fail_reason"
     FAIL_TRACEBACK = "fail_traceback"
     PREVIOUS_FAILURE = "previous_failure"
+    RETRY_OF = "retry_of"  # the failed attempt a queued retry retries: one retry each
+    RETRIES = "retries"  # times the config was requeued after its worker was lost
     INTERRUPTED = "interrupted"  # stopped by Ctrl-C/SIGTERM; queued, not a failure
     CHECKPOINT_DISCARDED = "checkpoint_discarded"  # why a bad checkpoint was set aside
     # rerun
@@ -92,6 +96,23 @@ def source_study(user_attrs: Mapping[str, Any]) -> str | None:
     """The search a rerun or ablation study comes from (None for others)."""
     source = user_attrs.get(StudyAttrs.SOURCE_STUDY)
     return source if isinstance(source, str) else None
+
+
+def dropped_trials(user_attrs: Mapping[str, Any]) -> list[int]:
+    """The trials whose configuration the retry limit dropped (each its last attempt)."""
+    return [int(n) for n in user_attrs.get(StudyAttrs.DROPPED_TRIALS) or []]
+
+
+def dropped_text(user_attrs: Mapping[str, Any]) -> str:
+    """ "1 configuration dropped after 4 failed attempts (trial 7)", or "" if none was."""
+    from study.storage import MAX_RETRY
+
+    dropped = dropped_trials(user_attrs)
+    if not dropped:
+        return ""
+    configs = "configuration" if len(dropped) == 1 else "configurations"
+    trials = ("trial " if len(dropped) == 1 else "trials ") + ", ".join(map(str, dropped))
+    return f"{len(dropped)} {configs} dropped after {MAX_RETRY + 1} failed attempts ({trials})"
 
 
 def recorded_config(trial: FrozenTrial) -> dict[str, Any]:
