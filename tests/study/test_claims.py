@@ -13,6 +13,7 @@ import socket
 import sqlite3
 import subprocess
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -136,16 +137,16 @@ def spellings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     ]
 
 
-def handle(url: str, heartbeat: int | None = None) -> tuple[optuna.Study, Any]:
-    """The study "s" through a storage handle of its own, as another process has."""
+def handle(url: str, heartbeat: int | None = None, name: str = "s") -> tuple[optuna.Study, Any]:
+    """The study through a storage handle of its own, as another process has."""
     storage = open_storage(url, heartbeat_interval=heartbeat)
-    return optuna.load_study(study_name="s", storage=storage), storage
+    return optuna.load_study(study_name=name, storage=storage), storage
 
 
-def new_study(url: str, heartbeat: int | None = None) -> tuple[optuna.Study, Any]:
+def new_study(url: str, heartbeat: int | None = None, name: str = "s") -> tuple[optuna.Study, Any]:
     storage = open_storage(url, heartbeat_interval=heartbeat)
-    optuna.create_study(storage=storage, study_name="s", direction="maximize")
-    return handle(url, heartbeat)
+    optuna.create_study(storage=storage, study_name=name, direction="maximize")
+    return handle(url, heartbeat, name)
 
 
 def dead_trial(study: optuna.Study, pid: int, **attrs: Any) -> None:
@@ -320,21 +321,17 @@ def test_an_interrupted_trial_already_requeued_is_not_queued_again(
 
 
 @pytest.fixture
-def postgres_study() -> Iterator[str]:
-    url = postgres_url()
-    name = "s"
-    storage = open_storage(url)
-    if name in [s.study_name for s in storage.get_all_studies()]:
-        optuna.delete_study(study_name=name, storage=storage)
-    yield url
-    optuna.delete_study(study_name=name, storage=storage)
+def postgres_study() -> Iterator[tuple[str, str]]:
+    url, name = postgres_url(), f"claims-{uuid.uuid4().hex[:8]}"
+    yield url, name
+    optuna.delete_study(study_name=name, storage=open_storage(url))
 
 
 @pytest.mark.postgres
-def test_on_postgresql_the_lock_is_the_databases(postgres_study: str) -> None:
+def test_on_postgresql_the_lock_is_the_databases(postgres_study: tuple[str, str]) -> None:
     """Held by one ClaimLock, the advisory lock is taken for every connection to the
     database, so for workers on other machines too."""
-    url = postgres_study
+    url, name = postgres_study
     engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
     try_lock = sqlalchemy.text("SELECT pg_try_advisory_lock(:id)")
     unlock = sqlalchemy.text("SELECT pg_advisory_unlock(:id)")
@@ -344,7 +341,7 @@ def test_on_postgresql_the_lock_is_the_databases(postgres_study: str) -> None:
             assert other.execute(try_lock, {"id": ADVISORY_LOCK_ID}).scalar() is False
         assert other.execute(try_lock, {"id": ADVISORY_LOCK_ID}).scalar() is True
         other.execute(unlock, {"id": ADVISORY_LOCK_ID})
-    study, storage = new_study(url)
+    study, storage = new_study(url, name=name)
     for x in (0.1, 0.2, 0.3):
         study.enqueue_trial({"x": x})
     life = Lifecycle(claims=lock)
