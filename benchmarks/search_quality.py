@@ -232,9 +232,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--trials", type=int, default=50, help="configurations per search, as study.run's (50)"
     )
     p.add_argument("--reduction", type=int, default=3, help="promote's and ASHA's eta (3)")
-    p.add_argument("--bootstrap", type=int, default=50, help="resampled tables (50; 0: none)")
+    p.add_argument("--bootstrap", type=int, default=40, help="resampled tables (40; 0: none)")
     p.add_argument(
-        "--bootstrap-orders", type=int, default=4, help="searches per resampled table (4)"
+        "--bootstrap-orders", type=int, default=10, help="searches per resampled table (10)"
     )
     p.add_argument("--label", help="the results' device name (default: the table's device)")
     p.add_argument("--out", type=Path, default=RESULTS_DIR, help="results folder")
