@@ -35,7 +35,7 @@ class CheckpointDiskFullError(CheckpointError):
     """A checkpoint could not be written for want of space; the previous one is intact."""
 
 
-class CheckpointLostError(RuntimeError):
+class CheckpointLostError(Exception):
     """Another process took this run's checkpoint over; the save was dropped, unwritten."""
 
 
@@ -110,6 +110,7 @@ def save_checkpoint(
             raise CheckpointLostError(f"{path}: taken over by another process; save dropped")
         os.replace(tmp, path)
     except (OSError, RuntimeError) as e:
+        tmp.unlink(missing_ok=True)  # first, so the free space said is what is left
         full = _disk_full_error(path, e)
         if full is None:
             raise
