@@ -54,7 +54,8 @@ from study.records import (
 )
 from study.records import TrialAttrs as A
 from study.retrain import Retrain, Started
-from study.storage import checkpoint_wal, redact, storage_flags
+from study.sqlite_file import checkpoint_wal
+from study.storage import redact, storage_flags
 
 if TYPE_CHECKING:
     from study.ablation.plan import Plan

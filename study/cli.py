@@ -14,15 +14,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from study.errors import StudyStoppedError, UsageError, UserError
+from study.errors import StorageError, StudyStoppedError, UsageError, UserError, full_storage
 from study.jobs import RunFlags
-from study.storage import (
-    DEFAULT_STORAGE,
-    StorageError,
-    check_url,
-    default_checkpoint_dir,
-    full_storage,
-)
+from study.storage import DEFAULT_STORAGE, check_url, default_checkpoint_dir
 from wrn.config import DATASETS, DEVICES, MAX_EPOCHS, SEED_LIMIT, DataConfig, RunConfig
 
 # the longest study name, derived ones (NAME-ablation) included: Optuna's study-name column holds

@@ -23,5 +23,25 @@ class NoSuchStudyError(UserError, LookupError):
         )
 
 
+class StorageError(RuntimeError):
+    """The storage URL is malformed, unreachable, or not an Optuna database."""
+
+
+class StorageFullError(StorageError):
+    """A write to a SQLite storage failed because its disk is full (SQLITE_FULL)."""
+
+
+def full_storage(error: BaseException | None) -> StorageFullError | None:
+    """The ``StorageFullError`` that ``error`` is, or was raised while handling (on a full disk
+    every later write fails too, so a command ends in one of those), or None."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, StorageFullError):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
+
+
 class StudyStoppedError(RuntimeError):
     """A study stopped itself (too many failed trials in a row)."""

@@ -48,7 +48,7 @@ from study.records import (
 )
 from study.records import TrialAttrs as A
 from study.retrain import Retrain
-from study.storage import checkpoint_wal
+from study.sqlite_file import checkpoint_wal
 
 if TYPE_CHECKING:
     from study.lifecycle import PlannedRun

@@ -48,7 +48,8 @@ from study.records import (
     tally,
 )
 from study.sampling import describe_startup, make_sampler
-from study.storage import checkpoint_wal, open_storage, redact, require_writable, sqlite_path
+from study.sqlite_file import checkpoint_wal
+from study.storage import open_storage, redact, require_writable, sqlite_path
 from wrn.config import (
     SEED_LIMIT,
     ConfigError,

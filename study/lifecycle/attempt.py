@@ -25,14 +25,13 @@ from optuna.trial import FrozenTrial, TrialState
 
 import wrn.train as training
 from study.dashboard import upload_checkpoint, upload_learning_curve
-from study.errors import StudyStoppedError, UsageError
+from study.errors import StudyStoppedError, UsageError, full_storage
 from study.lifecycle.checkpoints import Hold, TrialTakenOverError, checkpoint_of
 from study.lifecycle.claims import ClaimLock
 from study.lifecycle.workers import Heartbeat, queue_interrupted, record_worker
 from study.metadata import device_name
 from study.progress import Progress
 from study.records import TrialAttrs as A
-from study.storage import full_storage
 from wrn.checkpoint import (
     CheckpointDiskFullError,
     CheckpointError,

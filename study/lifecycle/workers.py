@@ -22,9 +22,10 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from study.errors import StorageFullError
 from study.lifecycle.claims import ClaimLock, holding, requeue
 from study.records import TrialAttrs as A
-from study.storage import MAX_RETRY, StorageFullError
+from study.storage import MAX_RETRY
 
 
 def process_start_time(pid: int) -> int | None:
