@@ -54,9 +54,9 @@ class DiskFullError(StudyStoppedError):
     (not a failure), and the command stops (every later save would fail too)."""
 
     def __init__(self, error: str, number: int, saved: int) -> None:
+        kept = f"resume from epoch {saved} (its checkpoint kept)" if saved else "run again"
         super().__init__(
-            f"{error}; trial {number} is queued to resume from epoch {saved} (its checkpoint "
-            "kept): free space and run the same command"
+            f"{error}; trial {number} is queued to {kept}: free space and run the same command"
         )
 
 
