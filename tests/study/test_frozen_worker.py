@@ -60,6 +60,7 @@ def test_a_trial_taken_over_after_epoch_1_writes_and_reports_nothing_more(
 
     monkeypatch.setattr(training, "train", train)
     args = [*FAST_TRIAL, "--epochs", "3", "--storage", url, "--study-name", "s", "--trials", "1"]
+    args += ["--max-failures", "1"]  # a trial left to another process is no failure here
     assert run_module.main([*args, "--checkpoint-dir", str(checkpoints)]) == 0
 
     first, retry = trials(url, "s")
@@ -73,6 +74,24 @@ def test_a_trial_taken_over_after_epoch_1_writes_and_reports_nothing_more(
     said = (out.out + out.err).splitlines()
     assert [line.endswith(LEFT) for line in said if "taken over" in line] == [True]
     assert "Traceback" not in out.out + out.err
+
+
+def test_ctrl_c_after_the_trial_was_taken_over_queues_no_second_retry(
+    capsys: pytest.CaptureFixture,
+) -> None:
+    from study.lifecycle import Lifecycle
+
+    storage = optuna.storages.InMemoryStorage()
+    study = optuna.create_study(storage=storage)
+
+    def taken_then_interrupted(trial: optuna.Trial) -> float:
+        assert fail_and_requeue(study, storage, trial.number, "heartbeat stale", MAX_RETRY)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        Lifecycle().run_and_tell(study, storage, study.ask(), taken_then_interrupted)
+    assert [t.state for t in study.get_trials()] == [FAIL, optuna.trial.TrialState.WAITING]
+    assert LEFT in capsys.readouterr().err
 
 
 @pytest.mark.slow  # real worker processes, one stopped past its heartbeats
