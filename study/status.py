@@ -14,7 +14,7 @@ import optuna
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from study.cli import Parser, add_storage_flag, run_command
+from study.cli import Parser, add_storage_flag, command_parser, run_command
 from study.records import (
     RerunPoint,
     StudyKind,
@@ -23,6 +23,7 @@ from study.records import (
     chosen_rerun,
     device_kind,
     dropped_text,
+    is_measured,
     recorded_epochs,
     rerun_points,
     source_study,
@@ -37,7 +38,7 @@ STATE_COLUMNS = ("complete", "pruned", "fail", "running", "waiting")
 
 
 def build_parser() -> Parser:
-    p = Parser(prog="python -m study.status", description=__doc__.splitlines()[0])
+    p = command_parser("study.status", __doc__)
     add_storage_flag(p)
     return p
 
@@ -61,6 +62,7 @@ class StudyRow:
     seconds: float
     running: list[RunningTrial] = field(default_factory=list)
     devices: set[str] = field(default_factory=set)  # what the hours ran on
+    measured: bool = True  # every trial recorded what it consumed (else wall clock counts)
     # a NAME-rerun study's result, shown instead of its best (a maximum over test scores)
     rerun: RerunPoint | None = None
     dropped: str = ""  # configurations the retry limit dropped ("" if none)
@@ -132,6 +134,7 @@ def collect(storage: optuna.storages.BaseStorage) -> list[StudyRow]:
                 best_number=None if best is None else best.number,
                 seconds=sum(trial_seconds(t) for t in trials),
                 devices=trial_devices(trials),
+                measured=all(is_measured(t) for t in trials),
                 running=_running(trials),
                 rerun=_rerun_result(storage, summary, trials) if kind == StudyKind.RERUN else None,
                 dropped=dropped_text(summary.user_attrs),
@@ -141,8 +144,20 @@ def collect(storage: optuna.storages.BaseStorage) -> list[StudyRow]:
 
 
 def hours_unit(rows: Sequence[StudyRow]) -> str:
-    """GPU, CPU or (mixed) device: what the summed epoch hours ran on."""
+    """GPU, CPU or (mixed) device: what the summed hours were consumed on."""
     return device_kind(d for row in rows for d in row.devices)
+
+
+def hours_meaning(rows: Sequence[StudyRow]) -> str:
+    """What the hours column measured, in words."""
+    unit = hours_unit(rows)
+    what = {
+        "GPU": "the GPU time of each trial's steps and evaluation (CUDA events)",
+        "CPU": "each trial's process CPU time",
+    }.get(unit, "GPU time on CUDA, process CPU time on CPU")
+    if not all(row.measured for row in rows):
+        what += "; wall-clock epoch times for trials recorded before that was measured"
+    return f"({unit}-h: {what})"
 
 
 def format_table(rows: Sequence[StudyRow]) -> str:
@@ -221,7 +236,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"running now: {len(running) or 'none'}")
     for text in running:
         print(text)
-    print(f"({unit}-h: the trials' summed epoch times)")
+    print(hours_meaning(rows))
     if any(r.kind == StudyKind.RERUN for r in rows):
         print(RERUN_NOTE)
     return 0

@@ -83,6 +83,7 @@ class _Attempt:
     hold: Hold | None  # asked before each report and checkpoint write
     # this attempt's epochs only: restored epochs were counted by the attempt that ran them
     epoch_seconds: list[float] = field(default_factory=list)
+    epoch_compute: list[float] = field(default_factory=list)  # what those epochs consumed
 
 
 @dataclass(frozen=True)
@@ -267,6 +268,10 @@ class Lifecycle:
         attempt.history.append(stats)
         attempt.epoch_seconds.append(stats.seconds)
         trial.set_user_attr(A.EPOCH_SECONDS, attempt.epoch_seconds)
+        consumed = stats.cpu_seconds if stats.device_seconds is None else stats.device_seconds
+        if consumed is not None:  # GPU seconds on CUDA, the process's CPU seconds on CPU
+            attempt.epoch_compute.append(consumed)
+            trial.set_user_attr(A.EPOCH_COMPUTE_SECONDS, attempt.epoch_compute)
         trial.set_user_attr(A.IMAGES_PER_S, stats.images_per_s)
         report_epoch(trial, stats)
         self.progress.epoch(

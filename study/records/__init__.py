@@ -24,7 +24,9 @@ nothing heavy (no torch): the commands' ``--help`` and input checks use it.
 - ``tally(trials, direction) -> Tally``: trials by state (``.by_state``, real failures only;
   ``.interrupted``: attempts queued to resume) and ``.best``; ``Tally.describe(states, empty)``
   is the "3 complete, 1 pruned" text.
-- Trial readers: ``recorded_config(t)``, ``recorded_epochs(t)``, ``trial_seconds(t)``,
+- Trial readers: ``recorded_config(t)``, ``recorded_epochs(t)``, ``trial_seconds(t)`` (the
+  compute it consumed: GPU seconds on CUDA, CPU seconds on CPU, wall clock where unmeasured;
+  ``compute_unit(ts)`` names it), ``wall_seconds(t)``, ``epoch_compute(t)``, ``is_measured(t)``,
   ``is_random_draw(t)`` (TPE's startup or the random sampler), ``is_rejected_draw(t)`` (over
   the cost cap, drawn again, never trained; ``Tally.rejected`` counts them),
   ``trial_devices(ts)``, ``device_kind(devices)``, ``is_failure(t)``, ``best_trial(ts)``,
@@ -59,9 +61,12 @@ from study.records.queries import (
     STATE_NAMES,
     Tally,
     best_trial,
+    compute_unit,
     device_kind,
+    epoch_compute,
     failures,
     is_failure,
+    is_measured,
     is_random_draw,
     is_rejected_draw,
     require_study,
@@ -70,6 +75,7 @@ from study.records.queries import (
     top_trials,
     trial_devices,
     trial_seconds,
+    wall_seconds,
 )
 from study.records.reruns import (
     RerunPoint,
@@ -123,13 +129,16 @@ __all__ = [
     "ablation_run_key",
     "best_trial",
     "chosen_rerun",
+    "compute_unit",
     "derived_name",
     "device_kind",
     "dropped_text",
     "dropped_trials",
+    "epoch_compute",
     "failures",
     "invocations",
     "is_failure",
+    "is_measured",
     "is_path_variant",
     "is_random_draw",
     "is_rejected_draw",
@@ -154,4 +163,5 @@ __all__ = [
     "top_trials",
     "trial_devices",
     "trial_seconds",
+    "wall_seconds",
 ]

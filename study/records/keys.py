@@ -48,7 +48,10 @@ class TrialAttrs:
     NUM_PARAMS = "num_params"
     DEVICE = "device"
     DEVICE_NAME = "device_name"
-    EPOCH_SECONDS = "epoch_seconds"  # one per epoch trained, resumed epochs once
+    EPOCH_SECONDS = "epoch_seconds"  # wall clock, one per epoch trained, resumed epochs once
+    # what each of those epochs consumed (wrn.compute): GPU seconds of its work on CUDA, the
+    # process's CPU seconds on CPU; absent in trials recorded before it was measured
+    EPOCH_COMPUTE_SECONDS = "epoch_compute_seconds"
     IMAGES_PER_S = "images_per_s"
     HISTORY = "history"  # per-epoch EpochStats dicts, at the end
     BEST_ACC = "best_acc"

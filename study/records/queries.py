@@ -13,7 +13,7 @@ from study.records.keys import TrialAttrs
 
 
 def device_kind(devices: Iterable[str]) -> str:
-    """What summed epoch times were spent on: "GPU", "CPU" or, mixed or unknown, "device"."""
+    """What the compute was spent on: "GPU", "CPU" or, mixed or unknown, "device"."""
     kinds = {str(d).split(":")[0] for d in devices}
     return {frozenset({"cuda"}): "GPU", frozenset({"cpu"}): "CPU"}.get(frozenset(kinds), "device")
 
@@ -24,8 +24,8 @@ def trial_devices(trials: Iterable[FrozenTrial]) -> set[str]:
     return {str(t.user_attrs[key]) for t in trials if key in t.user_attrs}
 
 
-def trial_seconds(trial: FrozenTrial) -> float:
-    """Device seconds a trial has spent: its per-epoch times, however it ended, each epoch once.
+def wall_seconds(trial: FrozenTrial) -> float:
+    """Wall-clock seconds of a trial's epochs, however it ended, each epoch once.
 
     ``epoch_seconds`` holds the epochs this attempt trained (a resumed attempt's restored
     epochs were counted by the attempt that trained them); ``history`` (recorded at the end,
@@ -36,6 +36,39 @@ def trial_seconds(trial: FrozenTrial) -> float:
         return float(sum(seconds))
     history = trial.user_attrs.get(TrialAttrs.HISTORY) or []
     return float(sum(epoch.get("seconds", 0.0) for epoch in history))
+
+
+def is_measured(trial: FrozenTrial) -> bool:
+    """Whether the trial recorded what its epochs consumed (or trained none): else its cost
+    can only be its wall-clock time, which load and shared GPUs inflate."""
+    attrs = trial.user_attrs
+    return TrialAttrs.EPOCH_COMPUTE_SECONDS in attrs or not attrs.get(TrialAttrs.EPOCH_SECONDS)
+
+
+def epoch_compute(trial: FrozenTrial) -> list[float]:
+    """Per epoch this attempt trained: the compute it consumed (GPU seconds on CUDA, CPU
+    seconds on CPU), or for an unmeasured trial its wall-clock seconds."""
+    attrs = trial.user_attrs
+    values = attrs.get(TrialAttrs.EPOCH_COMPUTE_SECONDS)
+    if values is None:
+        values = attrs.get(TrialAttrs.EPOCH_SECONDS) or []
+    return [float(v) for v in values]
+
+
+def trial_seconds(trial: FrozenTrial) -> float:
+    """The compute a trial consumed, each epoch once: the GPU seconds of its work on CUDA, its
+    process's CPU seconds on CPU (``wrn.compute``); wall clock where it was not measured."""
+    if TrialAttrs.EPOCH_COMPUTE_SECONDS in trial.user_attrs:
+        return float(sum(epoch_compute(trial)))
+    return wall_seconds(trial)
+
+
+def compute_unit(trials: Iterable[FrozenTrial]) -> str:
+    """What summed ``trial_seconds`` are: "GPU-seconds" or "CPU-seconds" when measured, with
+    "(wall clock)" when some trial could only count wall time; "device" when mixed."""
+    trials = list(trials)
+    unit = f"{device_kind(trial_devices(trials))}-seconds"
+    return unit if all(is_measured(t) for t in trials) else f"{unit} (wall clock)"
 
 
 def best_trial(

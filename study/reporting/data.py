@@ -25,8 +25,9 @@ from study.records import (
     TrialAttrs,
     ablation_path,
     best_trial,
+    compute_unit,
     derived_name,
-    device_kind,
+    epoch_compute,
     rerun_points,
     study_kind,
     trial_devices,
@@ -111,10 +112,15 @@ class StudyData:
         return trial_devices(self.trials)
 
     def seconds_per_epoch(self) -> float | None:
-        per_epoch = [
-            s for t in self.trials for s in t.user_attrs.get(TrialAttrs.EPOCH_SECONDS, [])
-        ]
+        """The median compute an epoch consumed (the unit of ``time_unit``)."""
+        per_epoch = [s for t in self.trials for s in epoch_compute(t)]
         return statistics.median(per_epoch) if per_epoch else None
+
+    @property
+    def hardware(self) -> set[str]:
+        """The device names its trials ran on ("NVIDIA H200", "x86_64" ...)."""
+        key = TrialAttrs.DEVICE_NAME
+        return {str(t.user_attrs[key]) for t in self.trials if key in t.user_attrs}
 
     def cost_curve(self) -> tuple[list[float], list[float], list[int]]:
         """Best value so far against cumulative seconds, over trials in order of finishing."""
@@ -161,9 +167,15 @@ class StudyData:
 
 
 def time_unit(studies: Sequence[StudyData]) -> str:
-    """What the summed epoch times are: "GPU-seconds", "CPU-seconds" or, mixed or unknown,
-    "device-seconds"."""
-    return f"{device_kind(d for s in studies for d in s.devices)}-seconds"
+    """What the summed costs are: "GPU-seconds" (measured with CUDA events), "CPU-seconds"
+    (the processes' CPU time), "device-seconds" when mixed; "(wall clock)" where some trial
+    could only count wall time."""
+    return compute_unit(t for s in studies for t in s.trials)
+
+
+def comparable_hardware(studies: Sequence[StudyData]) -> bool:
+    """Whether every study ran on the same device model: only then do costs compare."""
+    return len({frozenset(s.hardware) for s in studies if s.hardware}) <= 1
 
 
 def _chosen(

@@ -11,7 +11,7 @@ from study.ablation.effects import effect_words
 from study.records import TrialAttrs, recorded_config, seed_result, tally
 from study.reporting import ranking
 from study.reporting.commands import command
-from study.reporting.data import StudyData, time_unit
+from study.reporting.data import StudyData, comparable_hardware, time_unit
 from study.reporting.part import plural
 from study.reporting.results import ablation_command
 from wrn.network import network_name
@@ -69,10 +69,16 @@ def comparison(studies: Sequence[StudyData], unit: str) -> str | None:
         f"{second.best.value:.4f} at {seconds(second.seconds_to_best() or 0.0)}: {verdict}."
     )
     spe_first, spe_second = first.seconds_per_epoch(), second.seconds_per_epoch()
-    if spe_first and spe_second:
+    if not comparable_hardware([first, second]):
+        text += (
+            f" Their costs do not compare: {first.name} ran on "
+            f"{', '.join(sorted(first.hardware))}, {second.name} on "
+            f"{', '.join(sorted(second.hardware))}."
+        )
+    elif spe_first and spe_second:
         text += (
             f" An epoch of {first.name} costs {spe_first / spe_second:.2f}× one of "
-            f"{second.name} ({seconds(spe_first)} vs {seconds(spe_second)} s, median)."
+            f"{second.name} ({seconds(spe_first)} vs {seconds(spe_second)} {unit}, median)."
         )
     few = [s.name for s in ranked if len(s.complete) < FEW_TRIALS]
     if few:
