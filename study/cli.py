@@ -31,6 +31,7 @@ _USER_ERROR_CLASSES = (
     ("wrn.config", "ConfigError"),
     ("wrn.datasets", "DataError"),
     ("wrn.checkpoint", "CheckpointError"),
+    ("wrn.stack", "StackError"),
 )
 
 

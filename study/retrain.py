@@ -78,7 +78,9 @@ class Retrain:
         from study.lifecycle import ClaimLock, Lifecycle, require_device, splits_loader
 
         flags = self.job.flags
-        require_device(flags.device)
+        on_cpu = require_device(flags.device)
+        if on_cpu is not None:
+            self.progress.message(on_cpu)
         splits_for = splits_loader(split_seed)
         for cfg in configs:  # a bad data directory fails here, before anything is written
             splits_for(cfg)

@@ -56,6 +56,7 @@ from wrn.config import (
     DataConfig,
     TrainConfig,
     check_runnable,
+    few_steps_warning,
     parse_assignments,
 )
 
@@ -325,7 +326,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from study.lifecycle import ClaimLock, Lifecycle, require_device
     from wrn.data import load_splits
 
-    require_device(job.flags.device)
+    on_cpu = require_device(job.flags.device)
     # loading the data before opening storage: a bad data directory changes nothing recorded
     splits = load_splits(cfg.data, cfg.model.num_classes, cfg.run.seed)
     for each in configs:  # e.g. grad_accum beyond the epoch's batches: found before training
@@ -339,6 +340,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     # bars from several processes garble a terminal: with --workers, plain lines only
     tty = False if job.worker or job.workers > 1 else None
     progress = Progress(quiet=job.flags.quiet, tty=tty)
+    if job.worker == 0:  # said once, not per worker
+        for line in (on_cpu, few_steps_warning(cfg, len(splits.train))):
+            if line is not None:
+                progress.message(line)
     life = Lifecycle(
         checkpoint_dir=job.flags.checkpoint_dir,
         keep_checkpoints=job.flags.keep_checkpoints,

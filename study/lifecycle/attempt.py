@@ -41,6 +41,7 @@ from wrn.checkpoint import (
 from wrn.config import TrainConfig
 from wrn.data import Splits
 from wrn.model import count_parameters
+from wrn.stack import check_torchvision
 from wrn.step import build_model, resolve_device
 from wrn.train import EpochStats, NonFiniteLossError, TrainResult
 
@@ -64,10 +65,21 @@ class DiskFullError(StudyStoppedError):
 LEFT = (TrialTakenOverError, CheckpointLostError, optuna.exceptions.UpdateFinishedTrialError)
 
 
-def require_device(device: str) -> None:
-    """Refuse ``--device cuda`` on a machine without a CUDA GPU, before anything is written."""
-    if device == "cuda" and not torch.cuda.is_available():
+def require_device(device: str) -> str | None:
+    """Refuse, before anything is written, ``--device cuda`` on a machine without a CUDA GPU
+    and a torch and torchvision that do not import together; returns the line to show when
+    ``--device auto`` falls back to the CPU (None otherwise)."""
+    check_torchvision()
+    if torch.cuda.is_available():
+        return None
+    if device == "cuda":
         raise UsageError("--device cuda: no CUDA GPU is available")
+    if device == "auto":
+        return (
+            "no CUDA GPU here: --device auto trains on the CPU, many times slower than a GPU "
+            "(the first epoch's time gives the ETA)"
+        )
+    return None
 
 
 @dataclass
