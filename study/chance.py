@@ -6,6 +6,12 @@ from __future__ import annotations
 
 import math
 
+from optuna.trial import FrozenTrial
+
+from study.records import recorded_config
+
+AT_CHANCE = "at chance: within two standard errors of guessing, 1 / classes, or below"
+
 
 def chance_level(num_classes: int) -> float:
     """The accuracy of a uniform guess (the splits are stratified, so each class's share)."""
@@ -24,3 +30,13 @@ def chance_note(accuracy: float, num_classes: int, images: int) -> str:
     if not at_chance(accuracy, num_classes, images):
         return ""
     return f" (at chance: {num_classes} classes guess {chance_level(num_classes):.3f})"
+
+
+def trial_chance_note(trial: FrozenTrial) -> str:
+    """``chance_note`` for a search trial's value, from its recorded classes and validation
+    size ("" when it has no value or records neither)."""
+    config = recorded_config(trial)
+    classes, images = config.get("num_classes"), config.get("val_size")
+    if trial.value is None or not classes or not images:
+        return ""
+    return chance_note(float(trial.value), int(classes), int(images))

@@ -14,6 +14,7 @@ import optuna
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
+from study.chance import AT_CHANCE, trial_chance_note
 from study.cli import Parser, add_storage_flag, command_parser, run_command
 from study.records import (
     RerunPoint,
@@ -63,6 +64,7 @@ class StudyRow:
     running: list[RunningTrial] = field(default_factory=list)
     devices: set[str] = field(default_factory=set)  # what the hours ran on
     measured: bool = True  # every trial recorded what it consumed (else wall clock counts)
+    at_chance: bool = False  # the best is no better than guessing (study.chance)
     # a NAME-rerun study's result, shown instead of its best (a maximum over test scores)
     rerun: RerunPoint | None = None
     dropped: str = ""  # configurations the retry limit dropped ("" if none)
@@ -135,6 +137,7 @@ def collect(storage: optuna.storages.BaseStorage) -> list[StudyRow]:
                 seconds=sum(trial_seconds(t) for t in trials),
                 devices=trial_devices(trials),
                 measured=all(is_measured(t) for t in trials),
+                at_chance=best is not None and bool(trial_chance_note(best)),
                 running=_running(trials),
                 rerun=_rerun_result(storage, summary, trials) if kind == StudyKind.RERUN else None,
                 dropped=dropped_text(summary.user_attrs),
@@ -191,7 +194,7 @@ def _best_cells(row: StudyRow) -> tuple[str, str]:
         return ("-", "-") if row.rerun is None else (row.rerun.result(), str(row.rerun.trial))
     if row.best_value is None or row.best_number is None:
         return "-", "-"
-    return f"{row.best_value:.4f}", str(row.best_number)
+    return f"{row.best_value:.4f}{'*' * row.at_chance}", str(row.best_number)
 
 
 RERUN_NOTE = (
@@ -236,6 +239,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"running now: {len(running) or 'none'}")
     for text in running:
         print(text)
+    if any(row.at_chance for row in rows):
+        print(f"(*: {AT_CHANCE})")
     print(hours_meaning(rows))
     if any(r.kind == StudyKind.RERUN for r in rows):
         print(RERUN_NOTE)

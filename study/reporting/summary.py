@@ -8,6 +8,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from search_spaces import BUILTIN
 from study.ablation.effects import effect_words
+from study.chance import trial_chance_note
 from study.records import TrialAttrs, recorded_config, seed_result, tally
 from study.reporting import ranking
 from study.reporting.commands import command
@@ -171,9 +172,9 @@ def best_words(s: StudyData, unit: str) -> str:
     epochs = s.epochs
     budget = f", {plural(epochs, 'epoch')} per trial" if epochs else ""
     return (
-        f"{s.name} reaches {best.value:.4f} val acc (trial {best.number}, {network(best)}"
-        f"{budget}) at {seconds(s.seconds_to_best() or 0.0)} {unit}, of "
-        f"{seconds(s.seconds)} spent so far."
+        f"{s.name} reaches {best.value:.4f} val acc{trial_chance_note(best)} (trial "
+        f"{best.number}, {network(best)}{budget}) at {seconds(s.seconds_to_best() or 0.0)} "
+        f"{unit}, of {seconds(s.seconds)} spent so far."
     )
 
 

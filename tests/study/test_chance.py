@@ -31,3 +31,22 @@ def test_the_margin_is_the_binomial_standard_error() -> None:
 def test_the_note_names_the_guess() -> None:
     assert chance_note(0.05, 10, 1000) == " (at chance: 10 classes guess 0.100)"
     assert chance_note(0.9, 10, 1000) == ""
+
+
+def test_a_study_at_chance_says_so_in_status(tmp_path) -> None:
+    import optuna
+
+    from study import status
+    from study.records import TrialAttrs as A
+    from study.storage import open_storage
+
+    storage = open_storage(f"sqlite:///{tmp_path / 'wrn.db'}")
+    for name, value in (("guessing", 0.066), ("learning", 0.62)):
+        study = optuna.create_study(study_name=name, storage=storage, direction="maximize")
+        trial = study.ask()
+        trial.set_user_attr(A.CONFIG, {"num_classes": 10, "val_size": 1000})
+        study.tell(trial, value)
+    rows = {row.name: row for row in status.collect(storage)}
+    table = status.format_table(list(rows.values()))
+    assert "0.0660*" in table and "0.6200*" not in table
+    assert rows["guessing"].at_chance and not rows["learning"].at_chance

@@ -16,7 +16,7 @@ from optuna.trial import TrialState
 import wrn.train as training
 from study import rerun, run, status
 from study.cli import run_command
-from study.records import trial_seconds
+from study.records import trial_seconds, wall_seconds
 from tests.study.conftest import TINY_STUDY, copy_db, tiny_args
 from tests.study.workers import ROOT, running_epochs, trials, wait_for, worker_env
 
@@ -76,8 +76,10 @@ def test_status_counts_each_resumed_epoch_once(tmp_path: Path) -> None:
     assert done.user_attrs["resumed_from_epoch"] == 1
     epochs_trained = sum(len(t.user_attrs["epoch_seconds"]) for t in final)
     assert epochs_trained == 3  # epoch 1 by the interrupted attempt, 2 and 3 by the retry
-    history = sum(h["seconds"] for h in done.user_attrs["history"])
-    assert sum(trial_seconds(t) for t in final) == pytest.approx(history)
+    history = done.user_attrs["history"]  # every epoch once, restored ones included
+    assert sum(wall_seconds(t) for t in final) == pytest.approx(sum(h["seconds"] for h in history))
+    compute = sum(h["cpu_seconds"] for h in history)  # what each epoch consumed, on CPU
+    assert sum(trial_seconds(t) for t in final) == pytest.approx(compute)
 
 
 def test_corrupt_checkpoint_is_set_aside_and_the_trial_reruns(

@@ -74,7 +74,8 @@ def test_status_table(storage: str, capsys: pytest.CaptureFixture) -> None:
     row = next(line for line in lines if line.startswith("wrn28_10 "))
     cells = row.split()
     assert cells[:7] == ["wrn28_10", "search", "2", "1", "1", "1", "0"]
-    assert cells[7:9] == [f"{best.value:.4f}", str(best.number)]
+    # a WRN-10-1 after 1 epoch on 300 images of 100 classes scores at chance: starred
+    assert cells[7:9] == [f"{best.value:.4f}*", str(best.number)]
     # two searched epochs plus 2 h of the running and failed trials' recorded epoch times
     assert 2.0 <= float(cells[9]) < 2.01
     # a minimising study's best is its lowest value
