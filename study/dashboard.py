@@ -24,12 +24,14 @@ import optuna
 from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 
 from study.ablation.effects import skipped_words
+from study.pruning import pruner_note
 from study.records import (
     AblationSettings,
     SearchSettings,
     Tally,
     TrialAttrs,
     ablation_path,
+    promotion_counts,
     source_study,
     study_kind,
     tally,
@@ -265,14 +267,15 @@ def _search_note(study: optuna.Study, settings: SearchSettings, storage_url: str
         f"{settings.recipe_epochs} (rerun the best trials at that length)",
         f"- dataset `{settings.dataset}`, {settings.val_size} validation images "
         f"held out of the training set, seed {settings.seed}",
-        f"- pruner `{settings.pruner}`, sampler `{settings.sampler}`"
+        f"- pruner `{settings.pruner}`{pruner_note(settings.pruner)}, sampler `{settings.sampler}`"
         + ("" if settings.sampler != "tpe" else f": {startup}"),
         "",
         *_space_table(space, fixed),
         "",
         "### Best so far",
         f"Trials: {trials.describe(NOTE_STATES, 'no trials yet')}."
-        + (f" {rejected} over the cost cap, drawn again." if trials.rejected else ""),
+        + (f" {rejected} over the cost cap, drawn again." if trials.rejected else "")
+        + (f" {p.describe()}." if (p := promotion_counts(study.get_trials())) else ""),
         _best_line(trials.best),
         "",
         *_next_commands(study.study_name, settings, storage_url),

@@ -33,7 +33,7 @@ from optuna.pruners import (
 from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
-PRUNERS = ("median", "hyperband", "percentile", "patient", "none")
+PRUNERS = ("median", "hyperband", "percentile", "patient", "none", "promote")
 DEFAULT_PRUNER = "median"
 
 # How long after the LR peak the default waits before it may prune, as a fraction of the run's
@@ -112,7 +112,47 @@ def describe_kinds(schedules: dict[str, tuple[int, float]]) -> str:
         "no better than its best before them, so under OneCycle, whose accuracy keeps rising, "
         "it rarely prunes"
     )
-    return f"{percentile}; {hyperband}; {patient}"
+    return f"{percentile}; {hyperband}; {patient}; {describe_promote(schedules)}"
+
+
+# the replay (benchmarks/async_replay.py) of a 50-trial search held at most this many paused
+# checkpoints at once; a WRN-28-10 checkpoint with its optimiser state is about 0.3 GB
+PROMOTE_PAUSED_AT_ONCE = 11
+PROMOTE_CHECKPOINT_GB = 0.3
+PROMOTE_NOTE = (
+    "the sampler sees a paused configuration as a PRUNED trial with its epochs' values (TPE "
+    "ranks it as pruned at that epoch) and a promotion as a new trial with the same "
+    "parameters; both count among TPE's finished trials, its startup draws included"
+)
+
+
+def pruner_note(kind: str) -> str:
+    """What the study's note adds after its pruner's name: for promote, how the sampler sees
+    paused and promoted configurations."""
+    return (
+        f" (paused trials continue from their checkpoints; {PROMOTE_NOTE})"
+        if kind == "promote"
+        else ""
+    )
+
+
+def describe_promote(schedules: dict[str, tuple[int, float]]) -> str:
+    """``--pruner promote`` help: its rungs on each named schedule and its disk budget."""
+    from study.promotion import REDUCTION, rungs
+
+    at = "; ".join(
+        f"{', '.join(map(str, rungs(e, f)))} ({name})" for name, (e, f) in schedules.items()
+    )
+    disk = PROMOTE_PAUSED_AT_ONCE * PROMOTE_CHECKPOINT_GB
+    return (
+        f"promote: a trial pauses at each rung below its last (epoch {at}), its checkpoint "
+        f"kept, and a free worker first continues the best paused one in the top 1/{REDUCTION} "
+        "of all trials that reached its rung, later arrivals included, from its checkpoint; "
+        "it starts a new configuration only when none can be, and --trials counts "
+        f"configurations; disk: a paused trial's checkpoint (about {PROMOTE_CHECKPOINT_GB} GB "
+        f"for WRN-28-10) stays until no promotion can reach it: a 50-trial search keeps up to "
+        f"about {PROMOTE_PAUSED_AT_ONCE} at once, about {disk:.1f} GB"
+    )
 
 
 def describe_default(epochs: int | None = None, warmup_frac: float | None = None) -> str:
@@ -191,7 +231,7 @@ def build_pruner(
     ``startup_trials`` trials complete before any of them prunes (Hyperband included).
     """
     first = _first_judged(kind, epochs, warmup_frac, startup_trials, wait_epochs)
-    if kind == "none":
+    if kind in ("none", "promote"):  # promote: the lifecycle pauses trials at their rungs
         return NopPruner()
     if kind == "hyperband":
         return GuardedHyperbandPruner(
@@ -241,12 +281,15 @@ __all__ = [
     "DEFAULT_EVIDENCE",
     "DEFAULT_PRUNER",
     "EXTRA_WAIT_FRAC",
+    "PROMOTE_NOTE",
     "PRUNERS",
     "build_pruner",
     "default_wait_epochs",
     "describe_default",
     "describe_kinds",
+    "describe_promote",
     "first_judged_epoch",
     "hyperband_rungs",
     "peak_epoch",
+    "pruner_note",
 ]

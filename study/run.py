@@ -42,8 +42,10 @@ from study.records import (
     SAMPLERS,
     SearchSettings,
     StudyAttrs,
+    configurations,
     dropped_text,
     mark_study,
+    promotion_counts,
     record_command,
     tally,
 )
@@ -374,10 +376,11 @@ def search(
     if recovered:
         progress.message(f"trials {', '.join(map(str, recovered))}: worker gone, queued to resume")
     trials = study.get_trials(deepcopy=False)
-    finished = sum(t.state in FINISHED for t in trials)
+    finished = len(configurations([t for t in trials if t.state in FINISHED]))
     best = tally(trials).best  # read from the storage: a resumed study shows its best
     best_value = None if best is None else float(best.value)
     remaining = job.trials - finished
+    promoting = job.pruner.kind == "promote"  # a full study may still have promotions to run
     if job.worker == 0:
         progress.study_start(
             job.name, total=job.trials, finished=finished, best=best_value, epochs=job.epochs
@@ -390,7 +393,7 @@ def search(
     else:
         progress.best = best_value  # each worker's lines show the study's best too
     gc.freeze()  # start-up objects stay put: the collector skips them in every trial after
-    if remaining > 0 and job.workers > 1:
+    if (remaining > 0 or promoting) and job.workers > 1:
         from study.lifecycle.workers import run_workers
 
         env = {SAMPLER_SEED_ENV: str(job.sampler_seed)}
@@ -398,7 +401,7 @@ def search(
         code = run_workers(command, job.workers, job.flags.device, WORKER_ENV, env)
         print_summary(study)
         return code
-    if remaining > 0:
+    if remaining > 0 or promoting:
         from study.lifecycle.search import optimize
 
         optimize(study, storage, job, life, splits)
@@ -411,7 +414,9 @@ def print_summary(study: optuna.Study) -> None:
     counts = tally(study.get_trials(deepcopy=False))
     # an interrupted attempt (queued to resume) or one a full study never ran is no failure
     dropped = dropped_text(study.user_attrs)  # by the retry limit, after lost workers
-    print(f"study {study.study_name!r}: {counts.describe()}" + (f"; {dropped}" if dropped else ""))
+    promoted = promotion_counts(study.get_trials(deepcopy=False))  # --pruner promote
+    extra = "".join(f"; {text}" for text in (promoted and promoted.describe(), dropped) if text)
+    print(f"study {study.study_name!r}: {counts.describe()}{extra}")
     best = counts.best
     if best is not None:
         params = ", ".join(

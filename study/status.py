@@ -17,6 +17,7 @@ from optuna.trial import FrozenTrial, TrialState
 from study.chance import AT_CHANCE, trial_chance_note
 from study.cli import Parser, add_storage_flag, command_parser, run_command
 from study.records import (
+    PromotionCounts,
     RerunPoint,
     StudyKind,
     Tally,
@@ -25,6 +26,7 @@ from study.records import (
     device_kind,
     dropped_text,
     is_measured,
+    promotion_counts,
     recorded_epochs,
     rerun_points,
     source_study,
@@ -68,6 +70,7 @@ class StudyRow:
     # a NAME-rerun study's result, shown instead of its best (a maximum over test scores)
     rerun: RerunPoint | None = None
     dropped: str = ""  # configurations the retry limit dropped ("" if none)
+    promotions: PromotionCounts | None = None  # a --pruner promote search's
 
 
 def _running(trials: Sequence[FrozenTrial]) -> list[RunningTrial]:
@@ -141,6 +144,7 @@ def collect(storage: optuna.storages.BaseStorage) -> list[StudyRow]:
                 running=_running(trials),
                 rerun=_rerun_result(storage, summary, trials) if kind == StudyKind.RERUN else None,
                 dropped=dropped_text(summary.user_attrs),
+                promotions=promotion_counts(trials),
             )
         )
     return rows
@@ -235,6 +239,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for row in rows:
         if row.dropped:
             print(f"{row.name}: {row.dropped}")
+        if row.promotions is not None:
+            print(f"{row.name}: {row.promotions.describe()}")
     running = format_running(rows)
     print(f"running now: {len(running) or 'none'}")
     for text in running:

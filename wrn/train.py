@@ -7,7 +7,7 @@ import dataclasses
 import gc
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -150,6 +150,7 @@ def train(
     on_batch: Callable[[BatchProgress], None] | None = None,
     owner: dict[str, Any] | None = None,
     may_write: Callable[[], bool] | None = None,
+    save_at: Collection[int] = (),
 ) -> TrainResult:
     """Train a WideResNet as ``cfg`` says, evaluating after every epoch.
 
@@ -162,7 +163,8 @@ def train(
     epoch's last batch (only then is the loss read from the device). ``owner``: an opaque
     identity written into the checkpoint; a checkpoint of another owner is refused.
     ``may_write``: asked before each save lands; False (another process took the run over)
-    drops it and the run ends in ``CheckpointLostError``.
+    drops it and the run ends in ``CheckpointLostError``. ``save_at``: epochs also saved,
+    whatever ``checkpoint_every`` (where ``on_epoch_end`` will stop a run to continue later).
     """
     run = _start(cfg, splits, checkpoint_path, owner, may_write)
     progress = _Progress(on_batch) if on_batch is not None else None
@@ -174,7 +176,9 @@ def train(
             stats = _train_epoch(run, epoch, progress)
             run.result.history.append(stats)
             if run.writer is not None and (
-                epoch % cfg.run.checkpoint_every == 0 or epoch == cfg.run.epochs
+                epoch % cfg.run.checkpoint_every == 0
+                or epoch == cfg.run.epochs
+                or epoch in save_at
             ):
                 run.writer.save(_checkpoint_state(run, epoch))
             if on_epoch_end is not None:

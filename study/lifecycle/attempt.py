@@ -28,6 +28,7 @@ from study.dashboard import upload_checkpoint, upload_learning_curve
 from study.errors import StudyStoppedError, UsageError, full_storage
 from study.lifecycle.checkpoints import Hold, TrialTakenOverError, checkpoint_of
 from study.lifecycle.claims import ClaimLock
+from study.lifecycle.promote import TrialPaused, pause_epoch
 from study.lifecycle.workers import Heartbeat, queue_interrupted, record_worker
 from study.metadata import device_name
 from study.progress import Progress
@@ -96,6 +97,7 @@ class _Attempt:
     # this attempt's epochs only: restored epochs were counted by the attempt that ran them
     epoch_seconds: list[float] = field(default_factory=list)
     epoch_compute: list[float] = field(default_factory=list)  # what those epochs consumed
+    pause_at: int | None = None  # --pruner promote: the rung it pauses at (promote.py)
 
 
 @dataclass(frozen=True)
@@ -219,7 +221,8 @@ class Lifecycle:
             raise DiskFullError(str(e), trial.number, saved_epochs(attempt)) from None
         except optuna.TrialPruned as e:
             trial.set_user_attr(A.PRUNED_REASON, str(e))
-            self._remove(attempt.checkpoint)
+            # a paused trial's checkpoint stays, for the trial that continues it
+            self._remove(None if isinstance(e, TrialPaused) else attempt.checkpoint)
             raise
         except NonFiniteLossError as e:
             # a diverged run cannot recover: prune it now rather than train on NaNs
@@ -264,6 +267,7 @@ class Lifecycle:
         history = self._resume(trial, cfg, checkpoint, owner)
         hold = self.holds.get(trial.number)
         attempt = _Attempt(trial, cfg, splits, checkpoint, owner, history, hold)
+        attempt.pause_at = pause_epoch(trial.user_attrs.get(A.TARGET_RUNG), cfg.run.epochs)
         trial.set_user_attr(A.EPOCH_SECONDS, attempt.epoch_seconds)
         self.progress.trial_start(
             trial.number,
@@ -294,6 +298,7 @@ class Lifecycle:
             stats.seconds,
             images_per_s=stats.images_per_s,
         )
+        _pause_if_there(attempt)
         # the study's pruners (study.pruning) never prune at the last epoch themselves
         if self.prune and trial.should_prune():
             raise optuna.TrialPruned(
@@ -310,8 +315,10 @@ class Lifecycle:
                 on_batch=self.progress.batch,  # the bar moves within an epoch
                 owner=attempt.owner,
                 may_write=attempt.hold.held if attempt.hold is not None else None,
+                save_at=() if attempt.pause_at is None else (attempt.pause_at,),
             )
 
+        _pause_if_there(attempt)  # its checkpoint holds the rung already (a retry)
         try:
             return run()
         except CheckpointError as e:
@@ -377,6 +384,13 @@ class Lifecycle:
     def _remove(self, checkpoint: Path | None, force: bool = False) -> None:
         if checkpoint is not None and (force or not self.keep_checkpoints):
             checkpoint.unlink(missing_ok=True)
+
+
+def _pause_if_there(attempt: _Attempt) -> None:
+    if attempt.pause_at is not None and len(attempt.history) >= attempt.pause_at:
+        value = attempt.history[-1].eval_acc
+        attempt.trial.set_user_attr(A.PAUSED_AT, attempt.pause_at)
+        raise TrialPaused(attempt.pause_at, attempt.cfg.run.epochs, value)
 
 
 def saved_epochs(attempt: _Attempt) -> int:

@@ -42,8 +42,12 @@ def checkpoint_of(checkpoint_dir: Path, trial: optuna.Trial) -> tuple[Path, dict
     trial.set_user_attr(A.CHECKPOINT_KEY, key)
     name = trial.study.study_name
     owner = {"study": name, "trial": root, "key": key}
-    folder = checkpoint_dir / folder_name(name)
-    return folder / f"trial-{root}-{key[:KEY_LENGTH]}.pt", owner
+    return checkpoint_file(checkpoint_dir, name, root, key), owner
+
+
+def checkpoint_file(checkpoint_dir: Path, study_name: str, root: int, key: str) -> Path:
+    """The file of the trial whose first attempt is ``root`` and whose key is ``key``."""
+    return checkpoint_dir / folder_name(study_name) / f"trial-{root}-{key[:KEY_LENGTH]}.pt"
 
 
 class TrialTakenOverError(RuntimeError):

@@ -1,6 +1,8 @@
 """A search's trials: the ``Objective`` asked and told one trial at a time, stopping at the
-study's total (all workers together, exactly), after too many failures in a row, or on
-Ctrl-C/SIGTERM with the running trial queued to resume."""
+study's total of configurations (all workers together, exactly), after too many failures in a
+row, or on Ctrl-C/SIGTERM with the running trial queued to resume. With ``--pruner promote`` a
+claim promotes a paused trial before it starts a configuration (``promote``), and a worker with
+nothing to claim waits while others train (their trials may pause and be promoted)."""
 
 from __future__ import annotations
 
@@ -18,16 +20,17 @@ from study.errors import StudyStoppedError
 from study.jobs import SearchJob
 from study.lifecycle.attempt import Lifecycle
 from study.lifecycle.claims import holding
-from study.lifecycle.workers import recover_dead_trials, sigterm_as_interrupt
+from study.lifecycle.promote import Promoter
+from study.lifecycle.workers import record_worker, recover_dead_trials, sigterm_as_interrupt
 from study.objective import trial_config
+from study.promotion import rungs
 from study.records import TrialAttrs as A
-from study.records import is_failure
+from study.records import configuration_of, configurations, is_failure
 from study.sampling import Draw
+from wrn.config import TrainConfig
 from wrn.data import Splits
 
-FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
-# trials that count towards the total: finished or running (failures and queued ones do not)
-ACTIVE = (*FINISHED, TrialState.RUNNING)
+POLL_S = 2.0  # seconds a free worker waits before it looks again for a promotion
 
 
 class Objective:
@@ -85,9 +88,13 @@ def optimize(
     failures = FailureGuard(job.max_failures)
     note = note_callback(job.flags.storage)
     deadline = None if job.timeout is None else time.monotonic() + job.timeout
+    promoter = promoter_of(job, life)
     with sigterm_as_interrupt():
         while not failures.stopped and (deadline is None or time.monotonic() < deadline):
-            trial = claim(study, storage, job.trials, life, draw)
+            trial = claim(study, storage, job.trials, life, draw, promoter)
+            if trial is None and promoter is not None and _training(study):
+                time.sleep(POLL_S)  # a trial running elsewhere may pause: a promotion
+                continue
             if trial is None:
                 break
             frozen = life.run_and_tell(study, storage, trial, objective)
@@ -103,28 +110,74 @@ def optimize(
         )
 
 
+def promoter_of(job: SearchJob, life: Lifecycle) -> Promoter | None:
+    """``--pruner promote``'s rule for this search (None for the other pruners)."""
+    if job.pruner.kind != "promote":
+        return None
+    frac = TrainConfig.from_flat({**job.base(), **job.fixed}).optim.warmup_frac
+    promoter = Promoter(
+        rungs(job.epochs, frac), job.trials, life.checkpoint_dir, life.keep_checkpoints
+    )
+    at = ", ".join(map(str, promoter.rungs[:-1])) or "none (no rung before the last)"
+    life.note(f"promote: trials pause at epoch {at} of {job.epochs}", always=False)
+    return promoter
+
+
 def claim(
     study: optuna.Study,
     storage: optuna.storages.BaseStorage,
     total: int,
     life: Lifecycle,
     draw: Draw | None = None,
+    promoter: Promoter | None = None,
 ) -> optuna.Trial | None:
     """The next trial to run, under ``life.claims``: trials whose worker is gone are requeued
-    first, then a queued one (a retry) or a new one is taken while the trials finished or
-    running fall short of ``total``; None when the study is full (queued ones stay queued).
-    ``draw`` asks for it (default: ``study.ask``)."""
+    first; then a queued one (a retry, or a promotion) is taken, else a paused trial is
+    promoted (``promoter``), else a new configuration is started while the configurations
+    finished or running fall short of ``total``; None when the study is full (queued retries
+    of configurations beyond it stay queued). ``draw`` asks (default: ``study.ask``)."""
     with holding(life.claims):
         recovered = recover_dead_trials(study, storage, life.claims)
         if recovered:
             gone = ", ".join(map(str, recovered))
             life.note(f"trials {gone}: worker gone, queued to resume", always=False)
-        if len(study.get_trials(deepcopy=False, states=ACTIVE)) >= total:
+        trials = study.get_trials(deepcopy=False)
+        counted = configurations(trials)
+        waiting = [t for t in trials if t.state == TrialState.WAITING]
+        if promoter is not None:
+            _delete_hopeless(study, trials, promoter, life)
+        if waiting:  # study.ask takes the oldest queued trial
+            if len(counted) >= total and configuration_of(waiting[0]) not in counted:
+                return None
+        elif promoter is not None and (paused := promoter.next_promotion(trials)) is not None:
+            rung = promoter.promote(study, paused)
+            life.note(
+                f"trial {paused.number}: promoted, to train on to epoch {rung}", always=False
+            )
+        elif len(counted) >= total:
             return None
         with warnings.catch_warnings():
             # heartbeats are sent by Lifecycle.run_and_tell, as study.optimize would
             warnings.simplefilter("ignore", UserWarning)
-            return study.ask() if draw is None else draw(study)
+            trial = study.ask() if draw is None else draw(study)
+        # this worker's from now, under the lock: a retry inherits its dead worker's pid
+        record_worker(trial)
+        if promoter is not None:
+            promoter.mark(trial)
+        return trial
+
+
+def _delete_hopeless(
+    study: optuna.Study, trials: list[FrozenTrial], promoter: Promoter, life: Lifecycle
+) -> None:
+    deleted = promoter.delete_hopeless(study.study_name, trials)
+    if deleted:
+        which = ", ".join(map(str, deleted))
+        life.note(f"paused trials {which}: no promotion can reach them, checkpoints deleted")
+
+
+def _training(study: optuna.Study) -> bool:
+    return bool(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
 
 
 class FailureGuard:

@@ -36,6 +36,10 @@ nothing heavy (no torch): the commands' ``--help`` and input checks use it.
 - ``invocations(user_attrs)``: the commands run on a study.
 - ``dropped_trials(user_attrs)``, ``dropped_text(user_attrs)``: the configurations the retry
   limit dropped ("1 configuration dropped after 4 failed attempts (trial 7)").
+- ``--pruner promote``: ``configuration_of(t)`` (its first attempt), ``configurations(ts)``
+  (those counted towards ``--trials``), ``latest_trials(ts)``, ``paused_at(t)``,
+  ``promoted_from(t)``, ``promotion_counts(ts) -> PromotionCounts | None`` (``.describe()``:
+  "6 configurations, 2 paused, 3 promoted").
 """
 
 from study.records.commands import (
@@ -56,6 +60,15 @@ from study.records.keys import (
     recorded_epochs,
     source_study,
     study_kind,
+)
+from study.records.promotions import (
+    PromotionCounts,
+    configuration_of,
+    configurations,
+    latest_trials,
+    paused_at,
+    promoted_from,
+    promotion_counts,
 )
 from study.records.queries import (
     STATE_NAMES,
@@ -116,6 +129,7 @@ __all__ = [
     "AblationSettings",
     "Invocation",
     "PathStep",
+    "PromotionCounts",
     "RerunPoint",
     "RerunRun",
     "RerunSettings",
@@ -130,6 +144,8 @@ __all__ = [
     "best_trial",
     "chosen_rerun",
     "compute_unit",
+    "configuration_of",
+    "configurations",
     "derived_name",
     "device_kind",
     "dropped_text",
@@ -142,11 +158,15 @@ __all__ = [
     "is_path_variant",
     "is_random_draw",
     "is_rejected_draw",
+    "latest_trials",
     "mark_study",
     "masked_argv",
     "off_variant",
     "path_variant",
+    "paused_at",
     "pooled_seed_std",
+    "promoted_from",
+    "promotion_counts",
     "record_ablation_path",
     "record_command",
     "recorded_config",

@@ -78,6 +78,12 @@ class TrialAttrs:
     RETRIES = "retries"  # times the config was requeued after its worker was lost
     INTERRUPTED = "interrupted"  # stopped by Ctrl-C/SIGTERM; queued, not a failure
     CHECKPOINT_DISCARDED = "checkpoint_discarded"  # why a bad checkpoint was set aside
+    # --pruner promote: the epoch this attempt trains to (a rung; the last is the budget), the
+    # rung at which a PRUNED trial paused (its checkpoint kept for a promotion), and the paused
+    # trial a promoted one continues (a retry of a promoted trial inherits both)
+    TARGET_RUNG = "target_rung"
+    PAUSED_AT = "paused_at"
+    PROMOTED_FROM = "promoted_from"
     # rerun
     SOURCE_TRIAL = "source_trial"
     SEED = "seed"
