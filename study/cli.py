@@ -7,6 +7,7 @@ Nothing here imports torch or optuna: ``--help`` and usage errors stay fast.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import itertools
 import re
 import sys
@@ -293,6 +294,7 @@ def run_flags(args: argparse.Namespace) -> RunFlags:
         heartbeat=args.heartbeat,
         artifact_dir=args.artifact_dir,
         quiet=args.quiet,
+        tensorboard=args.tensorboard,
     )
 
 
@@ -305,11 +307,27 @@ def add_output_flags(p: argparse.ArgumentParser) -> None:
     )
 
 
+def tensorboard_dir(text: str) -> str:
+    if importlib.util.find_spec("tensorboard") is None:
+        raise argparse.ArgumentTypeError(
+            'needs the tensorboard package: pip install tensorboard (or -e ".[tensorboard]")'
+        )
+    return text
+
+
 def add_run_flags(p: argparse.ArgumentParser) -> None:
     """What a training command's runs share: checkpoints, artifacts and output."""
     add_checkpoint_flags(p)
     add_artifact_flag(p)
     add_output_flags(p)
+    p.add_argument(
+        "--tensorboard",
+        metavar="DIR",
+        type=tensorboard_dir,
+        help="also write each trial's per-epoch curves and, when it ends, its parameters and "
+        "result (the HParams view) as TensorBoard runs DIR/STUDY/trial-N "
+        "(tensorboard --logdir DIR)",
+    )
 
 
 def add_retrain_flags(p: argparse.ArgumentParser) -> None:

@@ -28,6 +28,7 @@ class RunFlags:
     heartbeat: int
     artifact_dir: str | None  # None: dashboard.default_artifact_dir of the storage
     quiet: bool
+    tensorboard: str | None = None  # --tensorboard DIR: each trial's curves and hparams there
 
     def execution(self) -> dict[str, Any]:
         """The config keys these flags set on every run (the dataset apart)."""

@@ -76,6 +76,7 @@ class Retrain:
         and the artifact folder, then create or resume the derived study."""
         from study.dashboard import artifact_store, default_artifact_dir, name_metric
         from study.lifecycle import ClaimLock, Lifecycle, require_device, splits_loader
+        from study.tensorboard import tensorboard_log
 
         flags = self.job.flags
         on_cpu = require_device(flags.device)
@@ -97,6 +98,7 @@ class Retrain:
             artifact_store=store,
             progress=self.progress,
             claims=ClaimLock(flags.storage),
+            tensorboard=tensorboard_log(flags, self.name, self.kind),
         )
         return Started(study, life, splits_for)
 

@@ -326,6 +326,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # torch only now: --help and bad flags answer without it
     from study.dashboard import artifact_store, default_artifact_dir, write_study_note
     from study.lifecycle import ClaimLock, Lifecycle, require_device
+    from study.records import StudyKind
+    from study.tensorboard import tensorboard_log
     from wrn.data import load_splits
 
     on_cpu = require_device(job.flags.device)
@@ -353,6 +355,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         prune=True,
         progress=progress,
         claims=ClaimLock(job.flags.storage),
+        tensorboard=tensorboard_log(job.flags, job.name, StudyKind.SEARCH),
     )
     try:
         return search(study, storage, job, life, splits)

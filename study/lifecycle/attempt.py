@@ -17,7 +17,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import optuna
 import torch
@@ -45,6 +45,9 @@ from wrn.model import count_parameters
 from wrn.stack import check_torchvision
 from wrn.step import build_model, resolve_device
 from wrn.train import EpochStats, NonFiniteLossError, TrainResult
+
+if TYPE_CHECKING:  # study.tensorboard imports the lifecycle's checkpoint names
+    from study.tensorboard import TensorBoardLog
 
 
 class TrialFailedError(RuntimeError):
@@ -111,6 +114,7 @@ class Lifecycle:
     progress: Progress = field(default_factory=lambda: Progress(quiet=True))
     # the storage's lock on recovering and taking trials (None: no other process on the study)
     claims: ClaimLock | None = None
+    tensorboard: TensorBoardLog | None = None  # --tensorboard: each trial's curves and hparams
     # trials run_and_tell is running (by number), and those it left to another process
     holds: dict[int, Hold] = field(default_factory=dict, repr=False, compare=False)
     left: set[int] = field(default_factory=set, repr=False, compare=False)
@@ -131,6 +135,8 @@ class Lifecycle:
                 return  # queued to resume; the interruption's own line says so
             reason = trial.user_attrs.get(A.FAIL_REASON) or "unknown error"
         self.progress.trial_end(trial.number, trial.state.name, trial.value, reason=reason)
+        if self.tensorboard is not None:
+            self.tensorboard.end(trial)
 
     def run_and_tell(
         self,
@@ -290,6 +296,8 @@ class Lifecycle:
             trial.set_user_attr(A.EPOCH_COMPUTE_SECONDS, attempt.epoch_compute)
         trial.set_user_attr(A.IMAGES_PER_S, stats.images_per_s)
         report_epoch(trial, stats)
+        if self.tensorboard is not None:
+            self.tensorboard.epoch(trial.number, stats)
         self.progress.epoch(
             trial.number,
             stats.epoch,
