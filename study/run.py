@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import optuna
 
 from search_spaces import SearchSpace, list_spaces, load_space
+from study.chance import trial_chance_note
 from study.cli import (
     Parser,
     add_data_flags,
@@ -425,7 +426,8 @@ def print_summary(study: optuna.Study) -> None:
         params = ", ".join(
             f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in best.params.items()
         )
-        print(f"best: trial {best.number}, val_acc {best.value:.4f} ({params})")
+        chance = trial_chance_note(best)  # " (at chance: ...)": no better than guessing
+        print(f"best: trial {best.number}, val_acc {best.value:.4f}{chance} ({params})")
 
 
 if __name__ == "__main__":

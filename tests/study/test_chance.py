@@ -50,3 +50,20 @@ def test_a_study_at_chance_says_so_in_status(tmp_path) -> None:
     table = status.format_table(list(rows.values()))
     assert "0.0660*" in table and "0.6200*" not in table
     assert rows["guessing"].at_chance and not rows["learning"].at_chance
+
+
+def test_the_study_line_says_when_the_best_is_at_chance(
+    tmp_path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import optuna
+
+    from study.records import TrialAttrs as A
+    from study.run import print_summary
+
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'x.db'}", direction="maximize")
+    trial = study.ask({"lr": optuna.distributions.FloatDistribution(0.01, 1.0)})
+    trial.set_user_attr(A.CONFIG, {"num_classes": 10, "val_size": 1000})
+    study.tell(trial, 0.066)
+    print_summary(study)
+    best = capsys.readouterr().out.splitlines()[-1]
+    assert best.startswith("best: trial 0, val_acc 0.0660 (at chance: 10 classes guess 0.100) (")
