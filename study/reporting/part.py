@@ -48,7 +48,11 @@ HEADINGS: dict[str, tuple[str, str]] = {
         "Parameter importances",
         "How much each searched parameter accounts for: PED-ANOVA (how differently the best "
         "trials set it from the rest) and fANOVA (variance explained in a random-forest fit of "
-        "accuracy). Normalised to sum to 1 per method.",
+        "accuracy). Normalised to sum to 1 per method. Both are fitted on complete trials "
+        "only: trials a pruner stopped are left out, so they describe the survivors (a "
+        "parameter that decides which trials are pruned can look unimportant here), and each "
+        "is one fit, with no uncertainty: read them as a rough ranking, not as effect sizes "
+        "(the ablation measures those).",
     ),
     "parallel": (
         "Parallel coordinates",
