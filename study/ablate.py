@@ -18,6 +18,8 @@ a replay of the trial that won the search; each factor is compared with the base
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import os
 import shlex
 import sys
 from collections.abc import Sequence
@@ -220,6 +222,7 @@ def make_plan(job: AblationJob, retrain: Retrain, progress: Progress) -> Plan:
         base_config=base.cfg.to_flat(),
         epochs=ends.run_values["epochs"],
         dataset=ends.run_values["dataset"],
+        data_dir=os.path.abspath(ends.run_values["data_dir"]),
         val_size=base.cfg.data.val_size,
         factors=dict(settings.space.ablation),
         skipped=list(skipped),
@@ -276,6 +279,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def ablate(job: AblationJob, progress: Progress) -> int:
     """The command's work, shown on ``progress``; returns the exit status."""
     retrain = Retrain(job.retrain, StudyKind.ABLATION, progress)
+    job = dataclasses.replace(job, retrain=retrain.job)  # --data-dir as resolved there
     plan = make_plan(job, retrain, progress)
     started = retrain.start(
         plan.settings,

@@ -7,6 +7,7 @@ Nothing here imports torch or optuna: ``--help`` and usage errors stay fast.
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib.util
 import itertools
 import re
@@ -114,7 +115,21 @@ class Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message}\n")
+        self.exit(2, f"{self.prog}: error: {message}{self._suggestion(message)}\n")
+
+    def _suggestion(self, message: str) -> str:
+        """ "; did you mean --trials?" for a mistyped option (Python 3.11's argparse has no
+        ``suggest_on_error``), else ""."""
+        prefix = "unrecognized arguments: "
+        if not message.startswith(prefix):
+            return ""
+        options = [o for o in self._option_string_actions if o.startswith("--")]
+        for word in message.removeprefix(prefix).split():
+            typed = word.split("=", 1)[0]
+            close = difflib.get_close_matches(typed, options, n=1) if typed[:2] == "--" else []
+            if close:
+                return f"; did you mean {close[0]}?"
+        return ""
 
 
 def int_at_least(low: int) -> Callable[[str], int]:
@@ -222,12 +237,15 @@ def add_device_flag(p: argparse.ArgumentParser) -> None:
 def add_data_flags(
     p: argparse.ArgumentParser, dataset_default: str | None = DataConfig.dataset
 ) -> None:
-    """``--data-dir`` and ``--dataset``; ``dataset_default=None``: the study's own dataset."""
+    """``--data-dir`` and ``--dataset``; ``dataset_default=None``: the study's own dataset.
+    ``args.data_dir`` is None when not given: the folder the study recorded, else ./data."""
     p.add_argument(
         "--data-dir",
         metavar="DIR",
-        default=DataConfig.data_dir,
-        help="holds, or receives (downloaded), cifar-100-python/",
+        help="holds, or receives (downloaded), the data set's folder (cifar-100-python/, "
+        "cifar-10-batches-py/, fashion-mnist/); a resumed study, its rerun and ablation default "
+        "to the folder the study recorded and refuse other data "
+        f"(default: {DataConfig.data_dir})",
     )
     p.add_argument(
         "--dataset",

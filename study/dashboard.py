@@ -37,7 +37,7 @@ from study.records import (
     tally,
 )
 from study.records.keys import metric_name
-from study.reporting.commands import ablation_flags, command, storage_flags
+from study.reporting.commands import ablation_flags, command, data_flags, storage_flags
 from study.reporting.part import plural
 from study.sampling import describe_startup
 from study.storage import StorageError, sqlite_path
@@ -317,13 +317,14 @@ def _next_commands(name: str, settings: SearchSettings, storage_url: str) -> lis
     epochs, budget = settings.epochs, settings.space.search_epochs
     # a study run at other than its space's budget (a smoke run) is rerun at its own length
     short = ["--epochs", str(epochs)] if epochs and budget and epochs != budget else []
+    data = data_flags(settings)  # a copied command reads the searched data, not ./data
     rerun = ["--study-name", name, *flags, *short]
     length = f"{epochs} epochs, as this study" if short else "the recipe's full length"
     return [
         "### Next",
         "```",
-        command("python", "-m", "study.rerun", *rerun, "--top", "5", "--seeds", "2"),
-        command("python", "-m", "study.ablate", "--study-name", name, *flags, *short),
+        command("python", "-m", "study.rerun", *rerun, "--top", "5", "--seeds", "2", *data),
+        command("python", "-m", "study.ablate", "--study-name", name, *flags, *short, *data),
         command("python", "-m", "study.report", *flags, "--out", "report.html"),
         "```",
         f"`study.rerun` retrains the 5 best trials for {length} and tests them; "

@@ -8,9 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from search_spaces import SearchSpace
+from wrn.config import DEFAULT_DATA_DIR
+
+if TYPE_CHECKING:
+    from study.records.settings import DataRecord
 
 
 @dataclass(frozen=True)
@@ -19,7 +23,8 @@ class RunFlags:
     its runs survive being stopped (``cli.run_flags`` reads them)."""
 
     storage: str
-    data_dir: str
+    # None: not given; the folder the study recorded (``study.data_check``), else ./data
+    data_dir: str | None
     dataset: str | None  # None: the dataset of the study a rerun or ablation reads
     device: str
     checkpoint_dir: Path
@@ -33,7 +38,7 @@ class RunFlags:
     def execution(self) -> dict[str, Any]:
         """The config keys these flags set on every run (the dataset apart)."""
         return {
-            "data_dir": self.data_dir,
+            "data_dir": self.data_dir or DEFAULT_DATA_DIR,
             "device": self.device,
             "checkpoint_every": self.checkpoint_every,
         }
@@ -67,6 +72,7 @@ class SearchJob:
     workers: int
     max_failures: int
     worker: int = 0  # this process's number among --workers (0: the parent, or the only one)
+    data: DataRecord | None = None  # what --data-dir holds, once read (``study.data_check``)
 
     def base(self) -> dict[str, Any]:
         """Every trial's values before sampling: the recipe, then the command line's."""

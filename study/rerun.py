@@ -14,6 +14,7 @@ commands on one study share the work.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -160,6 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def rerun(job: RerunJob, progress: Progress) -> int:
     """The command's work, shown on ``progress``; returns the exit status."""
     retrain = Retrain(job.retrain, StudyKind.RERUN, progress)
+    job = dataclasses.replace(job, retrain=retrain.job)  # --data-dir as resolved there
     sources = pick_trials(retrain.source, job.trial, job.top)
     settings = SearchSettings.of(retrain.source.user_attrs)
     recipe_epochs = None if settings is None else settings.recipe_epochs

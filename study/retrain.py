@@ -9,12 +9,14 @@ recorded.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import optuna
 
+from study.data_check import NEW_STUDY, checked_data, recorded_data, with_data_dir
 from study.jobs import RetrainJob
 from study.progress import Progress
 from study.records import (
@@ -56,6 +58,9 @@ class Retrain:
         require_study(self.storage, job.study_name)
         self.source = optuna.load_study(study_name=job.study_name, storage=self.storage)
         self.name = derived_name(job.study_name, kind)
+        # the data the search recorded; --data-dir defaults to its folder (read job.flags here)
+        self.data = recorded_data(self.source.user_attrs)
+        self.job = dataclasses.replace(job, flags=with_data_dir(flags, self.data))
 
     def recorded(self) -> Mapping[str, Any]:
         """The derived study's attributes, if an earlier run made it ({} if not)."""
@@ -83,8 +88,17 @@ class Retrain:
         if on_cpu is not None:
             self.progress.message(on_cpu)
         splits_for = splits_loader(split_seed)
-        for cfg in configs:  # a bad data directory fails here, before anything is written
+        checked = set()
+        for cfg in configs:  # a bad data directory or other data fails here, before any write
             splits_for(cfg)
+            if (cfg.data, cfg.model.num_classes) not in checked:
+                checked_data(self.job.study_name, self.data, cfg, NEW_STUDY)
+                checked.add((cfg.data, cfg.model.num_classes))
+        if self.data is None:
+            self.progress.message(
+                f"note: {self.job.study_name!r} recorded no data identity (made before them): "
+                f"--data-dir {flags.data_dir} is not checked against its search"
+            )
         store = artifact_store(flags.artifact_dir or default_artifact_dir(flags.storage))
         study = optuna.create_study(
             storage=self.storage, study_name=self.name, direction="maximize", load_if_exists=True

@@ -8,6 +8,7 @@ python -m study.run --dataset synthetic --set depth=10 --set width=1 --trials 4 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
 import os
 import secrets
@@ -34,6 +35,7 @@ from study.cli import (
     seed_type,
     study_name_type,
 )
+from study.data_check import NEW_SEARCH, checked_data, recorded_data, with_data_dir
 from study.errors import UsageError
 from study.jobs import PrunerChoice, SearchJob
 from study.progress import Progress
@@ -52,7 +54,7 @@ from study.records import (
 )
 from study.sampling import describe_startup, make_sampler
 from study.sqlite_file import checkpoint_wal
-from study.storage import open_storage, redact, require_writable, sqlite_path
+from study.storage import open_storage, read_study_attrs, redact, require_writable
 from wrn.config import (
     SEED_LIMIT,
     ConfigError,
@@ -274,27 +276,22 @@ def search_settings(job: SearchJob) -> SearchSettings:
         pruner=job.pruner.kind,
         sampler=job.sampler,
         sampler_startup_trials=job.sampler_startup_trials,
+        data=job.data,
     )
 
 
 def refuse_changed(job: SearchJob) -> set[str]:
     """The storage's study names, after refusing to resume ``job.name`` with other pinned
     settings; reads through a read-only connection, so a refused storage stays byte-identical."""
-    path = sqlite_path(job.flags.storage)
-    if path is not None and not path.exists():
-        return set()
-    storage = open_storage(job.flags.storage, create=False, read_only=path is not None)
-    studies = {s.study_name: s for s in storage.get_all_studies()}
+    studies = read_study_attrs(job.flags.storage)
     if job.name in studies:
-        recorded = studies[job.name].user_attrs.get(StudyAttrs.SETTINGS, {})
+        recorded = studies[job.name].get(StudyAttrs.SETTINGS, {})
         changed = search_settings(job).changed_from(recorded)
         if changed:
             raise UsageError(
                 f"study {job.name!r} was run with {changed[0]}; resume it with the same "
                 "settings or start a new one with --study-name"
             )
-    if hasattr(storage, "engine"):  # let go of the read-only connection before writing
-        storage.engine.dispose()
     return set(studies)
 
 
@@ -324,6 +321,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = configs[0]
     pruner = make_pruner(job.pruner, job.epochs, cfg.optim.warmup_frac)
     require_writable(job.flags.storage)  # from permissions alone: a refusal reads nothing
+    recorded = recorded_data(read_study_attrs(job.flags.storage).get(job.name))
+    job = dataclasses.replace(job, flags=with_data_dir(job.flags, recorded))  # resumed: its own
+    cfg = cfg.replace(data_dir=job.flags.data_dir)
     # torch only now: --help and bad flags answer without it
     from study.dashboard import artifact_store, default_artifact_dir, write_study_note
     from study.lifecycle import ClaimLock, Lifecycle, require_device
@@ -334,6 +334,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     on_cpu = require_device(job.flags.device)
     # loading the data before opening storage: a bad data directory changes nothing recorded
     splits = load_splits(cfg.data, cfg.model.num_classes, cfg.run.seed)
+    job = dataclasses.replace(job, data=checked_data(job.name, recorded, cfg, NEW_SEARCH))
     for each in configs:  # e.g. grad_accum beyond the epoch's batches: found before training
         check_runnable(each, len(splits.train))
     # the artifact folder is checked with the other input, before the storage is touched

@@ -226,6 +226,20 @@ def open_storage(
     return storage
 
 
+def read_study_attrs(url: str) -> dict[str, dict[str, Any]]:
+    """Each study's user attributes by name, read without writing (a SQLite file through a
+    read-only connection; one not made yet holds none): a refusal after it leaves the storage
+    byte-identical."""
+    path = sqlite_path(url)
+    if path is not None and not path.exists():
+        return {}
+    storage = open_storage(url, create=False, read_only=path is not None)
+    studies = {s.study_name: dict(s.user_attrs) for s in storage.get_all_studies()}
+    if hasattr(storage, "engine"):  # let go of the read-only connection before writing
+        storage.engine.dispose()
+    return studies
+
+
 def _rdb_url(url: str) -> tuple[str, str, str]:
     """A database URL checked and made parseable, its password (for masking driver messages;
     "" if none) and its back end ("sqlite", "postgresql", ...)."""

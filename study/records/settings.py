@@ -16,11 +16,58 @@ import optuna
 from search_spaces import ParamSpec, SearchSpace
 from study.pruning import DEFAULT_PRUNER
 from study.records.keys import StudyAttrs, StudyKind, study_kind
+from wrn.datasets import DataIdentity
 
 SAMPLERS = ("tpe", "random")  # the first is the default
 SAMPLER_STARTUP_TRIALS = 10  # TPE's random draws before it models (Optuna's default)
 
 # -- a search -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DataRecord:
+    """The data a search trained on: its ``--data-dir`` made absolute, and what that held."""
+
+    data_dir: str
+    identity: DataIdentity
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"data_dir": self.data_dir, **asdict(self.identity)}
+
+    @classmethod
+    def from_dict(cls, d: Any) -> DataRecord | None:
+        """The record read back; None (unknown) for one this code did not write."""
+        try:
+            fields = {f: d[f] for f in DataIdentity.__dataclass_fields__}
+            return cls(str(d["data_dir"]), DataIdentity(**fields))
+        except (KeyError, TypeError):
+            return None
+
+    @property
+    def synthetic(self) -> bool:
+        """The synthetic set is made in memory: no folder to name or pass."""
+        return self.identity.folder == ""
+
+    def same_data(self, other: DataIdentity) -> bool:
+        """Whether ``other`` is this data: the same kind, counts and file fingerprint (the
+        folder may have moved)."""
+        mine = self.identity
+        return (mine.dataset, mine.train_images, mine.test_images, mine.fingerprint) == (
+            other.dataset,
+            other.train_images,
+            other.test_images,
+            other.fingerprint,
+        )
+
+
+def describe_data(identity: DataIdentity) -> str:
+    """The data in words: ``cifar100 in /abs/cifar-100-python (50,000 train images, 10,000
+    test; fingerprint ...)``."""
+    where = f" in {identity.folder}" if identity.folder else ""
+    return (
+        f"{identity.dataset}{where} ({identity.train_images:,} train images, "
+        f"{identity.test_images:,} test; fingerprint {identity.fingerprint})"
+    )
 
 
 @dataclass(frozen=True)
@@ -38,19 +85,23 @@ class SearchSettings:
     sampler: str = SAMPLERS[0]
     # a study recorded before this setting ran with Optuna's default, the same number
     sampler_startup_trials: int = SAMPLER_STARTUP_TRIALS
+    # None: a study recorded before data identities, its data unknown (never refused)
+    data: DataRecord | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     PINNED = ("space", "fixed", "epochs", "dataset", "val_size", "seed", "sampler_startup_trials")
 
     def to_dict(self) -> dict[str, Any]:
         d = {f: getattr(self, f) for f in self.__dataclass_fields__ if f != "extra"}
-        return {**self.extra, **d, "space": self.space.to_dict()}
+        data = None if self.data is None else self.data.to_dict()
+        return {**self.extra, **d, "space": self.space.to_dict(), "data": data}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> SearchSettings:
         known = {f for f in cls.__dataclass_fields__ if f != "extra"}
         values = {k: v for k, v in d.items() if k in known}
         values["space"] = space_from_dict(d.get("space") or {})
+        values["data"] = DataRecord.from_dict(d.get("data"))
         values.setdefault("recipe_epochs", None)
         return cls(**values, extra={k: v for k, v in d.items() if k not in known})
 
@@ -239,6 +290,7 @@ class AblationSettings:
     base_config: dict[str, Any] = field(default_factory=dict)  # flat TrainConfig
     epochs: int | None = None
     dataset: str | None = None
+    data_dir: str | None = None  # absolute; for the note's resume command
     val_size: int | None = None
     factors: dict[str, Any] = field(default_factory=dict)  # factor -> its "off" value
     skipped: list[str] = field(default_factory=list)  # factors already (near) off in the base

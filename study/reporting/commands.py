@@ -25,11 +25,23 @@ def command(*words: object) -> str:
     return " ".join(shlex.quote(str(w)) for w in words)
 
 
+def data_flags(settings: SearchSettings | AblationSettings | None) -> list[str]:
+    """``--data-dir DIR`` (absolute) where the study read a folder: a copied command reads the
+    same data, never ./data or a fresh download (none for synthetic data, or data unknown)."""
+    if isinstance(settings, AblationSettings):
+        data_dir, synthetic = settings.data_dir, settings.dataset == "synthetic"
+    else:
+        data = None if settings is None else settings.data
+        data_dir, synthetic = (None, True) if data is None else (data.data_dir, data.synthetic)
+    return [] if synthetic or not data_dir else ["--data-dir", data_dir]
+
+
 def search_flags(settings: SearchSettings, storage_url: str) -> list[str]:
-    """The flags a search was started with, where they differ from ``study.run``'s defaults."""
+    """The flags a search was started with, where they differ from ``study.run``'s defaults,
+    and its data folder."""
     train = TrainConfig()  # the defaults study.run's flags take
     sampler = next(f for f in dataclasses.fields(SearchSettings) if f.name == "sampler")
-    flags: list[str] = []
+    flags: list[str] = data_flags(settings)
     for flag, value, default in (
         ("--dataset", settings.dataset, train.data.dataset),
         ("--epochs", settings.epochs, settings.space.search_epochs),  # the space's budget
@@ -52,7 +64,8 @@ def ablation_flags(
     walked_path: bool,
     search_epochs: int | None = None,
 ) -> list[str]:
-    """The flags that resume an ablation as it was started: its base, seeds, epochs and path.
+    """The flags that resume an ablation as it was started: its base, seeds, epochs, path and
+    data folder.
 
     ``search_epochs``: the search's own epochs, which ``--epochs`` then need not repeat; None:
     ``--epochs`` always, as the recorded runs were trained.
@@ -65,4 +78,4 @@ def ablation_flags(
         flags += ["--epochs", str(settings.epochs)]
     if walked_path or settings.path_target:
         flags.append("--path")
-    return flags
+    return flags + data_flags(settings)

@@ -33,7 +33,7 @@ from study.records import (
     trial_devices,
     trial_seconds,
 )
-from study.reporting.commands import command, search_flags, storage_flags
+from study.reporting.commands import command, data_flags, search_flags, storage_flags
 from study.storage import DEFAULT_STORAGE
 
 COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf")
@@ -163,6 +163,7 @@ class StudyData:
         return command(
             "python", "-m", "study.rerun", "--study-name", self.name,
             *storage_flags(self.storage_url), "--top", top, "--seeds", seeds,
+            *data_flags(self.settings),
         )  # fmt: skip
 
 

@@ -18,7 +18,7 @@ from study.ablation.effects import (
 )
 from study.records import seed_result
 from study.reporting import ranking
-from study.reporting.commands import ablation_flags, command, storage_flags
+from study.reporting.commands import ablation_flags, command, data_flags, storage_flags
 from study.reporting.data import AblationData, StudyData
 from study.reporting.part import Part, plural, slug, table
 
@@ -183,7 +183,7 @@ def ablation_command(s: StudyData) -> str:
     """The command that resumes (or completes) the study's ablation, with the flags it ran with."""
     a = s.ablation
     if a is None:
-        flags = ["--study-name", s.name, *storage_flags(s.storage_url)]
+        flags = ["--study-name", s.name, *storage_flags(s.storage_url), *data_flags(s.settings)]
     else:
         flags = ablation_flags(
             a.settings, s.storage_url, walked_path=bool(a.path), search_epochs=s.epochs

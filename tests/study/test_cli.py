@@ -70,7 +70,8 @@ def test_help_shows_every_default_and_the_examples(capsys: pytest.CaptureFixture
 def test_groups_parse(tmp_path) -> None:
     args = _parser().parse_args(["--storage", "studies/smoke.db", "--checkpoint-every", "3"])
     assert args.storage == "sqlite:///studies/smoke.db"
-    assert (args.data_dir, args.dataset, args.device) == ("./data", "cifar100", "auto")
+    # --data-dir not given: the study's recorded folder, else ./data (study.data_check)
+    assert (args.data_dir, args.dataset, args.device) == (None, "cifar100", "auto")
     assert args.artifact_dir is None and args.checkpoint_every == 3 and not args.quiet
     assert args.keep_checkpoints is False and args.checkpoint_dir is None  # beside the storage
     assert args.heartbeat == 60
