@@ -260,7 +260,7 @@ def add_artifact_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--artifact-dir",
         metavar="DIR",
-        help="per-trial learning curves (and kept checkpoints) for optuna-dashboard "
+        help="per-trial learning curves for optuna-dashboard "
         "(default: artifacts/ beside a SQLite storage, else studies/artifacts)",
     )
 

@@ -1,8 +1,8 @@
 """What optuna-dashboard shows beyond trials: artifacts and a markdown note per study.
 
 Artifacts go through Optuna's artifact store (``optuna.artifacts``): a learning curve per trial
-(a CSV the dashboard shows as a table, and an SVG plot it shows as an image) and, where a run
-keeps one, its checkpoint. Serve them with::
+(a CSV the dashboard shows as a table, and an SVG plot it shows as an image); a kept checkpoint
+stays in the checkpoint folder only, its path in the trial's ``checkpoint``. Serve them with::
 
     optuna-dashboard sqlite:///studies/wrn.db --artifact-dir studies/artifacts --host 127.0.0.1
 """
@@ -196,18 +196,6 @@ def upload_learning_curve(
                 upload_artifact(artifact_store=store, file_path=str(path), study_or_trial=trial)
             )
     return ids
-
-
-def upload_checkpoint(
-    trial: optuna.Trial, store: FileSystemArtifactStore, checkpoint: str | Path
-) -> str:
-    """Attach a kept checkpoint file to a running trial (a copy goes into the store)."""
-    return upload_artifact(
-        artifact_store=store,
-        file_path=str(checkpoint),
-        study_or_trial=trial,
-        mimetype="application/octet-stream",
-    )
 
 
 def name_metric(study: optuna.Study, kind: str) -> None:

@@ -24,7 +24,7 @@ import torch
 from optuna.trial import FrozenTrial, TrialState
 
 import wrn.train as training
-from study.dashboard import upload_checkpoint, upload_learning_curve
+from study.dashboard import upload_learning_curve
 from study.errors import StudyStoppedError, UsageError, full_storage
 from study.lifecycle.checkpoints import Hold, TrialTakenOverError, checkpoint_of
 from study.lifecycle.claims import ClaimLock
@@ -109,7 +109,7 @@ class Lifecycle:
 
     checkpoint_dir: Path | None = None
     keep_checkpoints: bool = False
-    artifact_store: Any | None = None  # learning curves (and kept checkpoints) go here
+    artifact_store: Any | None = None  # learning curves go here (checkpoints stay in their dir)
     prune: bool = False  # search trials may be pruned by the study's pruner
     progress: Progress = field(default_factory=lambda: Progress(quiet=True))
     # the storage's lock on recovering and taking trials (None: no other process on the study)
@@ -228,12 +228,12 @@ class Lifecycle:
         except optuna.TrialPruned as e:
             trial.set_user_attr(A.PRUNED_REASON, str(e))
             # a paused trial's checkpoint stays, for the trial that continues it
-            self._remove(None if isinstance(e, TrialPaused) else attempt.checkpoint)
+            self._remove(trial, None if isinstance(e, TrialPaused) else attempt.checkpoint)
             raise
         except NonFiniteLossError as e:
             # a diverged run cannot recover: prune it now rather than train on NaNs
             trial.set_user_attr(A.PRUNED_REASON, f"non-finite loss: {e}")
-            self._remove(attempt.checkpoint)
+            self._remove(trial, attempt.checkpoint)
             raise optuna.TrialPruned(f"non-finite loss: {e}") from None
         except torch.cuda.OutOfMemoryError:
             reason = f"CUDA out of memory (batch_size {cfg.run.batch_size})"
@@ -251,9 +251,7 @@ class Lifecycle:
                     trial, self.artifact_store, attempt.history, eval_name=cfg.data.eval_split
                 )
         record_result(trial, result)
-        if self.artifact_store is not None and self.keep_checkpoints and attempt.checkpoint:
-            upload_checkpoint(trial, self.artifact_store, attempt.checkpoint)
-        self._remove(attempt.checkpoint)
+        self._remove(trial, attempt.checkpoint)
         return result.final_acc
 
     def _start(
@@ -385,13 +383,14 @@ class Lifecycle:
         trial.set_user_attr(A.FAIL_REASON, reason[:500])
         if trace:
             trial.set_user_attr(A.FAIL_TRACEBACK, trace[-4000:])
-        self._remove(checkpoint, force=True)
+        self._remove(trial, checkpoint, force=True)
         free_memory()
         raise TrialFailedError(reason) from None
 
-    def _remove(self, checkpoint: Path | None, force: bool = False) -> None:
+    def _remove(self, trial: optuna.Trial, checkpoint: Path | None, force: bool = False) -> None:
         if checkpoint is not None and (force or not self.keep_checkpoints):
             checkpoint.unlink(missing_ok=True)
+            trial.set_user_attr(A.CHECKPOINT, None)  # the trial names no file that is gone
 
 
 def _pause_if_there(attempt: _Attempt) -> None:
