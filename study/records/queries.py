@@ -128,17 +128,22 @@ class Tally:
 
     ``by_state["fail"]`` counts real failures only: an attempt stopped by Ctrl-C/SIGTERM is
     queued to resume and counted in ``interrupted`` instead, a draw over the cost cap in
-    ``rejected``.
+    ``rejected``. ``queued``: the interrupted attempts whose retry still waits (WAITING).
     """
 
     by_state: dict[str, int]
     interrupted: int
     best: FrozenTrial | None
     rejected: int = 0
+    queued: int = 0
 
     def describe(self, states: Sequence[str] = STATE_NAMES, empty: str = "no trials") -> str:
-        """ "3 complete, 1 pruned": the ``states`` that have trials, in that order."""
-        return ", ".join(f"{self.by_state[s]} {s}" for s in states if self.by_state[s]) or empty
+        """ "3 complete, 1 pruned": the ``states`` that have trials, in that order; without
+        "waiting" among them, "1 interrupted (queued to resume)" for ``queued``."""
+        parts = [f"{self.by_state[s]} {s}" for s in states if self.by_state[s]]
+        if self.queued and "waiting" not in states:
+            parts.append(f"{self.queued} interrupted (queued to resume)")
+        return ", ".join(parts) or empty
 
 
 def tally(
@@ -148,15 +153,21 @@ def tally(
     """The one query for "trials by state" and "best"."""
     trials = list(trials)
     by_state = dict.fromkeys(STATE_NAMES, 0)
-    interrupted = rejected = 0
+    interrupted: set[int] = set()
+    rejected = 0
     for t in trials:
         if is_rejected_draw(t):
             rejected += 1
         elif t.state == TrialState.FAIL and not is_failure(t):
-            interrupted += 1
+            interrupted.add(t.number)
         else:
             by_state[t.state.name.lower()] += 1
-    return Tally(by_state, interrupted, best_trial(trials, direction), rejected)
+    queued = sum(
+        t.state == TrialState.WAITING and t.user_attrs.get(TrialAttrs.RETRY_OF) in interrupted
+        for t in trials
+    )
+    best = best_trial(trials, direction)
+    return Tally(by_state, len(interrupted), best, rejected, queued)
 
 
 def study_names(storage: optuna.storages.BaseStorage) -> list[str]:

@@ -30,7 +30,8 @@ HEADINGS: dict[str, tuple[str, str]] = {
         "Per-epoch validation accuracy",
         "Every trial's accuracy after each epoch, one line per trial coloured by its last "
         "accuracy (the colour bar): complete trials solid, pruned ones dotted and ending in ×, "
-        "running ones dashed, failed ones dotted ending in □. Hover a line for its trial.",
+        "running ones dashed, failed ones (or interrupted, queued to resume) dotted ending in "
+        "□. Hover a line for its trial.",
     ),
     "ranking": (
         "Does the ranking hold?",

@@ -13,7 +13,7 @@ from optuna.distributions import CategoricalDistribution
 from optuna.trial import FrozenTrial, TrialState
 from plotly.subplots import make_subplots
 
-from study.records import TrialAttrs, is_random_draw, trial_seconds
+from study.records import TrialAttrs, is_failure, is_random_draw, trial_seconds
 from study.reporting.data import StudyData, time_unit
 from study.reporting.part import Part, slug
 
@@ -231,7 +231,9 @@ def _curve_trace(t: FrozenTrial, colour: str, legend: bool) -> go.Scatter:
     enough)."""
     dash, symbol = CURVE_STYLES[t.state]
     steps = sorted(t.intermediate_values)
-    state = t.state.name.lower()
+    # an attempt stopped by Ctrl-C/SIGTERM is queued to resume, not failed
+    interrupted = t.state == TrialState.FAIL and not is_failure(t)
+    state = "interrupted" if interrupted else t.state.name.lower()
     return go.Scatter(
         x=steps,
         y=[t.intermediate_values[e] for e in steps],
