@@ -42,27 +42,31 @@ def with_data_dir(flags: RunFlags, recorded: DataRecord | None) -> RunFlags:
     return dataclasses.replace(flags, data_dir=data_dir)
 
 
-def checked_data(
-    study_name: str, recorded: DataRecord | None, cfg: TrainConfig, instead: str
-) -> DataRecord:
-    """What ``cfg`` reads (after it loaded: the files are there); UsageError, in one line naming
-    both, when the study recorded other data. ``instead``: the way out besides the recorded
-    folder (``NEW_SEARCH``, ``NEW_STUDY``)."""
+def data_record(cfg: TrainConfig) -> DataRecord:
+    """What ``cfg`` reads, once loaded (its files are there): the folder and its identity."""
     from wrn.data import data_identity
 
     identity = data_identity(cfg.data, cfg.model.num_classes)
-    data_dir = cfg.data.data_dir
-    if recorded is not None and not recorded.same_data(identity):
-        was = recorded.identity
-        now = f"--data-dir {data_dir} holds" if identity.folder else "this command makes"
-        if was.folder and was.folder == identity.folder:
-            fix = f"its files changed since the search: put the searched ones back in {was.folder}"
-        else:
-            dataset = f"--dataset {was.dataset}" if was.dataset != identity.dataset else ""
-            where = "" if recorded.synthetic else f"--data-dir {recorded.data_dir}"
-            fix = f"pass {' '.join(filter(None, (dataset, where)))}"
-        raise UsageError(
-            f"study {study_name!r} searched on {describe_data(was)}; {now} "
-            f"{describe_data(identity)}: {fix}, or {instead}"
-        )
-    return DataRecord(os.path.abspath(data_dir), identity)
+    return DataRecord(os.path.abspath(cfg.data.data_dir), identity)
+
+
+def check_same_data(
+    study_name: str, recorded: DataRecord | None, mine: DataRecord, data_dir: str, instead: str
+) -> None:
+    """UsageError, in one line naming both, when the study recorded other data than ``mine``
+    (``data_dir``: as the command was given it). ``instead``: the way out besides the recorded
+    folder (``NEW_SEARCH``, ``NEW_STUDY``)."""
+    if recorded is None or recorded.same_data(mine.identity):
+        return
+    was, now = recorded.identity, mine.identity
+    holds = f"--data-dir {data_dir} holds" if now.folder else "this command makes"
+    if was.folder and was.folder == now.folder:
+        fix = f"its files changed since the search: put the searched ones back in {was.folder}"
+    else:
+        dataset = f"--dataset {was.dataset}" if was.dataset != now.dataset else ""
+        where = "" if recorded.synthetic else f"--data-dir {recorded.data_dir}"
+        fix = f"pass {' '.join(filter(None, (dataset, where)))}"
+    raise UsageError(
+        f"study {study_name!r} searched on {describe_data(was)}; {holds} {describe_data(now)}: "
+        f"{fix}, or {instead}"
+    )

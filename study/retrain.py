@@ -16,7 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 import optuna
 
-from study.data_check import NEW_STUDY, checked_data, recorded_data, with_data_dir
+from study.data_check import (
+    NEW_STUDY,
+    check_same_data,
+    data_record,
+    recorded_data,
+    with_data_dir,
+)
 from study.jobs import RetrainJob
 from study.progress import Progress
 from study.records import (
@@ -92,7 +98,8 @@ class Retrain:
         for cfg in configs:  # a bad data directory or other data fails here, before any write
             splits_for(cfg)
             if (cfg.data, cfg.model.num_classes) not in checked:
-                checked_data(self.job.study_name, self.data, cfg, NEW_STUDY)
+                mine = data_record(cfg)
+                check_same_data(self.job.study_name, self.data, mine, cfg.data.data_dir, NEW_STUDY)
                 checked.add((cfg.data, cfg.model.num_classes))
         if self.data is None:
             self.progress.message(

@@ -35,7 +35,13 @@ from study.cli import (
     seed_type,
     study_name_type,
 )
-from study.data_check import NEW_SEARCH, checked_data, recorded_data, with_data_dir
+from study.data_check import (
+    NEW_SEARCH,
+    check_same_data,
+    data_record,
+    recorded_data,
+    with_data_dir,
+)
 from study.errors import UsageError
 from study.jobs import PrunerChoice, SearchJob
 from study.progress import Progress
@@ -292,6 +298,9 @@ def refuse_changed(job: SearchJob) -> set[str]:
                 f"study {job.name!r} was run with {changed[0]}; resume it with the same "
                 "settings or start a new one with --study-name"
             )
+        if job.data is not None:  # and the same data
+            seen = recorded_data(studies[job.name])
+            check_same_data(job.name, seen, job.data, str(job.flags.data_dir), NEW_SEARCH)
     return set(studies)
 
 
@@ -321,9 +330,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = configs[0]
     pruner = make_pruner(job.pruner, job.epochs, cfg.optim.warmup_frac)
     require_writable(job.flags.storage)  # from permissions alone: a refusal reads nothing
-    recorded = recorded_data(read_study_attrs(job.flags.storage).get(job.name))
-    job = dataclasses.replace(job, flags=with_data_dir(job.flags, recorded))  # resumed: its own
-    cfg = cfg.replace(data_dir=job.flags.data_dir)
+    if job.flags.data_dir is None:  # resumed: the folder the study recorded (a read-only look)
+        recorded = recorded_data(read_study_attrs(job.flags.storage).get(job.name))
+        job = dataclasses.replace(job, flags=with_data_dir(job.flags, recorded))
+        cfg = cfg.replace(data_dir=job.flags.data_dir)
     # torch only now: --help and bad flags answer without it
     from study.dashboard import artifact_store, default_artifact_dir, write_study_note
     from study.lifecycle import ClaimLock, Lifecycle, require_device
@@ -334,7 +344,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     on_cpu = require_device(job.flags.device)
     # loading the data before opening storage: a bad data directory changes nothing recorded
     splits = load_splits(cfg.data, cfg.model.num_classes, cfg.run.seed)
-    job = dataclasses.replace(job, data=checked_data(job.name, recorded, cfg, NEW_SEARCH))
+    job = dataclasses.replace(job, data=data_record(cfg))  # checked against the study's later
     for each in configs:  # e.g. grad_accum beyond the epoch's batches: found before training
         check_runnable(each, len(splits.train))
     # the artifact folder is checked with the other input, before the storage is touched
