@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from study.errors import StorageError, StudyStoppedError, UsageError, UserError, full_storage
+from study.gpus import add_gpu_flag
 from study.jobs import RunFlags
 from study.storage import DEFAULT_STORAGE, check_url, default_checkpoint_dir
 from wrn.config import DATASETS, DEVICES, MAX_EPOCHS, SEED_LIMIT, DataConfig, RunConfig
@@ -306,6 +307,7 @@ def run_flags(args: argparse.Namespace) -> RunFlags:
         data_dir=args.data_dir,
         dataset=args.dataset,
         device=args.device,
+        gpus=args.gpus,
         checkpoint_dir=Path(checkpoints),
         keep_checkpoints=args.keep_checkpoints,
         checkpoint_every=args.checkpoint_every,
@@ -334,7 +336,8 @@ def tensorboard_dir(text: str) -> str:
 
 
 def add_run_flags(p: argparse.ArgumentParser) -> None:
-    """What a training command's runs share: checkpoints, artifacts and output."""
+    """What a training command's runs share: GPUs, checkpoints, artifacts and output."""
+    add_gpu_flag(p)
     add_checkpoint_flags(p)
     add_artifact_flag(p)
     add_output_flags(p)

@@ -27,6 +27,7 @@ class RunFlags:
     data_dir: str | None
     dataset: str | None  # None: the dataset of the study a rerun or ablation reads
     device: str
+    gpus: tuple[int, ...] | None  # --gpus; None: every visible GPU (``study.gpus``)
     checkpoint_dir: Path
     keep_checkpoints: bool
     checkpoint_every: int

@@ -23,6 +23,7 @@ from study.data_check import (
     recorded_data,
     with_data_dir,
 )
+from study.gpus import use_gpus
 from study.jobs import RetrainJob
 from study.progress import Progress
 from study.records import (
@@ -58,6 +59,7 @@ class Retrain:
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own progress lines instead
         self.job, self.kind, self.progress = job, kind, progress
         flags = job.flags
+        use_gpus(flags.gpus, flags.device, None)  # before torch, and before the storage
         self.storage = open_storage(
             flags.storage, create=False, heartbeat_interval=flags.heartbeat
         )

@@ -43,6 +43,7 @@ from study.data_check import (
     with_data_dir,
 )
 from study.errors import UsageError
+from study.gpus import use_gpus
 from study.jobs import PrunerChoice, SearchJob
 from study.progress import Progress
 from study.pruning import DEFAULT_PRUNER, PRUNERS
@@ -329,6 +330,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     configs = check_configs(job.space, job.base(), job.fixed)
     cfg = configs[0]
     pruner = make_pruner(job.pruner, job.epochs, cfg.optim.warmup_frac)
+    if not job.worker:  # a worker's one GPU was set by its parent
+        use_gpus(job.flags.gpus, job.flags.device, job.workers)
     require_writable(job.flags.storage)  # from permissions alone: a refusal reads nothing
     if job.flags.data_dir is None:  # resumed: the folder the study recorded (a read-only look)
         recorded = recorded_data(read_study_attrs(job.flags.storage).get(job.name))

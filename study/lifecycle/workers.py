@@ -14,7 +14,7 @@ import subprocess
 import sys
 import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ import optuna
 from optuna.trial import TrialState
 
 from study.errors import StorageFullError
+from study.gpus import VISIBLE_ENV, visible_entries
 from study.lifecycle.claims import ClaimLock, holding, requeue
 from study.records import TrialAttrs as A
 from study.storage import MAX_RETRY
@@ -173,24 +174,31 @@ class Heartbeat:
 COMPILE_THREADS_ENV = "TORCHINDUCTOR_COMPILE_THREADS"
 
 
-def worker_environments(
-    workers: int, device: str, worker_env: str, env: dict[str, str]
-) -> list[dict[str, str]]:
-    """Each worker's environment: ``worker_env`` its number from 1, ``env``, one visible GPU
-    (round robin), and a share of the cores for inductor's compile processes (each process
-    would start one per core) unless the user chose their number."""
+def visible_gpus(device: str) -> list[str]:
+    """The GPUs this process sees, as ``CUDA_VISIBLE_DEVICES`` entries (``--gpus`` or the user
+    set it; else all of them); none for ``--device cpu``."""
+    if device == "cpu":
+        return []
     import torch
 
-    gpus: list[int | str] = list(range(torch.cuda.device_count())) if device != "cpu" else []
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible:
-        gpus = [int(g) if g.isdigit() else g for g in visible.split(",") if g][: len(gpus)]
+    count = torch.cuda.device_count()
+    visible = visible_entries()
+    return [str(i) for i in range(count)] if visible is None else visible[:count]
+
+
+def worker_environments(
+    workers: int, gpus: Sequence[str], worker_env: str, env: dict[str, str]
+) -> list[dict[str, str]]:
+    """Each worker's environment: ``worker_env`` its number from 1, ``env``, one of ``gpus``
+    (worker i the (i mod len)-th, as ``CUDA_VISIBLE_DEVICES``), and a share of the cores for
+    inductor's compile processes (each process would start one per core) unless the user chose
+    their number."""
     threads = str(max(1, (os.cpu_count() or 1) // workers))
     children = []
     for i in range(workers):
         child = {COMPILE_THREADS_ENV: threads, **os.environ, **env, worker_env: str(i + 1)}
         if gpus:
-            child["CUDA_VISIBLE_DEVICES"] = str(gpus[i % len(gpus)])
+            child[VISIBLE_ENV] = gpus[i % len(gpus)]
         children.append(child)
     return children
 
@@ -198,11 +206,12 @@ def worker_environments(
 def run_workers(
     command: list[str], workers: int, device: str, worker_env: str, env: dict[str, str]
 ) -> int:
-    """Run ``workers`` copies of ``python COMMAND --workers 1`` (environments from
-    ``worker_environments``); the highest exit status."""
+    """Run ``workers`` copies of ``python COMMAND --workers 1`` over the visible GPUs
+    (environments from ``worker_environments``); the highest exit status."""
+    gpus = visible_gpus(device)
     procs = [
         subprocess.Popen([sys.executable, *command, "--workers", "1"], env=child)
-        for child in worker_environments(workers, device, worker_env, env)
+        for child in worker_environments(workers, gpus, worker_env, env)
     ]
     try:
         with sigterm_as_interrupt():

@@ -114,9 +114,9 @@ def test_each_worker_gets_a_share_of_the_compile_threads(monkeypatch: pytest.Mon
 
     monkeypatch.delenv(COMPILE_THREADS_ENV, raising=False)
     monkeypatch.setattr(os, "cpu_count", lambda: 16)
-    envs = worker_environments(4, "cpu", "WORKER", {"EXTRA": "1"})
+    envs = worker_environments(4, [], "WORKER", {"EXTRA": "1"})
     assert [e[COMPILE_THREADS_ENV] for e in envs] == ["4"] * 4
     assert [e["WORKER"] for e in envs] == ["1", "2", "3", "4"] and envs[0]["EXTRA"] == "1"
-    assert {e[COMPILE_THREADS_ENV] for e in worker_environments(32, "cpu", "WORKER", {})} == {"1"}
+    assert {e[COMPILE_THREADS_ENV] for e in worker_environments(32, [], "WORKER", {})} == {"1"}
     monkeypatch.setenv(COMPILE_THREADS_ENV, "2")
-    assert {e[COMPILE_THREADS_ENV] for e in worker_environments(4, "cpu", "WORKER", {})} == {"2"}
+    assert {e[COMPILE_THREADS_ENV] for e in worker_environments(4, [], "WORKER", {})} == {"2"}
