@@ -22,8 +22,8 @@ nothing heavy (no torch): the commands' ``--help`` and input checks use it.
   final-epoch test accuracy per seed at the longest length), ``chosen_rerun(points, best)``
   (the one chosen on validation), ``seed_result(accs)`` (the "mean ± std over n seeds" text).
 - ``tally(trials, direction) -> Tally``: trials by state (``.by_state``, real failures only;
-  ``.interrupted``: attempts queued to resume) and ``.best``; ``Tally.describe(states, empty)``
-  is the "3 complete, 1 pruned" text.
+  ``.interrupted``: attempts queued to resume, ``.queued``: those whose retry still waits) and
+  ``.best``; ``Tally.describe(states, empty)`` is the "3 complete, 1 pruned" text.
 - Trial readers: ``recorded_config(t)``, ``recorded_epochs(t)``, ``trial_seconds(t)`` (the
   compute it consumed: GPU seconds on CUDA, CPU seconds on CPU, wall clock where unmeasured;
   ``compute_unit(ts)`` names it), ``wall_seconds(t)``, ``epoch_compute(t)``, ``is_measured(t)``,
