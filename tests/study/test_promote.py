@@ -17,6 +17,7 @@ from study.lifecycle import ClaimLock, Lifecycle, recover_dead_trials
 from study.lifecycle.checkpoints import checkpoint_file
 from study.lifecycle.promote import Promoter
 from study.lifecycle.search import claim
+from study.lifecycle.workers import trial_id
 from study.promotion import rungs
 from study.records import TrialAttrs as A
 from study.records import configuration_of, promotion_counts
@@ -177,3 +178,36 @@ def test_a_promoted_trial_continues_exactly_and_trials_count_configurations(
     (alone,) = optuna.load_study(study_name=TINY_STUDY, storage=f"sqlite:///{reference}").trials
     assert alone.intermediate_values == promoted.intermediate_values  # exactly, on CPU
     assert alone.value == promoted.value
+
+
+def test_a_trial_killed_after_its_pause_was_saved_pauses_again_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dead_pid: int
+) -> None:
+    """Killed between the rung's checkpoint and the tell: the retry trains nothing more."""
+    storage = tmp_path / "wrn.db"
+    small = ("--set", "synthetic_train_size=320", "--val-size", "64", "--trials", "1")
+    argv = tiny_args(storage, *small, "--pruner", "promote", "--epochs", "4")
+    argv += ["--set", "warmup_frac=0.1"]  # rungs (2, 4)
+    real_tell = optuna.Study.tell
+
+    def killed(self: optuna.Study, trial: Any, *args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("state") == PRUNED:
+            raise KeyboardInterrupt  # the process dies here: its trial stays RUNNING
+        return real_tell(self, trial, *args, **kwargs)
+
+    with monkeypatch.context() as mp:
+        mp.setattr(optuna.Study, "tell", killed)
+        with pytest.raises(KeyboardInterrupt):
+            run.main(argv)
+    url = f"sqlite:///{storage}"
+    (first,) = optuna.load_study(study_name=TINY_STUDY, storage=url).get_trials()
+    assert first.state == RUNNING and sorted(first.intermediate_values) == [1, 2]
+    study, backend = handle(url, name=TINY_STUDY)
+    backend.set_trial_user_attr(
+        trial_id(backend, study, 0), "pid", dead_pid
+    )  # as a killed worker leaves it
+    assert run.main(argv) == 0
+    first, retry = optuna.load_study(study_name=TINY_STUDY, storage=url).get_trials()
+    assert (first.state, retry.state) == (FAIL, PRUNED)
+    assert retry.user_attrs[A.PAUSED_AT] == 2 and retry.user_attrs[A.RESUMED_FROM_EPOCH] == 2
+    assert retry.user_attrs[A.EPOCH_SECONDS] == []  # paused at once, no epoch trained again
