@@ -62,7 +62,7 @@ def figure_ids(page: str) -> set[str]:
 
 
 def test_report_holds_every_part(
-    two_studies: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+    two_studies: Path, cifar_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     out = tmp_path / "out" / "report.html"
     assert report.main(["--storage", url(two_studies), "--out", str(out)]) == 0
@@ -98,8 +98,11 @@ def test_report_holds_every_part(
     assert "± 0.00 points" not in ablation, ablation
     # what is missing is said, not skipped silently
     assert "not enough trials for parameter importances (needs ≥10 complete, has 3)" in page
-    # every suggested command names the storage it reads (not the default)
-    ablate_wrn = f"python -m study.ablate --study-name wrn28_10 --storage {url(two_studies)}"
+    # every suggested command names the storage and the data folder it reads (not the defaults)
+    ablate_wrn = (
+        f"python -m study.ablate --study-name wrn28_10 --storage {url(two_studies)} "
+        f"--data-dir {cifar_dir.resolve()}"
+    )
     assert f"wrn28_10: no ablation yet ({ablate_wrn})" in page
     assert "wrn28_10: no rerun yet" in page
     # the ablation table: the base first, each variant's difference with its interval
