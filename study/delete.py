@@ -49,6 +49,7 @@ class Doomed:
     checkpoints: list[Path] = field(default_factory=list)
     artifacts: list[Path] = field(default_factory=list)
     elsewhere: int = 0  # checkpoints its trials name outside --checkpoint-dir: kept
+    source: str | None = None  # a rerun's or ablation's search
     missing: int = 0  # artifacts it records that --artifact-dir does not hold
 
     @property
@@ -171,11 +172,12 @@ def survey(storage: Any, job: DeleteJob, name: str) -> tuple[Doomed, list[str]]:
 
     from study.lifecycle.workers import worker_alive
     from study.records import TrialAttrs as A
-    from study.records import study_kind
+    from study.records import source_study, study_kind
 
     study = optuna.load_study(study_name=name, storage=storage)
     trials = study.get_trials(deepcopy=False)
     doomed = Doomed(name, study_kind(study.user_attrs), len(trials))
+    doomed.source = source_study(study.user_attrs)
     doomed.checkpoints = checkpoint_files(job.checkpoint_dir, name, trials)
     doomed.artifacts, doomed.missing = _artifacts(storage, study, job.artifact_dir)
     named = {Path(p) for t in trials if (p := t.user_attrs.get(A.CHECKPOINT))}
@@ -225,7 +227,35 @@ def listing(doomed: Sequence[Doomed], job: DeleteJob) -> list[str]:
     missing = sum(d.missing for d in doomed)
     if missing:
         lines.append(f"  ({plural(missing, 'recorded artifact')} not in {job.artifact_dir})")
+    for source in kept_sources(doomed):
+        lines.append(f"  kept: {source}, its recorded rerun results cleared")
     return lines
+
+
+def kept_sources(doomed: Sequence[Doomed]) -> list[str]:
+    """The searches that stay while their rerun study goes (``--study-name NAME-rerun``)."""
+    from study.records import StudyKind
+
+    names = {d.name for d in doomed}
+    return [
+        d.source
+        for d in doomed
+        if d.kind == StudyKind.RERUN and d.source is not None and d.source not in names
+    ]
+
+
+def clear_reruns(storage: Any, source: str) -> None:
+    """Clear the rerun results a search records (its rerun study is gone), where it is there."""
+    import optuna
+
+    from study.records import RerunSummary
+
+    try:
+        study = optuna.load_study(study_name=source, storage=storage)
+    except KeyError:
+        return
+    for summary in RerunSummary.all(study.user_attrs):
+        study.set_user_attr(summary.key, None)  # read as no result (RerunSummary.all)
 
 
 # -- asking and deleting -------------------------------------------------------------------
@@ -253,6 +283,8 @@ def remove(storage: Any, doomed: Sequence[Doomed], job: DeleteJob) -> list[str]:
 
     for d in reversed(doomed):
         optuna.delete_study(study_name=d.name, storage=storage)
+    for source in kept_sources(doomed):
+        clear_reruns(storage, source)
     problems = []
     for f in (f for d in doomed for f in d.files):
         try:

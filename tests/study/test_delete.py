@@ -17,6 +17,7 @@ from study import delete, rerun
 from study.cli import run_command
 from study.lifecycle.checkpoints import checkpoint_of
 from study.lifecycle.workers import process_start_time
+from study.records import RerunSummary
 from study.records import StudyAttrs as S
 from study.records import TrialAttrs as A
 from tests.study.conftest import TINY_STUDY, copy_db
@@ -196,10 +197,19 @@ def test_a_real_rerun_goes_with_its_files(tiny_study: Path, tmp_path: Path) -> N
     url = f"sqlite:///{storage}"
     args = ["--study-name", TINY_STUDY, "--storage", url, "--device", "cpu", "--quiet"]
     assert rerun.main([*args, "--trial", "0", "--epochs", "1", "--seeds", "1"]) == 0
-    assert list((tmp_path / "checkpoints").rglob("*.pt")) and list(
-        (tmp_path / "artifacts").iterdir()
-    )
+    search = optuna.load_study(study_name=TINY_STUDY, storage=url)
+    assert RerunSummary.all(search.user_attrs)
+    curves = 2 * len(search.trials)  # a CSV and an SVG each
+    assert list((tmp_path / "checkpoints" / f"{TINY_STUDY}-rerun").iterdir())
+
+    # the rerun study alone: the search stays, without the results of the reruns gone
+    assert delete.main(["--storage", url, "--study-name", f"{TINY_STUDY}-rerun", "--yes"]) == 0
+    search = optuna.load_study(study_name=TINY_STUDY, storage=url)
+    assert not RerunSummary.all(search.user_attrs)
+    assert not (tmp_path / "checkpoints" / f"{TINY_STUDY}-rerun").exists()
+    assert not list((tmp_path / "artifacts").iterdir())  # the search's are in tiny_study's
+
     assert delete.main(["--storage", url, "--study-name", TINY_STUDY, "--yes"]) == 0
     assert not optuna.get_all_study_summaries(url)
-    assert not list((tmp_path / "checkpoints").iterdir())
-    assert not list((tmp_path / "artifacts").iterdir())
+    # the copied storage's artifacts stayed in tiny_study's folder, outside this one: kept
+    assert len(list((tiny_study.parent / "artifacts").iterdir())) == curves
