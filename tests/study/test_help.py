@@ -6,7 +6,7 @@ import importlib
 
 import pytest
 
-COMMANDS = ("run", "rerun", "ablate", "report", "status", "proxy", "export")
+COMMANDS = ("run", "rerun", "ablate", "report", "status", "proxy", "export", "delete")
 
 
 @pytest.mark.parametrize("name", COMMANDS)
