@@ -225,16 +225,28 @@ def run_workers(
     return max(codes)
 
 
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
 @contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
     """SIGTERM (a scheduler, ``kill``) stops like Ctrl-C while this holds: the running trial's
-    last epoch stays saved and it is queued to resume."""
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    last epoch stays saved and it is queued to resume. Once stopping, more SIGTERMs and Ctrl-Cs
+    are ignored until the block ends: Slurm signals every process of a job and a terminal's
+    Ctrl-C reaches every worker, while their parent passes the stop on too, and a second
+    interrupt while the trial is being queued would leave it failed and never queued."""
+    previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, _raise_interrupt)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            if handler is not None:  # None: a handler not set from Python, left as it is
+                signal.signal(sig, handler)
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
     raise KeyboardInterrupt

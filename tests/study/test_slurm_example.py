@@ -8,6 +8,7 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import uuid
@@ -41,17 +42,18 @@ def test_the_command_adds_workers_and_leaves_the_sampler_seed_to_the_salt() -> N
 
 
 def array_task(
-    task: int, env: dict[str, str], log: Path, *extra: str, node: str | None = None
+    task: int, env: dict[str, str], log: Path, *extra: str, node: str | None = None, gpus: int = 1
 ) -> subprocess.Popen:
     """The script as Slurm runs one array task: bash, in the submit folder, with the variables
     Slurm sets; the tiny study's flags are the script's arguments (after the file on sbatch).
-    ``node``: run it as another machine, a UTS namespace with that host name."""
+    ``node``: run it as another machine, a UTS namespace with that host name; ``gpus``: the
+    node's, so its --workers."""
     slurm = {
         "SLURM_SUBMIT_DIR": str(ROOT),
         "SLURM_JOB_ID": str(1000 + task),
         "SLURM_ARRAY_JOB_ID": "1000",
         "SLURM_ARRAY_TASK_ID": str(task),
-        "SLURM_GPUS_ON_NODE": "1",  # --workers 1 on each "node"
+        "SLURM_GPUS_ON_NODE": str(gpus),
     }
     args = [*FAST_TRIAL, "--epochs", "1", *extra]
     on = (
@@ -126,3 +128,59 @@ def test_a_task_killed_on_another_node_is_resumed_by_heartbeat(tmp_path: Path) -
     assert first[1].user_attrs["previous_failure"] == STALE_REASON
     assert first[1].user_attrs["resumed_from_epoch"] >= 1  # from its checkpoint, not from zero
     assert len([t for t in result if t.state.name == "COMPLETE"]) == 2
+
+
+def test_a_second_stop_signal_while_queueing_is_ignored() -> None:
+    """Slurm's SIGTERM reaches every worker while their parent passes one on too: the second
+    must not break off the first one's queueing of the trial."""
+    from study.lifecycle.workers import sigterm_as_interrupt
+
+    queued = False
+    with pytest.raises(KeyboardInterrupt), sigterm_as_interrupt():
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)  # os.kill runs the handler before returning
+        except KeyboardInterrupt:
+            os.kill(os.getpid(), signal.SIGTERM)  # the parent's, while the trial is queued
+            os.kill(os.getpid(), signal.SIGINT)
+            queued = True
+            raise
+    assert queued
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored after
+
+
+@pytest.mark.slow  # a node's workers stopped, then the same task submitted again
+@pytest.mark.postgres
+def test_a_task_stopped_like_slurm_queues_every_trial_and_a_resubmission_ends_it(
+    tmp_path: Path,
+) -> None:
+    """scancel or the time limit: SIGTERM to every process of the task at once (the study.run
+    the script became, and its workers). Each running trial is queued to resume; submitting the
+    same task again finishes exactly --trials."""
+    url, name = postgres_url(), f"slurm-{uuid.uuid4().hex[:8]}"
+    env = task_env(url, name, 3, tmp_path / "shared")
+    task = array_task(0, env, tmp_path / "task0.out", "--epochs", "6", gpus=2)
+
+    def both_training() -> bool:
+        running = [t for t in trials(url, name) if t.state.name == "RUNNING"]
+        return sum(len(t.intermediate_values) > 0 for t in running) == 2
+
+    try:
+        wait_for(both_training, timeout=300, what="both workers past a first epoch")
+        workers = Path(f"/proc/{task.pid}/task/{task.pid}/children").read_text().split()
+        for pid in (task.pid, *map(int, workers)):
+            os.kill(pid, signal.SIGTERM)
+        assert task.wait(timeout=300) == 130
+    finally:
+        task.kill()
+    stopped = trials(url, name)
+    assert not [t for t in stopped if t.state.name == "RUNNING"]
+    retried = {t.user_attrs.get("retry_of") for t in stopped if t.state.name == "WAITING"}
+    assert retried == {t.number for t in stopped if t.state.name == "FAIL"}, [
+        (t.number, t.state.name, t.user_attrs.get("retry_of")) for t in stopped
+    ]
+    again = array_task(0, env, tmp_path / "again.out", "--epochs", "6", gpus=2)
+    assert again.wait(timeout=600) == 0, (tmp_path / "again.out").read_text()
+    finished = [t for t in trials(url, name) if t.state.name == "COMPLETE"]
+    resumed = [t for t in finished if t.user_attrs.get("retry_of") is not None]
+    assert len(finished) == 3 and len(resumed) == 2
+    assert all(t.user_attrs["resumed_from_epoch"] >= 1 for t in resumed)  # not from zero
