@@ -26,8 +26,9 @@ from wrn.checkpoint import (
     unwrap,
 )
 from wrn.compute import ComputeClock
-from wrn.config import TrainConfig, check_runnable, comparable
+from wrn.config import TrainConfig, comparable
 from wrn.data import Splits, load_splits
+from wrn.epoch_plan import check_runnable
 from wrn.network import count_params
 from wrn.seeding import epoch_seed
 from wrn.step import (

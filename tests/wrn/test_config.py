@@ -148,13 +148,13 @@ def test_epochs_are_bounded() -> None:
     [(500, 32, 15), (512, 32, 16), (32, 32, 1), (20, 32, 1), (33, 32, 1), (64, 32, 2)],
 )
 def test_train_batches_are_full_batches_or_one(images: int, batch_size: int, batches: int) -> None:
-    from wrn.config import train_batches
+    from wrn.epoch_plan import train_batches
 
     assert train_batches(images, batch_size) == batches
 
 
 def test_check_runnable_wants_one_optimiser_step_per_epoch() -> None:
-    from wrn.config import check_runnable
+    from wrn.epoch_plan import check_runnable
 
     cfg = TrainConfig.from_flat({"batch_size": 32, "grad_accum": 15})
     check_runnable(cfg, 500)  # 15 batches: one step
@@ -175,7 +175,7 @@ def test_check_runnable_wants_one_optimiser_step_per_epoch() -> None:
 def test_few_optimiser_steps_per_epoch_are_warned(
     images: int, batch: int, accum: int, warned: bool
 ) -> None:
-    from wrn.config import few_steps_warning
+    from wrn.epoch_plan import few_steps_warning
 
     cfg = TrainConfig().replace(batch_size=batch, grad_accum=accum, epochs=10)
     line = few_steps_warning(cfg, images)

@@ -71,7 +71,7 @@ def test_loader_batches_are_independent_of_worker_count() -> None:
 def test_both_pipelines_make_the_batches_check_runnable_counts(
     images: int, batch_size: int
 ) -> None:
-    from wrn.config import train_batches
+    from wrn.epoch_plan import train_batches
     from wrn.gpu_data import GpuBatches
 
     data, _ = make_synthetic(10, images, 10)
