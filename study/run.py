@@ -67,10 +67,9 @@ from wrn.config import (
     ConfigError,
     DataConfig,
     TrainConfig,
-    check_runnable,
-    few_steps_warning,
     parse_assignments,
 )
+from wrn.epoch_plan import check_runnable, few_steps_warning
 
 if TYPE_CHECKING:
     from study.lifecycle import Lifecycle
