@@ -3,12 +3,11 @@
 On a terminal: a study bar (trials or runs done of the total, best so far, ETA) and a bar for the
 running epoch (batches, images/s, running loss, the epoch's ETA), drawn by tqdm on stderr.
 Without one (nohup, ``| tee``, Slurm, CI): one plain timestamped line per epoch and per trial,
-never a bar or a carriage return, on stdout so that a redirected log holds them.
-``quiet``: nothing at all (errors are printed by the commands themselves).
+never a bar or a carriage return, on stdout so that a redirected log holds them; ``quiet``:
+nothing but what the user must see.
 
 ``Pace`` keeps what the lines and bars show (finished, best, the epoch times behind the ETA);
-``Progress`` turns events into text and hands it to one writer, chosen when it is built:
-``_Lines`` (plain lines, or with ``quiet`` only the ones the user must see) or ``_Bars``.
+``Progress`` turns events into text for one writer, chosen when built: ``_Lines`` or ``_Bars``.
 """
 
 from __future__ import annotations
