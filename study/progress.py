@@ -141,8 +141,7 @@ class Pace:
             self.current = None
         if state == "COMPLETE":
             self.add_best(value)
-        if state in FINISHED_STATES:
-            self.finished += 1
+        self.finished += state in FINISHED_STATES
         return state in FINISHED_STATES
 
 
