@@ -11,7 +11,7 @@ import pytest
 
 from study import ablate, dashboard, rerun, run
 from study.cli import run_command
-from study.records import AblationSettings, SearchSettings
+from study.records import AblationSettings, SearchSettings, StudyAttrs
 from study.records.settings import DataRecord
 from study.reporting.commands import ablation_flags, search_flags
 from tests.conftest import write_synthetic_cifar
@@ -186,3 +186,16 @@ def test_printed_commands_keep_the_data_dir(storage: Path, folders: tuple[Path, 
     assert flag in " ".join(ablation_flags(ablation, url(storage), walked_path=False))
     synthetic = dataclasses.replace(ablation, dataset="synthetic")
     assert "--data-dir" not in ablation_flags(synthetic, url(storage), walked_path=False)
+
+
+def test_a_study_recorded_before_data_records_is_not_refused(
+    storage: Path, folders: tuple[Path, Path], capsys: pytest.CaptureFixture
+) -> None:
+    study = optuna.load_study(study_name=NAME, storage=url(storage))
+    older = {k: v for k, v in study.user_attrs[StudyAttrs.SETTINGS].items() if k != "data"}
+    study.set_user_attr(StudyAttrs.SETTINGS, older)
+    assert settings(storage).data is None  # unknown
+    assert rerun.main(rerun_args(storage, "--data-dir", str(folders[1]))) == 0
+    assert f"recorded no data identity (made before them): --data-dir {folders[1]}" in (
+        capsys.readouterr().out
+    )
