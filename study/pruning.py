@@ -33,6 +33,9 @@ from optuna.pruners import (
 from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
+from study.errors import UsageError
+from study.jobs import PrunerChoice
+
 PRUNERS = ("median", "hyperband", "percentile", "patient", "none", "promote")
 DEFAULT_PRUNER = "median"
 
@@ -277,6 +280,43 @@ def _check_schedule(epochs: int, warmup_frac: float) -> None:
         raise ValueError(f"warmup_frac must be in (0, 1), got {warmup_frac}")
 
 
+def pruner_help_texts() -> tuple[str, str]:
+    """``--pruner`` and ``--pruner-warmup-epochs`` help: the default's rule, where it first
+    prunes in each built-in space, and the replay benchmark's figures that chose it."""
+    from search_spaces import list_spaces, load_space
+
+    firsts, schedules = [], {}
+    for name in list_spaces():
+        space = load_space(name)
+        epochs, frac = space.search_epochs, space.recipe_config().optim.warmup_frac
+        schedules[name] = (epochs, frac)
+        firsts.append(f"{default_wait_epochs(epochs, frac) + 1} of {epochs} ({name})")
+    where = "epoch " + ", ".join(firsts)
+    rule = describe_default()
+    kinds = describe_kinds(schedules)
+    pruner = f"default: {DEFAULT_PRUNER}; {rule}: it may first prune at {where}; {kinds}; "
+    pruner = (pruner + DEFAULT_EVIDENCE).replace("%", "%%")  # argparse %-formats help text
+    wait = (
+        "epochs every trial runs before it may be pruned (default: until its learning rate "
+        f"peaks, so the first prunable epoch is {where})"
+    )
+    return pruner, wait
+
+
+def make_pruner(choice: PrunerChoice, epochs: int, warmup_frac: float) -> Any:
+    """The pruner ``choice`` builds for trials of ``epochs`` epochs; a bad choice is one line."""
+    try:
+        return build_pruner(
+            choice.kind,
+            epochs=epochs,
+            warmup_frac=warmup_frac,
+            startup_trials=choice.startup_trials,
+            wait_epochs=choice.wait_epochs,
+        )
+    except ValueError as e:
+        raise UsageError(f"--pruner: {e}") from None
+
+
 __all__ = [
     "DEFAULT_EVIDENCE",
     "DEFAULT_PRUNER",
@@ -290,6 +330,8 @@ __all__ = [
     "describe_promote",
     "first_judged_epoch",
     "hyperband_rungs",
+    "make_pruner",
     "peak_epoch",
+    "pruner_help_texts",
     "pruner_note",
 ]

@@ -11,7 +11,6 @@ import argparse
 import dataclasses
 import gc
 import os
-import secrets
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -46,7 +45,7 @@ from study.errors import UsageError
 from study.gpus import use_gpus
 from study.jobs import PrunerChoice, SearchJob
 from study.progress import Progress
-from study.pruning import DEFAULT_PRUNER, PRUNERS
+from study.pruning import DEFAULT_PRUNER, PRUNERS, make_pruner, pruner_help_texts
 from study.records import (
     SAMPLER_STARTUP_TRIALS,
     SAMPLERS,
@@ -59,11 +58,16 @@ from study.records import (
     record_command,
     tally,
 )
-from study.sampling import describe_startup, make_sampler
+from study.sampling import (
+    SAMPLER_SEED_ENV,
+    WORKER_ENV,
+    describe_startup,
+    make_sampler,
+    sampler_seed,
+)
 from study.sqlite_file import checkpoint_wal
 from study.storage import open_storage, read_study_attrs, redact, require_writable
 from wrn.config import (
-    SEED_LIMIT,
     ConfigError,
     DataConfig,
     TrainConfig,
@@ -75,8 +79,6 @@ if TYPE_CHECKING:
     from study.lifecycle import Lifecycle
     from wrn.data import Splits
 
-WORKER_ENV = "WRN_STUDY_WORKER"  # set in the processes that --workers starts
-SAMPLER_SEED_ENV = "WRN_STUDY_SAMPLER_SEED"  # the parent's sampler seed, for its workers
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 
 
@@ -165,34 +167,6 @@ def add_pruner_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pruner-warmup-epochs", type=int_at_least(0), help=wait_help)
 
 
-def pruner_help_texts() -> tuple[str, str]:
-    """``--pruner`` and ``--pruner-warmup-epochs`` help: the default's rule, where it first
-    prunes in each built-in space, and the replay benchmark's figures that chose it."""
-    from study.pruning import (
-        DEFAULT_EVIDENCE,
-        default_wait_epochs,
-        describe_default,
-        describe_kinds,
-    )
-
-    firsts, schedules = [], {}
-    for name in list_spaces():
-        space = load_space(name)
-        epochs, frac = space.search_epochs, space.recipe_config().optim.warmup_frac
-        schedules[name] = (epochs, frac)
-        firsts.append(f"{default_wait_epochs(epochs, frac) + 1} of {epochs} ({name})")
-    where = "epoch " + ", ".join(firsts)
-    rule = describe_default()
-    kinds = describe_kinds(schedules)
-    pruner = f"default: {DEFAULT_PRUNER}; {rule}: it may first prune at {where}; {kinds}; "
-    pruner = (pruner + DEFAULT_EVIDENCE).replace("%", "%%")  # argparse %-formats help text
-    wait = (
-        "epochs every trial runs before it may be pruned (default: until its learning rate "
-        f"peaks, so the first prunable epoch is {where})"
-    )
-    return pruner, wait
-
-
 def parse_fixed(assignments: list[str]) -> dict[str, Any]:
     try:
         fixed = parse_assignments(assignments)
@@ -240,34 +214,6 @@ def check_configs(
     except ConfigError as e:
         raise UsageError(f"--set: {e}") from None
     return configs
-
-
-def make_pruner(choice: PrunerChoice, epochs: int, warmup_frac: float) -> Any:
-    from study.pruning import build_pruner
-
-    try:
-        return build_pruner(
-            choice.kind,
-            epochs=epochs,
-            warmup_frac=warmup_frac,
-            startup_trials=choice.startup_trials,
-            wait_epochs=choice.wait_epochs,
-        )
-    except ValueError as e:
-        raise UsageError(f"--pruner: {e}") from None
-
-
-def sampler_seed(seed: int, pinned: int | None) -> int:
-    """This process's sampler seed: ``--sampler-seed`` if given, else ``--seed`` mixed with a
-    fresh random salt, so that processes started together (workers, machines) draw different
-    points; it is recorded on every trial, so a stream can be replayed."""
-    if pinned is not None:
-        return pinned
-    inherited = os.environ.get(SAMPLER_SEED_ENV)
-    worker = int(os.environ.get(WORKER_ENV, "0"))
-    if inherited is not None:  # a --workers child: the parent's seed, offset per worker
-        return (int(inherited) + 10_007 * worker) % SEED_LIMIT
-    return (seed * 1_000_003 + secrets.randbelow(SEED_LIMIT)) % SEED_LIMIT
 
 
 def search_settings(job: SearchJob) -> SearchSettings:

@@ -13,6 +13,8 @@ startup count (it counts complete and pruned trials only).
 
 from __future__ import annotations
 
+import os
+import secrets
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,10 +26,15 @@ from study.errors import StudyStoppedError
 from study.objective import trial_config
 from study.records import SAMPLER_STARTUP_TRIALS, SAMPLERS
 from study.records import TrialAttrs as A
+from wrn.config import SEED_LIMIT
 
 # over-cap draws in a row after which a study stops: its --set values leave (almost) nothing
 # within the cap (with light's quarter of the draws over it, 100 in a row never happens)
 MAX_REDRAWS = 100
+
+WORKER_ENV = "WRN_STUDY_WORKER"  # set in the processes that --workers starts
+SAMPLER_SEED_ENV = "WRN_STUDY_SAMPLER_SEED"  # the parent's sampler seed, for its workers
+
 
 
 def make_sampler(
@@ -89,3 +96,16 @@ class Draw:
             f"{MAX_REDRAWS} draws in a row were over the space's cost cap (last: {reason}); "
             "--set a smaller depth or width, or raise search.max_params"
         )
+
+
+def sampler_seed(seed: int, pinned: int | None) -> int:
+    """This process's sampler seed: ``--sampler-seed`` if given, else ``--seed`` mixed with a
+    fresh random salt, so that processes started together (workers, machines) draw different
+    points; it is recorded on every trial, so a stream can be replayed."""
+    if pinned is not None:
+        return pinned
+    inherited = os.environ.get(SAMPLER_SEED_ENV)
+    worker = int(os.environ.get(WORKER_ENV, "0"))
+    if inherited is not None:  # a --workers child: the parent's seed, offset per worker
+        return (int(inherited) + 10_007 * worker) % SEED_LIMIT
+    return (seed * 1_000_003 + secrets.randbelow(SEED_LIMIT)) % SEED_LIMIT
