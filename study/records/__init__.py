@@ -13,7 +13,9 @@ nothing heavy (no torch): the commands' ``--help`` and input checks use it.
   ``derived_name(source, StudyKind.RERUN)`` is "NAME-rerun" (``ABLATION``: "NAME-ablation").
 - ``SearchSettings.of(user_attrs) -> SearchSettings | None``: a search's settings; its
   ``space`` is a ``SearchSpace`` (``.name``, ``.params``, ``.recipe``, ``.search_epochs``,
-  ``.description``; what an older record lacks reads as empty, 0 epochs).
+  ``.description``; what an older record lacks reads as empty, 0 epochs); its ``data`` is a
+  ``DataRecord`` (``.data_dir``, ``.identity``: kind, folder, image counts, fingerprint) or
+  None for a study recorded before data records.
 - ``AblationSettings.of(user_attrs)`` (``.base``, ``.base_trial``, ``.epochs``, ``.seeds``,
   ``.skipped``, ``.factors``, ``.path_target``, ``.planned_variants()``),
   ``ablation_path(user_attrs) -> list[PathStep]``, ``RerunSettings.of(user_attrs)``,
