@@ -16,10 +16,11 @@ if TYPE_CHECKING:  # plotly is only needed by the sections that draw
 HEADINGS: dict[str, tuple[str, str]] = {
     "cost": (
         "Accuracy against cost",
-        "Best validation accuracy so far against the {unit} the study has spent (the sum of "
-        "its epoch times; every finished trial counts, pruned ones too); then each complete "
-        "trial's accuracy against its own time and its parameter count, with the Pareto front "
-        "across all studies.",
+        "Best validation accuracy so far against the {unit} the study has spent (what its "
+        "trials' epochs consumed; every finished trial counts, pruned ones too); then each "
+        "complete trial's accuracy against its own cost and its parameter count, with the "
+        "Pareto front across all studies; for a --pruner promote study, the rung each "
+        "configuration reached.",
     ),
     "history": (
         "Optimisation histories",

@@ -13,9 +13,17 @@ from optuna.distributions import CategoricalDistribution
 from optuna.trial import FrozenTrial, TrialState
 from plotly.subplots import make_subplots
 
-from study.records import TrialAttrs, is_failure, is_random_draw, trial_seconds
+from study.records import (
+    TrialAttrs,
+    is_failure,
+    is_random_draw,
+    latest_trials,
+    paused_at,
+    promotion_counts,
+    trial_seconds,
+)
 from study.reporting.data import StudyData, time_unit
-from study.reporting.part import Part, slug
+from study.reporting.part import Part, slug, table
 
 MIN_PARALLEL_TRIALS = 2  # one line shows no relation between parameters and accuracy
 # a colour scale with no near-white end: every trial's line stays visible on a white page
@@ -54,13 +62,31 @@ def cost_part(studies: Sequence[StudyData]) -> Part:
         )
     history.update_layout(
         title=f"Best validation accuracy against {unit} spent",
-        xaxis_title=f"{unit} spent by the study (sum of epoch times)",
+        xaxis_title=f"{unit} spent by the study (what its trials consumed)",
         yaxis_title="best val acc so far",
         height=420,
     )
     part.figures.append(("fig-cost", history))
     part.figures.append(("fig-pareto", pareto_figure(studies, unit)))
+    part.html += [rungs_table(s) for s in studies if promotion_counts(s.trials) is not None]
     return part
+
+
+def rungs_table(s: StudyData) -> str:
+    """A ``--pruner promote`` study's configurations: the epochs each reached (its rung), where
+    it stands, and its accuracy there."""
+    rows = []
+    for root, latest in sorted(latest_trials(s.trials).items()):
+        paused = paused_at(latest)
+        stands = f"paused at epoch {paused}" if paused is not None else latest.state.name.lower()
+        curve = latest.intermediate_values
+        reached = max(curve, default=0)
+        value = f"{curve[reached]:.4f}" if curve else "-"
+        rows.append((str(root), str(latest.number), str(reached), stands, value))
+    header = ("configuration", "latest trial", "epochs reached", "stands", "val acc there")
+    return f"<h3>{html.escape(s.name)}: the rung each configuration reached</h3>" + table(
+        header, rows, f"rungs-{slug(s.name)}"
+    )
 
 
 def pareto_figure(studies: Sequence[StudyData], unit: str) -> go.Figure:
