@@ -25,7 +25,7 @@ from benchmarks import throughput as tp
 from benchmarks import throughput_core as core
 from benchmarks.throughput_trials import memory_check, warm_up_libraries
 from search_spaces.loader import load_space
-from wrn.config import TrainConfig
+from wrn.config import TrainConfig, comparable
 from wrn.data import ImageSet, Splits, make_synthetic
 from wrn.dataset_writers import write_cifar100
 from wrn.datasets import load
@@ -264,7 +264,12 @@ def kill_resume_part(opts: Options, emit: Emit) -> None:
         noise = kr.compare_values(runs[1][1], reference, 0.0)["max_abs_diff"]
     same = kr.compare_values(result["resumed_values"], reference, 0.0)  # exactly, as on CPU
     retry_config = retry.user_attrs.get(TrialAttrs.CONFIG)
-    configs_equal = None if config is None or retry_config is None else config == retry_config
+    # what the runs compute: execution keys (data_dir as a resumed study resolves it) aside
+    configs_equal = (
+        None
+        if config is None or retry_config is None
+        else comparable(config) == comparable(retry_config)
+    )
     result.update(
         same,
         configs_equal=configs_equal,

@@ -28,6 +28,7 @@ from typing import Any
 import optuna
 
 from study.records import TrialAttrs
+from wrn.config import comparable
 
 # a WRN-10-1 on 600 synthetic 10-class images: about a second per epoch on one CPU core
 FAST_TRIAL = [
@@ -230,7 +231,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         FAST_TRIAL, folder / "reference", args.epochs, env, 600, retry.params
     )
     same = compare_values(per_epoch(retry), reference, tolerance=0.0)  # exactly repeatable
-    same_config = retry.user_attrs.get(TrialAttrs.CONFIG) == config
+    # what the runs compute: execution keys (data_dir as a resumed study resolves it) aside
+    same_config = comparable(retry.user_attrs.get(TrialAttrs.CONFIG) or {}) == comparable(
+        config or {}
+    )
     print(
         f"retried trial's per-epoch values equal an uninterrupted run's: "
         f"{same['values_exactly_equal']} (same config: {same_config})"
