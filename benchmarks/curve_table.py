@@ -22,9 +22,17 @@ from optuna.trial import FrozenTrial, TrialState
 from scipy.stats import kendalltau
 
 from benchmarks.search_quality import TABLE_KIND, UsageError
-from study.records import SearchSettings, TrialAttrs, recorded_config, study_names
+from study.records import (
+    SearchSettings,
+    StudyAttrs,
+    StudyKind,
+    TrialAttrs,
+    recorded_config,
+    study_names,
+)
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
+SEARCH = StudyKind.SEARCH.value
 
 
 @dataclass(frozen=True)
@@ -104,11 +112,10 @@ def _from_storage(path: Path) -> CurveTable:
         raise UsageError(f"{path}: an SQLite file, but not a study storage")
     storage = optuna.storages.RDBStorage(f"sqlite:///{path.resolve()}")
     curves, seconds, schedules, studies, devices = [], [], set(), {}, set()
-    for name in study_names(storage):
-        study = optuna.load_study(study_name=name, storage=storage)
+    for study in search_studies(storage):
         done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         for trial in done:
-            epochs, frac, curve, secs = _trial_curve(trial)
+            epochs, frac, curve, secs = trial_curve(trial)
             if curve is None:
                 continue
             schedules.add((epochs, frac))
@@ -116,7 +123,7 @@ def _from_storage(path: Path) -> CurveTable:
             seconds.append(secs)
             devices.add(str(trial.user_attrs.get(TrialAttrs.DEVICE_NAME, "unknown")))
         settings = SearchSettings.of(study.user_attrs)
-        studies[name] = {
+        studies[study.study_name] = {
             "configs": len(done),
             "sampler": settings.sampler if settings else None,
             "space": settings.space.name if settings else None,
@@ -128,10 +135,23 @@ def _from_storage(path: Path) -> CurveTable:
         )
     ((epochs, frac),) = schedules
     meta = {"table": str(path), "studies": studies, "device": " + ".join(sorted(devices))}
+    from benchmarks.seed_spread import seed_spread_of  # it reads the table's searches from here
+
+    spread = seed_spread_of(storage)
+    if spread is not None:
+        meta["seed_spread"] = spread
     return CurveTable(tuple(curves), tuple(seconds), epochs, frac, meta)
 
 
-def _trial_curve(
+def search_studies(storage: optuna.storages.BaseStorage) -> list[optuna.Study]:
+    """The storage's searches, whose trials are the table's configurations: not the
+    seed-spread study (``benchmarks.seed_spread``) nor a rerun or ablation made beside them
+    (a study with no kind recorded counts as a search)."""
+    studies = [optuna.load_study(study_name=n, storage=storage) for n in study_names(storage)]
+    return [s for s in studies if s.user_attrs.get(StudyAttrs.KIND, SEARCH) == SEARCH]
+
+
+def trial_curve(
     trial: FrozenTrial,
 ) -> tuple[int, float, tuple[float, ...] | None, tuple[float, ...]]:
     """A trial's schedule, curve and per-epoch seconds (curve None if it lacks any epoch)."""

@@ -206,6 +206,28 @@ def control_text(control: dict[str, Any]) -> list[str]:
     return [f"**Control** ({CONTROL}, which should lose) {verdict}: " + "; ".join(parts) + "."]
 
 
+def spread_text(result: dict[str, Any]) -> list[str]:
+    """Regret in units of the seed spread (``benchmarks.seed_spread``), when it was measured."""
+    spread = result["table_meta"].get("seed_spread")
+    if spread is None:
+        return ["Seed spread: not measured (`python -m benchmarks.seed_spread`).", ""]
+    sd = spread["sd_points"]
+    n = result["goal"].get("workers") or result["rows"][0]["workers"]
+    parts = [
+        f"{r['pruner']} {r['regret_at_100']:.2f} ({r['regret_at_100'] / sd:.2f} SD)"
+        for r in result["rows"]
+        if r["workers"] == n
+    ]
+    return [
+        f"**Seed spread**: a configuration's final accuracy moves by {sd:.2f} points with its "
+        f"training seed (pooled SD over {spread['runs']} runs of the {spread['configs']} best "
+        f"configurations, each on the table's validation split; the largest gap between two "
+        f"seeds of one configuration: {spread['largest_gap_points']:.2f} points). Final regret "
+        f"at {n} workers, points (seed SDs): " + "; ".join(parts) + ".",
+        "",
+    ]
+
+
 def markdown(result: dict[str, Any], figure: str) -> str:
     d, d1 = result["difficulty"], result["difficulty_epoch_1"]
     meta = result["table_meta"]
@@ -233,7 +255,8 @@ def markdown(result: dict[str, Any], figure: str) -> str:
         f"{100 * WITHIN:.1f} points of it (epochs and simulated wall-clock hours: medians over "
         "orders, 'never' when half never get there). Regret (points, mean over orders) once "
         "25 / 50 / 100 % of the unpruned search's epochs are spent (nothing finished yet: the "
-        "whole reference). Savings: 1 - epochs to within 0.5 / no pruning's. [brackets]: 95 % "
+        "whole reference). Savings: 1 - epochs to within 0.5 / no pruning's (-inf: in some "
+        "resampled tables it never gets there). [brackets]: 95 % "
         f"bootstrap intervals over configurations ({result['bootstrap']} resampled tables, "
         f"{result['bootstrap_orders']} orders each, so order noise is in them too). Peak "
         "paused: promote's checkpoints kept at once (study.promotion.deletable frees the rest).",
@@ -244,6 +267,7 @@ def markdown(result: dict[str, Any], figure: str) -> str:
         "",
         *control_text(result["control"]),
         "",
+        *spread_text(result),
         f"Anytime curves: [{figure}]({figure}). Candidates: "
         + "; ".join(
             f"{r['pruner']}: {r['rule']}"
