@@ -134,15 +134,17 @@ class Pace:
         self.running[number] = float(epoch)
         self.trial_epochs.setdefault(number, epochs)
 
-    def end_trial(self, number: int, state: str, value: float | None) -> bool:
-        """Count a trial's end; whether it counts towards the total."""
+    def end_trial(self, number: int, state: str, value: float | None, promotion: bool) -> bool:
+        """Count a trial's end; whether it counts towards the total (a promotion's does not:
+        its configuration counted when its first trial paused)."""
         self.running.pop(number, None)
         if self.current == number:
             self.current = None
         if state == "COMPLETE":
             self.add_best(value)
-        self.finished += state in FINISHED_STATES
-        return state in FINISHED_STATES
+        counts = state in FINISHED_STATES and not promotion
+        self.finished += counts
+        return counts
 
 
 class _Lines:
@@ -362,17 +364,26 @@ class Progress:
         self._status()
 
     def trial_end(
-        self, number: int, state: str, value: float | None, reason: str | None = None
+        self,
+        number: int,
+        state: str,
+        value: float | None,
+        reason: str | None = None,
+        *,
+        paused: bool = False,
+        promotion: bool = False,
     ) -> None:
-        """Trial ``number`` ended in ``state`` (an optuna TrialState name) with ``value``."""
-        if self.pace.end_trial(number, state, value):
+        """Trial ``number`` ended in ``state`` (an optuna TrialState name) with ``value``;
+        ``paused``: PRUNED at a rung, to be promoted (``--pruner promote``); ``promotion``: it
+        continued a paused trial, whose configuration the total counted already."""
+        if self.pace.end_trial(number, state, value, promotion):
             self.writer.trial_finished()
         self.writer.end_epoch()
         shown = "" if value is None else f" {self.metric} {value:.4f}"
         why = f": {reason}" if reason else ""
         pace = self.pace
         total = f" ({pace.finished} of {pace.total} {self.unit}s)" if pace.total else ""
-        word = "failed" if state == "FAIL" else state.lower()
+        word = "failed" if state == "FAIL" else "paused" if paused else state.lower()
         self.writer.line(
             f"{self.unit} {number} {word}{shown}{why}{total}{self._best()}{self._eta()}",
             error=state == "FAIL",

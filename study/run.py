@@ -44,7 +44,7 @@ from study.data_check import (
 from study.errors import UsageError
 from study.gpus import use_gpus
 from study.jobs import PrunerChoice, SearchJob
-from study.progress import Progress
+from study.progress import FINISHED_STATES, Progress
 from study.pruning import DEFAULT_PRUNER, PRUNERS, make_pruner, pruner_help_texts
 from study.records import (
     SAMPLER_STARTUP_TRIALS,
@@ -79,7 +79,8 @@ if TYPE_CHECKING:
     from study.lifecycle import Lifecycle
     from wrn.data import Splits
 
-FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+# the trial states that count towards --trials, named once (the display counts them too)
+FINISHED = tuple(optuna.trial.TrialState[name] for name in FINISHED_STATES)
 
 
 def build_parser() -> Parser:

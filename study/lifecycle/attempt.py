@@ -37,6 +37,7 @@ from study.lifecycle.recording import (
 from study.lifecycle.workers import Heartbeat, queue_interrupted, record_worker
 from study.progress import Progress
 from study.records import TrialAttrs as A
+from study.records import paused_at, promoted_from
 from wrn.checkpoint import (
     CheckpointDiskFullError,
     CheckpointError,
@@ -118,7 +119,14 @@ class Lifecycle:
             if trial.user_attrs.get(A.INTERRUPTED):
                 return  # queued to resume; the interruption's own line says so
             reason = trial.user_attrs.get(A.FAIL_REASON) or "unknown error"
-        self.progress.trial_end(trial.number, trial.state.name, trial.value, reason=reason)
+        self.progress.trial_end(
+            trial.number,
+            trial.state.name,
+            trial.value,
+            reason=reason,
+            paused=paused_at(trial) is not None,
+            promotion=promoted_from(trial) is not None,
+        )
         if self.tensorboard is not None:
             self.tensorboard.end(trial)
 

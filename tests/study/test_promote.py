@@ -4,6 +4,7 @@ configuration paused, and --trials counts configurations."""
 
 from __future__ import annotations
 
+import re
 import socket
 import subprocess
 from pathlib import Path
@@ -150,7 +151,16 @@ def test_a_promoted_trial_continues_exactly_and_trials_count_configurations(
     promote = ("--pruner", "promote", "--epochs", "3", "--set", "warmup_frac=0.1")
     every = ("--checkpoint-every", "5", "--sampler-seed", "0", "--trials", "3")
     assert run.main(tiny_args(storage, *small, *promote, *every)) == 0
-    line = next(s for s in capsys.readouterr().out.splitlines() if s.startswith("study "))
+    out = capsys.readouterr().out
+    line = next(s for s in out.splitlines() if s.startswith("study "))
+    # the display counts configurations: each once, when it pauses; its promotion not again
+    ends = re.findall(r"trial (\d) (paused|complete).*\((\d) of 3 trials\)", out)
+    assert ends == [
+        ("0", "paused", "1"),
+        ("1", "paused", "2"),
+        ("2", "paused", "3"),
+        ("3", "complete", "3"),
+    ]
     assert (
         line
         == f"study {TINY_STUDY!r}: 1 complete, 3 pruned; 3 configurations, 2 paused, 1 promoted"
