@@ -4,6 +4,7 @@ tests copy (never change) before they add to it."""
 from __future__ import annotations
 
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -44,3 +45,11 @@ def tiny_study(tmp_path_factory: pytest.TempPathFactory) -> Path:
     argv = tiny_args(storage, "--epochs", "1", "--trials", "2", "--sampler-seed", "0")
     assert run.main(argv) == 0
     return storage
+
+
+@pytest.fixture
+def dead_pid() -> int:
+    """The pid of a process that has exited: what a killed worker leaves on its trial."""
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    return dead.pid

@@ -11,7 +11,6 @@ from __future__ import annotations
 import fcntl
 import socket
 import sqlite3
-import subprocess
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -117,13 +116,6 @@ class Rendezvous:
             if isinstance(result, BaseException):
                 raise result
         return results
-
-
-@pytest.fixture
-def dead_pid() -> int:
-    dead = subprocess.Popen(["true"])
-    dead.wait()
-    return dead.pid
 
 
 def spellings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 import socket
-import subprocess
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from study.records import TrialAttrs as A
 from study.records import configuration_of, promotion_counts
 from tests.study.conftest import TINY_STUDY, tiny_args
 from tests.study.test_claims import Rendezvous, handle, new_study, spellings
+from tests.study.test_resilience import storage_url
 
 PRUNED = optuna.trial.TrialState.PRUNED
 COMPLETE = optuna.trial.TrialState.COMPLETE
@@ -32,13 +33,6 @@ WAITING = optuna.trial.TrialState.WAITING
 FAIL = optuna.trial.TrialState.FAIL
 X = {"x": optuna.distributions.FloatDistribution(0, 1)}
 RUNGS = (2, 6)
-
-
-@pytest.fixture
-def dead_pid() -> int:
-    dead = subprocess.Popen(["true"])
-    dead.wait()
-    return dead.pid
 
 
 def paused(study: optuna.Study, x: float, value: float, rung: int = 2) -> None:
@@ -89,11 +83,21 @@ def test_two_claims_at_once_promote_a_paused_trial_once(
     assert counts is not None and counts.describe() == ("3 configurations, 2 paused, 1 promoted")
 
 
+@pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
 def test_a_killed_promotion_is_retried_as_a_promotion_and_not_promoted_again(
-    tmp_path: Path, dead_pid: int
+    tmp_path: Path, dead_pid: int, backend: str
 ) -> None:
-    url = f"sqlite:///{tmp_path}/wrn.db"
-    study, storage = new_study(url)
+    url, name = storage_url(backend, tmp_path), f"promote-{uuid.uuid4().hex[:8]}"
+    study, storage = new_study(url, name=name)
+    try:
+        _killed_promotion(study, storage, url, dead_pid)
+    finally:
+        optuna.delete_study(study_name=name, storage=storage)
+
+
+def _killed_promotion(study: optuna.Study, storage: Any, url: str, dead_pid: int) -> None:
     for x, value in ((0.1, 0.5), (0.2, 0.9), (0.3, 0.7)):
         paused(study, x, value)
     promoter = Promoter(RUNGS, total=4, checkpoint_dir=None)
