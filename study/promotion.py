@@ -46,12 +46,15 @@ class Standing:
         return max(self.values) if self.values else None
 
 
-def rungs(epochs: int, warmup_frac: float, reduction: int = REDUCTION) -> tuple[int, ...]:
+def rungs(
+    epochs: int, warmup_frac: float, reduction: int = REDUCTION, wait_epochs: int | None = None
+) -> tuple[int, ...]:
     """The rungs of a trial of ``epochs`` epochs under OneCycle with ``warmup_frac``: e.g.
-    (6, 16) for 16 epochs at 0.3 (peak at 5), (10, 30) for 30; ValueError on bad arguments."""
+    (6, 16) for 16 epochs at 0.3 (peak at 5), (10, 30) for 30, the first after
+    ``wait_epochs`` if given (``--pruner-warmup-epochs``); ValueError on bad arguments."""
     if reduction < 2:
         raise ValueError(f"reduction must be >= 2, got {reduction}")
-    rung = first_judged_epoch(epochs, warmup_frac)
+    rung = first_judged_epoch(epochs, warmup_frac, wait_epochs)
     below: list[int] = []
     while rung < epochs:
         below.append(rung)

@@ -55,6 +55,9 @@ DEFAULT_EVIDENCE = (
     "table shows no difference between the pruners or waits"
 )
 HYPERBAND_REDUCTION = 3  # a rung keeps its top third
+# trials that complete before any is pruned (--pruner-startup-trials); promote has none: its
+# rungs compare the trials that reached them from the first
+DEFAULT_STARTUP_TRIALS = 5
 PERCENTILE = 75.0  # "percentile": keeps the top 75 %, pruning the bottom quarter at an epoch
 # "patient": the median may prune a trial only once its last PATIENCE + 1 epochs are no better
 # than its best before them (Optuna's PatientPruner, min_delta 0, compares a window of
@@ -74,10 +77,10 @@ def default_wait_epochs(epochs: int, warmup_frac: float) -> int:
     return peak_epoch(epochs, warmup_frac) + math.ceil(EXTRA_WAIT_FRAC * epochs - 1e-9)
 
 
-def first_judged_epoch(epochs: int, warmup_frac: float) -> int:
-    """The first epoch the schedule-aware pruners may judge by default: the one after
-    ``default_wait_epochs`` (so after the LR peak); ValueError on a bad schedule."""
-    return _first_judged("none", epochs, warmup_frac, 0, None)
+def first_judged_epoch(epochs: int, warmup_frac: float, wait_epochs: int | None = None) -> int:
+    """The first epoch the schedule-aware pruners may judge: the one after ``wait_epochs``
+    (default ``default_wait_epochs``, so after the LR peak); ValueError on a bad schedule."""
+    return _first_judged("none", epochs, warmup_frac, 0, wait_epochs)
 
 
 def hyperband_rungs(
@@ -223,7 +226,7 @@ def build_pruner(
     *,
     epochs: int,
     warmup_frac: float,
-    startup_trials: int = 5,
+    startup_trials: int = DEFAULT_STARTUP_TRIALS,
     wait_epochs: int | None = None,
 ) -> BasePruner:
     """The study's pruner; raises ValueError (one line) on a bad argument.
@@ -297,8 +300,8 @@ def pruner_help_texts() -> tuple[str, str]:
     pruner = f"default: {DEFAULT_PRUNER}; {rule}: it may first prune at {where}; {kinds}; "
     pruner = (pruner + DEFAULT_EVIDENCE).replace("%", "%%")  # argparse %-formats help text
     wait = (
-        "epochs every trial runs before it may be pruned (default: until its learning rate "
-        f"peaks, so the first prunable epoch is {where})"
+        "epochs every trial runs before it may be pruned, or with promote before its first "
+        f"rung (default: until its learning rate peaks, so the first prunable epoch is {where})"
     )
     return pruner, wait
 
@@ -320,6 +323,7 @@ def make_pruner(choice: PrunerChoice, epochs: int, warmup_frac: float) -> Any:
 __all__ = [
     "DEFAULT_EVIDENCE",
     "DEFAULT_PRUNER",
+    "DEFAULT_STARTUP_TRIALS",
     "EXTRA_WAIT_FRAC",
     "PROMOTE_NOTE",
     "PRUNERS",

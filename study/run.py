@@ -45,7 +45,13 @@ from study.errors import UsageError
 from study.gpus import use_gpus
 from study.jobs import PrunerChoice, SearchJob
 from study.progress import FINISHED_STATES, Progress
-from study.pruning import DEFAULT_PRUNER, PRUNERS, make_pruner, pruner_help_texts
+from study.pruning import (
+    DEFAULT_PRUNER,
+    DEFAULT_STARTUP_TRIALS,
+    PRUNERS,
+    make_pruner,
+    pruner_help_texts,
+)
 from study.records import (
     SAMPLER_STARTUP_TRIALS,
     SAMPLERS,
@@ -162,8 +168,9 @@ def add_pruner_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--pruner-startup-trials",
         type=int_at_least(0),
-        default=5,
-        help="trials that complete before any is pruned (every pruner, hyperband included)",
+        help="trials that complete before any is pruned (every pruner, hyperband included; "
+        f"not promote, whose rungs compare trials from the first) (default: "
+        f"{DEFAULT_STARTUP_TRIALS})",
     )
     p.add_argument("--pruner-warmup-epochs", type=int_at_least(0), help=wait_help)
 
@@ -176,6 +183,17 @@ def parse_fixed(assignments: list[str]) -> dict[str, Any]:
     if fixed.get("eval_split", "val") != "val":
         raise UsageError("--set eval_split: a search never scores on the test set")
     return fixed
+
+
+def pruner_choice(args: argparse.Namespace) -> PrunerChoice:
+    startup = args.pruner_startup_trials
+    if args.pruner == "promote" and startup is not None:
+        raise UsageError(
+            "--pruner-startup-trials: promote has no startup trials (its rungs compare the "
+            "trials that reached them from the first); drop the flag"
+        )
+    startup = DEFAULT_STARTUP_TRIALS if startup is None else startup
+    return PrunerChoice(args.pruner, startup, args.pruner_warmup_epochs)
 
 
 def search_job(args: argparse.Namespace, argv: Sequence[str]) -> SearchJob:
@@ -194,7 +212,7 @@ def search_job(args: argparse.Namespace, argv: Sequence[str]) -> SearchJob:
         sampler=args.sampler,
         sampler_seed=sampler_seed(args.seed, args.sampler_seed),
         sampler_startup_trials=args.sampler_startup_trials,
-        pruner=PrunerChoice(args.pruner, args.pruner_startup_trials, args.pruner_warmup_epochs),
+        pruner=pruner_choice(args),
         timeout=args.timeout,
         workers=args.workers,
         max_failures=args.max_failures,

@@ -116,7 +116,10 @@ def promoter_of(job: SearchJob, life: Lifecycle) -> Promoter | None:
         return None
     frac = TrainConfig.from_flat({**job.base(), **job.fixed}).optim.warmup_frac
     promoter = Promoter(
-        rungs(job.epochs, frac), job.trials, life.checkpoint_dir, life.keep_checkpoints
+        rungs(job.epochs, frac, wait_epochs=job.pruner.wait_epochs),
+        job.trials,
+        life.checkpoint_dir,
+        life.keep_checkpoints,
     )
     at = ", ".join(map(str, promoter.rungs[:-1])) or "none (no rung before the last)"
     life.note(f"promote: trials pause at epoch {at} of {job.epochs}", always=False)

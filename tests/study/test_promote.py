@@ -14,6 +14,7 @@ import optuna
 import pytest
 
 from study import run, status
+from study.cli import run_command
 from study.lifecycle import ClaimLock, Lifecycle, recover_dead_trials
 from study.lifecycle.checkpoints import checkpoint_file
 from study.lifecycle.promote import Promoter
@@ -225,3 +226,21 @@ def test_a_trial_killed_after_its_pause_was_saved_pauses_again_at_once(
     assert (first.state, retry.state) == (FAIL, PRUNED)
     assert retry.user_attrs[A.PAUSED_AT] == 2 and retry.user_attrs[A.RESUMED_FROM_EPOCH] == 2
     assert retry.user_attrs[A.EPOCH_SECONDS] == []  # paused at once, no epoch trained again
+
+
+def test_the_wait_flag_moves_the_first_rung_and_startup_trials_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    assert rungs(16, 0.3, wait_epochs=2) == (3, 9, 16)  # judged after the wait, as median is
+    storage = tmp_path / "wrn.db"
+    small = ("--set", "synthetic_train_size=320", "--val-size", "64", "--trials", "2")
+    promote = tiny_args(storage, *small, "--pruner", "promote", "--epochs", "3")
+    with pytest.raises(SystemExit) as refused:
+        run_command("python -m study.run", run.main, [*promote, "--pruner-startup-trials", "2"])
+    err = capsys.readouterr().err
+    assert refused.value.code == 2 and "--pruner-startup-trials: promote has no startup" in err
+    assert err.count("\n") == 1 and not storage.exists()
+    assert run.main([*promote, "--pruner-warmup-epochs", "0"]) == 0  # rungs (1, 3)
+    assert "promote: trials pause at epoch 1 of 3" in capsys.readouterr().out
+    trials = optuna.load_study(study_name=TINY_STUDY, storage=f"sqlite:///{storage}").trials
+    assert [t.user_attrs.get(A.PAUSED_AT) for t in trials if t.state == PRUNED] == [1, 1]
