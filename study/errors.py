@@ -45,3 +45,14 @@ def full_storage(error: BaseException | None) -> StorageFullError | None:
 
 class StudyStoppedError(RuntimeError):
     """A study stopped itself (too many failed trials in a row)."""
+
+
+class DiskFullError(StudyStoppedError):
+    """The checkpoint disk is full: the trial keeps its last checkpoint, is queued to resume
+    (not a failure), and the command stops (every later save would fail too)."""
+
+    def __init__(self, error: str, number: int, saved: int) -> None:
+        kept = f"resume from epoch {saved} (its checkpoint kept)" if saved else "run again"
+        super().__init__(
+            f"{error}; trial {number} is queued to {kept}: free space and run the same command"
+        )

@@ -306,6 +306,19 @@ def pruner_help_texts() -> tuple[str, str]:
     return pruner, wait
 
 
+def pruner_choice(kind: str, startup_trials: int | None, wait_epochs: int | None) -> PrunerChoice:
+    """The flags' pruner; ``startup_trials`` None: the default (UsageError given with promote,
+    which has no startup trials: its rungs compare the trials that reached them from the
+    first)."""
+    if kind == "promote" and startup_trials is not None:
+        raise UsageError(
+            "--pruner-startup-trials: promote has no startup trials (its rungs compare the "
+            "trials that reached them from the first); drop the flag"
+        )
+    startup = DEFAULT_STARTUP_TRIALS if startup_trials is None else startup_trials
+    return PrunerChoice(kind, startup, wait_epochs)
+
+
 def make_pruner(choice: PrunerChoice, epochs: int, warmup_frac: float) -> Any:
     """The pruner ``choice`` builds for trials of ``epochs`` epochs; a bad choice is one line."""
     try:
@@ -336,6 +349,7 @@ __all__ = [
     "hyperband_rungs",
     "make_pruner",
     "peak_epoch",
+    "pruner_choice",
     "pruner_help_texts",
     "pruner_note",
 ]

@@ -43,13 +43,15 @@ from study.data_check import (
 )
 from study.errors import UsageError
 from study.gpus import use_gpus
-from study.jobs import PrunerChoice, SearchJob
-from study.progress import FINISHED_STATES, Progress
+from study.jobs import SearchJob
+from study.pace import FINISHED_STATES
+from study.progress import Progress
 from study.pruning import (
     DEFAULT_PRUNER,
     DEFAULT_STARTUP_TRIALS,
     PRUNERS,
     make_pruner,
+    pruner_choice,
     pruner_help_texts,
 )
 from study.records import (
@@ -185,17 +187,6 @@ def parse_fixed(assignments: list[str]) -> dict[str, Any]:
     return fixed
 
 
-def pruner_choice(args: argparse.Namespace) -> PrunerChoice:
-    startup = args.pruner_startup_trials
-    if args.pruner == "promote" and startup is not None:
-        raise UsageError(
-            "--pruner-startup-trials: promote has no startup trials (its rungs compare the "
-            "trials that reached them from the first); drop the flag"
-        )
-    startup = DEFAULT_STARTUP_TRIALS if startup is None else startup
-    return PrunerChoice(args.pruner, startup, args.pruner_warmup_epochs)
-
-
 def search_job(args: argparse.Namespace, argv: Sequence[str]) -> SearchJob:
     """The search the command line asks for (the space loaded, ``--set`` parsed)."""
     space = load_space(args.space)
@@ -212,7 +203,7 @@ def search_job(args: argparse.Namespace, argv: Sequence[str]) -> SearchJob:
         sampler=args.sampler,
         sampler_seed=sampler_seed(args.seed, args.sampler_seed),
         sampler_startup_trials=args.sampler_startup_trials,
-        pruner=pruner_choice(args),
+        pruner=pruner_choice(args.pruner, args.pruner_startup_trials, args.pruner_warmup_epochs),
         timeout=args.timeout,
         workers=args.workers,
         max_failures=args.max_failures,
@@ -351,12 +342,8 @@ def search(
     splits: Splits | None,
 ) -> int:
     """Show the study's state, then run its remaining trials here or in worker processes."""
-    from study.lifecycle import recover_dead_trials
-
     progress = life.progress
-    recovered = recover_dead_trials(study, storage, life.claims)
-    if recovered:
-        progress.message(f"trials {', '.join(map(str, recovered))}: worker gone, queued to resume")
+    life.recover(study, storage)
     trials = study.get_trials(deepcopy=False)
     finished = len(configurations([t for t in trials if t.state in FINISHED]))
     best = tally(trials).best  # read from the storage: a resumed study shows its best

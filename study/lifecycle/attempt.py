@@ -24,17 +24,22 @@ from optuna.trial import FrozenTrial, TrialState
 
 import wrn.train as training
 from study.dashboard import upload_learning_curve
-from study.errors import StudyStoppedError, full_storage
+from study.errors import DiskFullError, full_storage
 from study.lifecycle.checkpoints import Hold, TrialTakenOverError, checkpoint_of
 from study.lifecycle.claims import ClaimLock
-from study.lifecycle.promote import TrialPaused, pause_epoch
+from study.lifecycle.promote import TrialPaused, pause_epoch, pause_if_there
 from study.lifecycle.recording import (
     free_memory,
     record_result,
     record_setup,
     report_epoch,
 )
-from study.lifecycle.workers import Heartbeat, queue_interrupted, record_worker
+from study.lifecycle.workers import (
+    Heartbeat,
+    queue_interrupted,
+    record_worker,
+    recover_dead_trials,
+)
 from study.progress import Progress
 from study.records import TrialAttrs as A
 from study.records import paused_at, promoted_from
@@ -54,17 +59,6 @@ if TYPE_CHECKING:  # study.tensorboard imports the lifecycle's checkpoint names
 
 class TrialFailedError(RuntimeError):
     """A trial failed; the reason is recorded on it and the study goes on."""
-
-
-class DiskFullError(StudyStoppedError):
-    """The checkpoint disk is full: the trial keeps its last checkpoint, is queued to resume
-    (not a failure), and the command stops (every later save would fail too)."""
-
-    def __init__(self, error: str, number: int, saved: int) -> None:
-        kept = f"resume from epoch {saved} (its checkpoint kept)" if saved else "run again"
-        super().__init__(
-            f"{error}; trial {number} is queued to {kept}: free space and run the same command"
-        )
 
 
 # the trial is no longer this worker's: another process failed it and queued its retry
@@ -108,6 +102,14 @@ class Lifecycle:
         """A line of its own on the display; ``always``: printed even with ``--quiet``."""
         self.progress.message(text, always=always)
 
+    def recover(self, study: optuna.Study, storage: optuna.storages.BaseStorage) -> list[int]:
+        """Requeue the trials whose worker is gone (under ``claims``), saying which."""
+        recovered = recover_dead_trials(study, storage, self.claims)
+        if recovered:
+            gone = ", ".join(map(str, recovered))
+            self.note(f"trials {gone}: worker gone, queued to resume", always=False)
+        return recovered
+
     def show_end(self, trial: FrozenTrial) -> None:
         """The display's line for a trial the study was told about, with why it was pruned or
         failed (a failure's line goes to stderr, even with ``--quiet``)."""
@@ -119,13 +121,9 @@ class Lifecycle:
             if trial.user_attrs.get(A.INTERRUPTED):
                 return  # queued to resume; the interruption's own line says so
             reason = trial.user_attrs.get(A.FAIL_REASON) or "unknown error"
+        paused, promotion = paused_at(trial) is not None, promoted_from(trial) is not None
         self.progress.trial_end(
-            trial.number,
-            trial.state.name,
-            trial.value,
-            reason=reason,
-            paused=paused_at(trial) is not None,
-            promotion=promoted_from(trial) is not None,
+            trial.number, trial.state.name, trial.value, reason, paused=paused, promotion=promotion
         )
         if self.tensorboard is not None:
             self.tensorboard.end(trial)
@@ -296,7 +294,7 @@ class Lifecycle:
             stats.seconds,
             images_per_s=stats.images_per_s,
         )
-        _pause_if_there(attempt)
+        pause_if_there(attempt.trial, attempt.pause_at, attempt.history, attempt.cfg.run.epochs)
         # the study's pruners (study.pruning) never prune at the last epoch themselves
         if self.prune and trial.should_prune():
             raise optuna.TrialPruned(
@@ -316,7 +314,8 @@ class Lifecycle:
                 save_at=() if attempt.pause_at is None else (attempt.pause_at,),
             )
 
-        _pause_if_there(attempt)  # its checkpoint holds the rung already (a retry)
+        # its checkpoint may hold the rung already (a retry)
+        pause_if_there(attempt.trial, attempt.pause_at, attempt.history, attempt.cfg.run.epochs)
         try:
             return run()
         except CheckpointError as e:
@@ -383,13 +382,6 @@ class Lifecycle:
         if checkpoint is not None and (force or not self.keep_checkpoints):
             checkpoint.unlink(missing_ok=True)
             trial.set_user_attr(A.CHECKPOINT, None)  # the trial names no file that is gone
-
-
-def _pause_if_there(attempt: _Attempt) -> None:
-    if attempt.pause_at is not None and len(attempt.history) >= attempt.pause_at:
-        value = attempt.history[-1].eval_acc
-        attempt.trial.set_user_attr(A.PAUSED_AT, attempt.pause_at)
-        raise TrialPaused(attempt.pause_at, attempt.cfg.run.epochs, value)
 
 
 def saved_epochs(attempt: _Attempt) -> int:

@@ -19,7 +19,6 @@ from optuna.trial import FrozenTrial, TrialState
 
 from study.lifecycle.attempt import Lifecycle
 from study.lifecycle.claims import holding
-from study.lifecycle.workers import recover_dead_trials
 from study.objective import suggest
 from study.records import TrialAttrs as A
 from wrn.config import TrainConfig
@@ -87,10 +86,7 @@ def _next(
     claim a run not yet done or running (see ``_ask``); every run's value once all are done,
     None while the rest runs elsewhere."""
     with holding(life.claims):
-        recovered = recover_dead_trials(study, storage, life.claims)
-        if recovered:
-            gone = ", ".join(map(str, recovered))
-            life.note(f"trials {gone}: worker gone, queued to resume", always=False)
+        life.recover(study, storage)
         trials = study.get_trials(deepcopy=False)
         done = completed_runs(trials)
         if all(k in done for k in planned):

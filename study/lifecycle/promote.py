@@ -18,6 +18,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -27,6 +28,9 @@ from study.promotion import REDUCTION, Phase, Standing, deletable, next_rung, pr
 from study.records import TrialAttrs as A
 from study.records import configuration_of, configurations, latest_trials, paused_at
 from study.records.queries import is_rejected_draw
+
+if TYPE_CHECKING:
+    from wrn.train import EpochStats
 
 # what a promotion carries over from the paused trial: its checkpoint's identity and its draw
 CARRIED = (A.CHECKPOINT_KEY, A.SAMPLER_SEED, A.RANDOM_DRAW)
@@ -46,6 +50,15 @@ class TrialPaused(optuna.TrialPruned):
 def pause_epoch(target: object, epochs: int) -> int | None:
     """Where an attempt whose ``target_rung`` is ``target`` pauses (None: it trains on)."""
     return int(target) if target is not None and int(target) < epochs else None
+
+
+def pause_if_there(
+    trial: optuna.Trial, pause_at: int | None, history: Sequence[EpochStats], epochs: int
+) -> None:
+    """Pause (raise TrialPaused) a trial whose ``history`` reached its ``pause_at`` rung."""
+    if pause_at is not None and len(history) >= pause_at:
+        trial.set_user_attr(A.PAUSED_AT, pause_at)
+        raise TrialPaused(pause_at, epochs, history[-1].eval_acc)
 
 
 @dataclass(frozen=True)

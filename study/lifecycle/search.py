@@ -21,7 +21,7 @@ from study.jobs import SearchJob
 from study.lifecycle.attempt import Lifecycle
 from study.lifecycle.claims import holding
 from study.lifecycle.promote import Promoter
-from study.lifecycle.workers import record_worker, recover_dead_trials, sigterm_as_interrupt
+from study.lifecycle.workers import record_worker, sigterm_as_interrupt
 from study.objective import trial_config
 from study.promotion import rungs
 from study.records import TrialAttrs as A
@@ -140,10 +140,7 @@ def claim(
     finished or running fall short of ``total``; None when the study is full (queued retries
     of configurations beyond it stay queued). ``draw`` asks (default: ``study.ask``)."""
     with holding(life.claims):
-        recovered = recover_dead_trials(study, storage, life.claims)
-        if recovered:
-            gone = ", ".join(map(str, recovered))
-            life.note(f"trials {gone}: worker gone, queued to resume", always=False)
+        life.recover(study, storage)
         trials = study.get_trials(deepcopy=False)
         counted = configurations(trials)
         waiting = [t for t in trials if t.state == TrialState.WAITING]

@@ -4,7 +4,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from study.progress import Progress, format_eta, study_eta
+from study.pace import format_eta, study_eta
+from study.progress import Progress
 
 STAMP = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d"
 
