@@ -12,6 +12,18 @@ import pytest
 from benchmarks.kill_resume import FAST_TRIAL
 
 TINY_STUDY = "tiny"
+# a search's recorded settings, as study.run writes them, for studies a test builds by hand
+SEARCH_SETTINGS = {
+    "space": {"name": "wrn28_10", "search": {"epochs": 30}},
+    "fixed": {"depth": 10, "width": 1},
+    "epochs": 2,
+    "recipe_epochs": 200,
+    "dataset": "synthetic",
+    "val_size": 500,
+    "seed": 0,
+    "pruner": "median",
+    "sampler": "tpe",
+}
 
 
 def tiny_args(storage: Path, *extra: str) -> list[str]:

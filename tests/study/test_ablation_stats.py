@@ -16,6 +16,7 @@ from study.ablation import plan
 from study.records import AblationSettings
 from study.reporting.data import collect
 from study.reporting.summary import ablation_words
+from tests.study.conftest import SEARCH_SETTINGS
 from wrn.config import SEED_LIMIT, TrainConfig
 
 FACTORS = ("dropout", "label_smoothing", "mixup_prob", "cutmix_prob", "weight_decay")
@@ -105,17 +106,6 @@ def test_runs_on_the_search_seeds_are_left_out() -> None:
     effects = fx.compute_effects(ablation_trials(values), exclude_seeds=[0])
     assert [e.n for e in effects] == [2, 2]
     assert effects[1].diff == pytest.approx(-0.015)
-
-
-SEARCH_SETTINGS = {
-    "space": {"name": "wrn28_10", "search": {"epochs": 30}},
-    "fixed": {"depth": 10, "width": 1},
-    "epochs": 2,
-    "recipe_epochs": 200,
-    "dataset": "synthetic",
-    "val_size": 500,
-    "seed": 0,
-}
 
 
 def test_the_factor_that_matters_most_survives_holm(tmp_path: Path) -> None:

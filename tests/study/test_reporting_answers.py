@@ -19,21 +19,9 @@ from study.records import RerunPoint
 from study.reporting import ranking
 from study.reporting.data import collect
 from study.reporting.page import render
+from tests.study.conftest import SEARCH_SETTINGS as SETTINGS
 
 DIST = {"dropout": FloatDistribution(0.0, 0.5)}
-SETTINGS = {
-    "space": {"name": "wrn28_10", "search": {"epochs": 30}},
-    "fixed": {"depth": 10, "width": 1},
-    "epochs": 2,
-    "recipe_epochs": 200,
-    "dataset": "synthetic",
-    "val_size": 500,
-    "seed": 0,
-    "pruner": "median",
-    "sampler": "tpe",
-}
-
-
 def url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'wrn.db'}"
 
