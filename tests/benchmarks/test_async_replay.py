@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Iterator
-
-import optuna
 import pytest
 from optuna.pruners import MedianPruner
 
@@ -17,13 +13,7 @@ from benchmarks.async_replay import (
     simulate,
 )
 
-
-@pytest.fixture(autouse=True)
-def _quiet() -> Iterator[None]:
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        yield
+pytestmark = pytest.mark.usefixtures("quiet_optuna")
 
 
 def flat(seconds: float, epochs: int, n: int) -> list[list[float]]:

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Iterator
-
 import optuna
 import pytest
 from optuna.pruners import BasePruner, HyperbandPruner
@@ -27,12 +24,7 @@ SCHEDULES = [(30, 0.3), (20, 0.3), (12, 0.3)]
 PRUNING_KINDS = [k for k in PRUNERS if k not in ("none", "promote")]
 
 
-@pytest.fixture(autouse=True)
-def _quiet() -> Iterator[None]:
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        yield
+pytestmark = pytest.mark.usefixtures("quiet_optuna")
 
 
 def run_study(pruner: BasePruner, epochs: int, good: int = 10, bad: int = 24) -> list[int]:
