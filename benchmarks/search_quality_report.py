@@ -222,8 +222,13 @@ def spread_text(result: dict[str, Any]) -> list[str]:
         f"**Seed spread**: a configuration's final accuracy moves by {sd:.2f} points with its "
         f"training seed (pooled SD over {spread['runs']} runs of the {spread['configs']} best "
         f"configurations, each on the table's validation split; the largest gap between two "
-        f"seeds of one configuration: {spread['largest_gap_points']:.2f} points). Final regret "
-        f"at {n} workers, points (seed SDs): " + "; ".join(parts) + ".",
+        f"seeds of one configuration: {spread['largest_gap_points']:.2f} points). Chosen as the "
+        f"table's best on one seed, they score {spread['drop_on_other_seeds_points']:.2f} points "
+        f"lower on the others (the winner's curse), Kendall tau "
+        f"{spread['kendall_tau_table_vs_other_seeds']} between their table order and their "
+        f"mean on the others. Final regret at {n} workers, points (seed SDs): "
+        + "; ".join(parts)
+        + ".",
         "",
     ]
 

@@ -23,6 +23,7 @@ from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
+from scipy.stats import kendalltau
 
 from benchmarks.search_quality import UsageError
 from study.records import StudyAttrs, StudyKind, TrialAttrs, record_command, recorded_config
@@ -67,25 +68,38 @@ def seed_spread_of(storage: optuna.storages.BaseStorage) -> dict[str, Any] | Non
 
     if STUDY not in {s.study_name for s in storage.get_all_studies()}:
         return None
-    finals: dict[tuple[str, int], dict[int, float]] = {}
+    table: dict[tuple[str, int], float] = {}  # each configuration's value in the table
     for study in search_studies(storage):
         for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-            finals[(study.study_name, t.number)] = {int(recorded_config(t)["seed"]): t.value}
+            table[(study.study_name, t.number)] = t.value
+    others: dict[tuple[str, int], list[float]] = {}  # its values on the other seeds
     spread = optuna.load_study(study_name=STUDY, storage=storage)
     for t in spread.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         source = (t.user_attrs[SOURCE_STUDY], t.user_attrs[SOURCE_TRIAL])
-        finals.setdefault(source, {})[t.user_attrs[SEED]] = t.value
-    seeded = [list(v.values()) for v in finals.values() if len(v) >= 2]
-    if not seeded:
+        if source in table:
+            others.setdefault(source, []).append(t.value)
+    if not others:
         return None
+    seeded = [[table[k], *v] for k, v in others.items()]
     # pooled variance: each configuration's squared deviations from its own mean
     squares = sum(sum((x - statistics.fmean(v)) ** 2 for x in v) for v in seeded)
     dof = sum(len(v) - 1 for v in seeded)
+    again = [statistics.fmean(v[1:]) for v in seeded]
     return {
         "sd_points": round(100 * (squares / dof) ** 0.5, 3),
         "configs": len(seeded),
         "runs": sum(map(len, seeded)),
         "largest_gap_points": round(100 * max(max(v) - min(v) for v in seeded), 2),
+        # chosen as the table's best on one seed, they score lower on the others (the
+        # winner's curse), and their order there may be mostly noise
+        "drop_on_other_seeds_points": round(
+            100 * statistics.fmean(v[0] - a for v, a in zip(seeded, again, strict=True)), 2
+        ),
+        "kendall_tau_table_vs_other_seeds": round(
+            float(kendalltau([v[0] for v in seeded], again).statistic), 3
+        )
+        if len(seeded) >= 2
+        else None,
     }
 
 
