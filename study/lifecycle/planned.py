@@ -19,6 +19,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from study.lifecycle.attempt import Lifecycle
 from study.lifecycle.claims import holding
+from study.lifecycle.workers import record_worker
 from study.objective import suggest
 from study.records import TrialAttrs as A
 from wrn.config import TrainConfig
@@ -140,6 +141,7 @@ def _ask(
         # heartbeats are sent by Lifecycle.run_and_tell, as study.optimize would
         warnings.simplefilter("ignore", UserWarning)
         trial = study.ask()
+    record_worker(trial)  # this worker's from now, under the lock: a retry inherits a dead pid
     key = trial.user_attrs.get(A.RUN_KEY)
     if key is not None:
         return trial, key

@@ -339,3 +339,28 @@ def test_on_postgresql_the_lock_is_the_databases(postgres_study: tuple[str, str]
     life = Lifecycle(claims=lock)
     taken = [claim(study, storage, 2, life) for _ in range(3)]
     assert [None if t is None else t.number for t in taken] == [0, 1, None]
+
+
+def test_a_claimed_planned_retry_is_this_workers_at_once(tmp_path: Path, dead_pid: int) -> None:
+    """A queued retry inherits its dead worker's pid: once claimed it names this worker (under
+    the lock), so another process's recovery does not requeue it while it trains."""
+    url = f"sqlite:///{tmp_path}/wrn.db"
+    study, storage = new_study(url)
+    cfg = TrainConfig()
+    dead = {"host": socket.gethostname(), "pid": dead_pid, "pid_start": None}
+    attrs = {"run_key": "a", "config": cfg.to_flat(), **dead}
+    study.add_trial(optuna.create_trial(state=WAITING, user_attrs=attrs))
+    seen: list[list[int]] = []
+
+    class Looks(Lifecycle):
+        """Another process looks for dead trials while this one trains."""
+
+        def run(self, trial: optuna.Trial, cfg: Any, splits: Any, label: Any = None) -> float:
+            other, other_storage = handle(url)
+            seen.append(recover_dead_trials(other, other_storage, ClaimLock(url)))
+            return 0.5
+
+    runs = [PlannedRun(key="a", cfg=cfg, params={}, attrs={})]
+    life = Looks(claims=ClaimLock(url))
+    assert run_planned(study, storage, runs, {}, lambda cfg: None, life, poll_s=0.01) == {"a": 0.5}
+    assert seen == [[]] and [t.state for t in study.get_trials()] == [COMPLETE]
