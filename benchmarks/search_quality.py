@@ -42,6 +42,7 @@ import torch
 
 from benchmarks.throughput_core import device_name, slug
 from search_spaces import ParamSpec, SearchSpace, SpaceError, load_space
+from study.pruning import DEFAULT_STARTUP_TRIALS
 from wrn.config import ConfigError, TrainConfig, parse_assignments
 from wrn.data import Splits, stratified_split
 from wrn.datasets import DataError, load
@@ -224,7 +225,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (1; 0 = torch's)")
     p.add_argument("--out-table", type=Path, help="the table to write (or resume)")
     p.add_argument("--orders", type=int, default=200, help="searches replayed per scheduler (200)")
-    p.add_argument("--startup-trials", type=int, default=5, help="as study.run's default (5)")
+    p.add_argument(
+        "--startup-trials",
+        type=int,
+        default=DEFAULT_STARTUP_TRIALS,
+        help=f"as study.run's default ({DEFAULT_STARTUP_TRIALS})",
+    )
     p.add_argument(
         "--workers", default="1,4,8", help="simulated worker counts, comma-separated (1,4,8)"
     )

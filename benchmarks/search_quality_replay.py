@@ -40,9 +40,6 @@ from benchmarks.search_quality import UsageError
 from study.promotion import rungs as promotion_rungs
 from study.pruning import (
     DEFAULT_PRUNER,
-    HYPERBAND_REDUCTION,
-    GuardedHyperbandPruner,
-    GuardedMedianPruner,
     build_pruner,
     first_judged_epoch,
 )
@@ -50,30 +47,6 @@ from study.pruning import (
 WITHIN = 0.005  # "within half a point" of the reference, as a fraction
 BUDGET_FRACS = (0.25, 0.5, 1.0)  # of the unpruned search's epochs
 ANYTIME_POINTS = 41  # grid of the anytime curves, 0 to 100 % of the unpruned epochs
-
-
-def legacy_first_epoch(epochs: int) -> int:
-    """The first epoch the old default median judged (a sixth of the run, at least 2)."""
-    return 1 + max(1, epochs // 6)
-
-
-def legacy_pruner(kind: str, *, epochs: int, startup_trials: int = 5) -> BasePruner:
-    """The pruners before schedule-aware pruning, for comparisons: median from
-    :func:`legacy_first_epoch` and Hyperband with ``min_resource=1``."""
-    if kind == "median":
-        return GuardedMedianPruner(
-            final_epoch=epochs,
-            n_startup_trials=startup_trials,
-            n_warmup_steps=legacy_first_epoch(epochs),
-        )
-    if kind == "hyperband":
-        return GuardedHyperbandPruner(
-            final_epoch=epochs,
-            min_resource=1,
-            max_resource=epochs,
-            reduction_factor=HYPERBAND_REDUCTION,
-        )
-    raise ValueError(f"no legacy pruner {kind!r} (median, hyperband)")
 
 
 @dataclass(frozen=True)

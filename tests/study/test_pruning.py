@@ -6,7 +6,6 @@ import optuna
 import pytest
 from optuna.pruners import BasePruner, HyperbandPruner
 
-from benchmarks.search_quality_replay import legacy_pruner
 from study.pruning import (
     PATIENCE,
     PRUNERS,
@@ -81,13 +80,6 @@ def test_hyperband_first_rung_is_after_the_warmup(epochs: int, warmup_frac: floa
     pruner = build_pruner("hyperband", epochs=epochs, warmup_frac=warmup_frac)
     assert isinstance(pruner, HyperbandPruner)  # Optuna's isinstance checks still see one
     assert min(run_study(pruner, epochs)) == default_wait_epochs(epochs, warmup_frac) + 1
-    # the old min_resource=1 judged trials inside the warm-up, at epoch 1
-    assert min(run_study(legacy_pruner("hyperband", epochs=epochs), epochs)) == 1
-
-
-def test_old_median_pruned_inside_the_warmup() -> None:
-    # the behaviour the schedule-aware default replaces: epoch 6 of 30, LR peak at 9
-    assert min(run_study(legacy_pruner("median", epochs=30), 30)) == 6
 
 
 @pytest.mark.parametrize("kind", PRUNING_KINDS)
