@@ -50,6 +50,7 @@ class PrunerChoice:
     kind: str
     startup_trials: int
     wait_epochs: int | None  # None: until the learning rate peaks (study.pruning)
+    reduction: int  # promote's: rungs x reduction apart, each promoting its top 1/reduction
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ TPE model sees every bracket's trials.
 
 from __future__ import annotations
 
+import argparse
 import math
 from typing import Any
 
@@ -33,6 +34,7 @@ from optuna.pruners import (
 from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
+from study.cli import int_at_least
 from study.errors import UsageError
 from study.jobs import PrunerChoice
 
@@ -124,7 +126,9 @@ def describe_kinds(schedules: dict[str, tuple[int, float]]) -> str:
 
 # the replay (benchmarks/async_replay.py) of a 50-trial search held at most this many paused
 # checkpoints at once; a WRN-28-10 checkpoint with its optimiser state is about 0.3 GB
-PROMOTE_PAUSED_AT_ONCE = 11
+# promote's paused checkpoints kept at once, at most, in a 50-trial search per --reduction (the
+# hard table's replay, benchmarks/results/2026-12-03-amd-epyc-*search-quality.md, 4 workers)
+PROMOTE_PAUSED_AT_ONCE = {3: 11, 2: 19}
 PROMOTE_CHECKPOINT_GB = 0.3
 PROMOTE_NOTE = (
     "the sampler sees a paused configuration as a PRUNED trial with its epochs' values (TPE "
@@ -150,15 +154,18 @@ def describe_promote(schedules: dict[str, tuple[int, float]]) -> str:
     at = "; ".join(
         f"{', '.join(map(str, rungs(e, f)))} ({name})" for name, (e, f) in schedules.items()
     )
-    disk = PROMOTE_PAUSED_AT_ONCE * PROMOTE_CHECKPOINT_GB
+    kept = ", ".join(
+        f"{n} at --reduction {r}, about {n * PROMOTE_CHECKPOINT_GB:.1f} GB"
+        for r, n in PROMOTE_PAUSED_AT_ONCE.items()
+    )
     return (
-        f"promote: a trial pauses at each rung below its last (epoch {at}), its checkpoint "
-        f"kept, and a free worker first continues the best paused one in the top 1/{REDUCTION} "
-        "of all trials that reached its rung, later arrivals included, from its checkpoint; "
-        "it starts a new configuration only when none can be, and --trials counts "
-        f"configurations; disk: a paused trial's checkpoint (about {PROMOTE_CHECKPOINT_GB} GB "
-        f"for WRN-28-10) stays until no promotion can reach it: a 50-trial search keeps up to "
-        f"about {PROMOTE_PAUSED_AT_ONCE} at once, about {disk:.1f} GB"
+        f"promote: a trial pauses at each rung below its last (epoch {at}; rungs x --reduction "
+        f"apart, default {REDUCTION}), its checkpoint kept, and a free worker first continues "
+        f"the best paused one in the top 1/{REDUCTION} (1/--reduction) of all trials that "
+        "reached its rung, later arrivals included, from its checkpoint; it starts a new "
+        "configuration only when none can be, and --trials counts configurations; disk: a "
+        f"paused trial's checkpoint (about {PROMOTE_CHECKPOINT_GB} GB for WRN-28-10) stays "
+        f"until no promotion can reach it: a 50-trial search keeps up to about {kept} at once"
     )
 
 
@@ -307,17 +314,43 @@ def pruner_help_texts() -> tuple[str, str]:
     return pruner, wait
 
 
-def pruner_choice(kind: str, startup_trials: int | None, wait_epochs: int | None) -> PrunerChoice:
-    """The flags' pruner; ``startup_trials`` None: the default (UsageError given with promote,
-    which has no startup trials: its rungs compare the trials that reached them from the
-    first)."""
+def add_pruner_flags(p: argparse.ArgumentParser) -> None:
+    """``study.run``'s flags that choose the pruner (``pruner_choice`` reads them)."""
+    pruner_help, wait_help = pruner_help_texts()
+    p.add_argument("--pruner", choices=PRUNERS, default=DEFAULT_PRUNER, help=pruner_help)
+    p.add_argument(
+        "--pruner-startup-trials",
+        type=int_at_least(0),
+        help="trials that complete before any is pruned (every pruner, hyperband included; "
+        f"not promote, whose rungs compare trials from the first) (default: "
+        f"{DEFAULT_STARTUP_TRIALS})",
+    )
+    p.add_argument("--pruner-warmup-epochs", type=int_at_least(0), help=wait_help)
+    p.add_argument(
+        "--reduction",
+        type=int_at_least(2),
+        help="promote's rungs are this factor apart and each promotes its top 1/reduction "
+        "(default: 3); 2 keeps more, see the README's Pruning",
+    )
+
+
+def pruner_choice(
+    kind: str, startup_trials: int | None, wait_epochs: int | None, reduction: int | None = None
+) -> PrunerChoice:
+    """The flags' pruner; None: a flag's default. UsageError for ``startup_trials`` given with
+    promote (its rungs compare the trials that reached them from the first) and ``reduction``
+    with another pruner (hyperband keeps its top third)."""
+    from study.promotion import REDUCTION
+
     if kind == "promote" and startup_trials is not None:
         raise UsageError(
             "--pruner-startup-trials: promote has no startup trials (its rungs compare the "
             "trials that reached them from the first); drop the flag"
         )
+    if kind != "promote" and reduction is not None:
+        raise UsageError(f"--reduction: only --pruner promote has one, not {kind}")
     startup = DEFAULT_STARTUP_TRIALS if startup_trials is None else startup_trials
-    return PrunerChoice(kind, startup, wait_epochs)
+    return PrunerChoice(kind, startup, wait_epochs, REDUCTION if reduction is None else reduction)
 
 
 def make_pruner(choice: PrunerChoice, epochs: int, warmup_frac: float) -> Any:
@@ -341,6 +374,7 @@ __all__ = [
     "EXTRA_WAIT_FRAC",
     "PROMOTE_NOTE",
     "PRUNERS",
+    "add_pruner_flags",
     "build_pruner",
     "default_wait_epochs",
     "describe_default",

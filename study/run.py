@@ -47,12 +47,9 @@ from study.jobs import SearchJob
 from study.pace import FINISHED_STATES
 from study.progress import Progress
 from study.pruning import (
-    DEFAULT_PRUNER,
-    DEFAULT_STARTUP_TRIALS,
-    PRUNERS,
+    add_pruner_flags,
     make_pruner,
     pruner_choice,
-    pruner_help_texts,
 )
 from study.records import (
     SAMPLER_STARTUP_TRIALS,
@@ -164,19 +161,6 @@ def build_parser() -> Parser:
     return p
 
 
-def add_pruner_flags(p: argparse.ArgumentParser) -> None:
-    pruner_help, wait_help = pruner_help_texts()
-    p.add_argument("--pruner", choices=PRUNERS, default=DEFAULT_PRUNER, help=pruner_help)
-    p.add_argument(
-        "--pruner-startup-trials",
-        type=int_at_least(0),
-        help="trials that complete before any is pruned (every pruner, hyperband included; "
-        f"not promote, whose rungs compare trials from the first) (default: "
-        f"{DEFAULT_STARTUP_TRIALS})",
-    )
-    p.add_argument("--pruner-warmup-epochs", type=int_at_least(0), help=wait_help)
-
-
 def parse_fixed(assignments: list[str]) -> dict[str, Any]:
     try:
         fixed = parse_assignments(assignments)
@@ -203,7 +187,9 @@ def search_job(args: argparse.Namespace, argv: Sequence[str]) -> SearchJob:
         sampler=args.sampler,
         sampler_seed=sampler_seed(args.seed, args.sampler_seed),
         sampler_startup_trials=args.sampler_startup_trials,
-        pruner=pruner_choice(args.pruner, args.pruner_startup_trials, args.pruner_warmup_epochs),
+        pruner=pruner_choice(
+            args.pruner, args.pruner_startup_trials, args.pruner_warmup_epochs, args.reduction
+        ),
         timeout=args.timeout,
         workers=args.workers,
         max_failures=args.max_failures,

@@ -115,14 +115,19 @@ def promoter_of(job: SearchJob, life: Lifecycle) -> Promoter | None:
     if job.pruner.kind != "promote":
         return None
     frac = TrainConfig.from_flat({**job.base(), **job.fixed}).optim.warmup_frac
+    reduction = job.pruner.reduction
     promoter = Promoter(
-        rungs(job.epochs, frac, wait_epochs=job.pruner.wait_epochs),
+        rungs(job.epochs, frac, reduction, job.pruner.wait_epochs),
         job.trials,
         life.checkpoint_dir,
         life.keep_checkpoints,
+        reduction,
     )
     at = ", ".join(map(str, promoter.rungs[:-1])) or "none (no rung before the last)"
-    life.note(f"promote: trials pause at epoch {at} of {job.epochs}", always=False)
+    life.note(
+        f"promote: trials pause at epoch {at} of {job.epochs}, the top 1/{reduction} promoted",
+        always=False,
+    )
     return promoter
 
 

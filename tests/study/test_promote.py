@@ -244,3 +244,19 @@ def test_the_wait_flag_moves_the_first_rung_and_startup_trials_are_refused(
     assert "promote: trials pause at epoch 1 of 3" in capsys.readouterr().out
     trials = optuna.load_study(study_name=TINY_STUDY, storage=f"sqlite:///{storage}").trials
     assert [t.user_attrs.get(A.PAUSED_AT) for t in trials if t.state == PRUNED] == [1, 1]
+
+
+def test_reduction_sets_the_rungs_and_the_share_promoted(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    storage = tmp_path / "wrn.db"
+    small = ("--set", "synthetic_train_size=320", "--val-size", "64", "--trials", "2")
+    argv = tiny_args(storage, *small, "--epochs", "6", "--set", "warmup_frac=0.1")
+    with pytest.raises(SystemExit) as refused:  # a median has no rungs to space
+        run_command("python -m study.run", run.main, [*argv, "--reduction", "2"])
+    assert refused.value.code == 2 and not storage.exists()
+    assert "--reduction: only --pruner promote has one" in capsys.readouterr().err
+    assert run.main([*argv, "--pruner", "promote", "--reduction", "2"]) == 0  # rungs (2, 4, 6)
+    assert "pause at epoch 2, 4 of 6, the top 1/2 promoted" in capsys.readouterr().out
+    trials = optuna.load_study(study_name=TINY_STUDY, storage=f"sqlite:///{storage}").trials
+    assert 4 in {t.user_attrs.get(A.PAUSED_AT) for t in trials}  # a rung only 2 makes
