@@ -10,6 +10,7 @@ import pytest
 from optuna.trial import TrialState
 
 from study import run, status
+from study.chance import at_chance
 from study.cli import run_command
 from study.lifecycle import report_epoch
 from tests.tiny import tiny_flags
@@ -32,6 +33,7 @@ def storage(cifar_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
     argv = [
         *("--storage", url, "--data-dir", str(cifar_dir), "--val-size", "100"),
         *("--device", "cpu", "--epochs", "1", "--pruner", "none", "--trials", "2", *TINY),
+        *("--sampler-seed", "0"),  # the same two trials every run: their scores are fixed
     ]
     assert run.main(argv) == 0
     study = optuna.load_study(study_name="wrn28_10", storage=url)
@@ -74,8 +76,10 @@ def test_status_table(storage: str, capsys: pytest.CaptureFixture) -> None:
     row = next(line for line in lines if line.startswith("wrn28_10 "))
     cells = row.split()
     assert cells[:7] == ["wrn28_10", "search", "2", "1", "1", "1", "0"]
-    # a WRN-10-1 after 1 epoch on 300 images of 100 classes scores at chance: starred
-    assert cells[7:9] == [f"{best.value:.4f}*", str(best.number)]
+    # a WRN-10-1 after 1 epoch on 300 images of 100 classes scores about chance: starred when
+    # within two standard errors of it (3 of 100 right is just above: CI saw 0.0300 unstarred)
+    star = "*" if at_chance(best.value, 100, 100) else ""
+    assert cells[7:9] == [f"{best.value:.4f}{star}", str(best.number)]
     # two searched epochs plus 2 h of the running and failed trials' recorded epoch times
     assert 2.0 <= float(cells[9]) < 2.01
     # a minimising study's best is its lowest value
