@@ -26,12 +26,10 @@ from optuna.trial import FrozenTrial, TrialState
 from scipy.stats import kendalltau
 
 from benchmarks.search_quality import UsageError
-from study.records import StudyAttrs, StudyKind, TrialAttrs, record_command, recorded_config
+from study.records import StudyAttrs, StudyKind, record_command, recorded_config
+from study.records import TrialAttrs as A
 
 STUDY = "seed-spread"  # the study of the extra seeds, beside the table's searches
-SOURCE_STUDY = "source_study"  # trial attrs: which table trial a run retrains
-SOURCE_TRIAL = TrialAttrs.SOURCE_TRIAL
-SEED = TrialAttrs.SEED
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -75,7 +73,7 @@ def seed_spread_of(storage: optuna.storages.BaseStorage) -> dict[str, Any] | Non
     others: dict[tuple[str, int], list[float]] = {}  # its values on the other seeds
     spread = optuna.load_study(study_name=STUDY, storage=storage)
     for t in spread.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        source = (t.user_attrs[SOURCE_STUDY], t.user_attrs[SOURCE_TRIAL])
+        source = (t.user_attrs[A.SOURCE_STUDY], t.user_attrs[A.SOURCE_TRIAL])
         if source in table:
             others.setdefault(source, []).append(t.value)
     if not others:
@@ -118,7 +116,7 @@ def planned(best: Sequence[tuple[str, FrozenTrial]], seed: int, data_dir: str | 
                 key=f"{name}/trial-{trial.number}/seed{seed}",
                 cfg=TrainConfig.from_flat(values),
                 params=dict(trial.params),
-                attrs={SOURCE_STUDY: name, SOURCE_TRIAL: trial.number, SEED: seed},
+                attrs={A.SOURCE_STUDY: name, A.SOURCE_TRIAL: trial.number, A.SEED: seed},
             )
         )
     return runs

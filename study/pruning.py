@@ -326,11 +326,13 @@ def add_pruner_flags(p: argparse.ArgumentParser) -> None:
         f"{DEFAULT_STARTUP_TRIALS})",
     )
     p.add_argument("--pruner-warmup-epochs", type=int_at_least(0), help=wait_help)
+    from study.promotion import REDUCTION  # it imports this module
+
     p.add_argument(
         "--reduction",
         type=int_at_least(2),
         help="promote's rungs are this factor apart and each promotes its top 1/reduction "
-        "(default: 3); 2 keeps more, see the README's Pruning",
+        f"(default: {REDUCTION}); 2 keeps more, see the README's Pruning",
     )
 
 
@@ -340,7 +342,7 @@ def pruner_choice(
     """The flags' pruner; None: a flag's default. UsageError for ``startup_trials`` given with
     promote (its rungs compare the trials that reached them from the first) and ``reduction``
     with another pruner (hyperband keeps its top third)."""
-    from study.promotion import REDUCTION
+    from study.promotion import REDUCTION  # it imports this module
 
     if kind == "promote" and startup_trials is not None:
         raise UsageError(

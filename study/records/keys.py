@@ -86,6 +86,7 @@ class TrialAttrs:
     PROMOTED_FROM = "promoted_from"
     # rerun
     SOURCE_TRIAL = "source_trial"
+    SOURCE_STUDY = "source_study"  # a seed-spread run (benchmarks.seed_spread): whose trial
     SEED = "seed"
     TEST_ACC = "test_acc"
     # ablation

@@ -47,8 +47,8 @@ def test_the_best_train_again_with_the_next_seed_and_resume(tmp_path: Path, tabl
     # the replay still sees the search's 3 configurations, and the spread of the 2 retrained
     table_read = read_curve_table(db)
     assert len(table_read.curves) == 3
-    pairs = [(t.value, best[[b.number for b in best].index(t.user_attrs["source_trial"])].value)
-             for t in runs]  # fmt: skip
+    value_of = {b.number: b.value for b in best}
+    pairs = [(t.value, value_of[t.user_attrs[TrialAttrs.SOURCE_TRIAL]]) for t in runs]
     sd = statistics.fmean(statistics.variance(p) for p in pairs) ** 0.5
     assert table_read.meta["seed_spread"]["sd_points"] == pytest.approx(100 * sd, abs=1e-3)
     assert table_read.meta["seed_spread"]["configs"] == 2
@@ -98,7 +98,7 @@ def test_pooled_spread_over_configurations_and_seeds(tmp_path: Path) -> None:
         search.tell(trial, values[0])
         for seed, value in enumerate(values[1:], start=1):
             run_trial = extra.ask()
-            run_trial.set_user_attr("source_study", "s")
+            run_trial.set_user_attr(TrialAttrs.SOURCE_STUDY, "s")
             run_trial.set_user_attr(TrialAttrs.SOURCE_TRIAL, number)
             run_trial.set_user_attr(TrialAttrs.SEED, seed)
             extra.tell(run_trial, value)
